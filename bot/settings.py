@@ -1,0 +1,225 @@
+"""Settings: parsed once at start-up into an immutable, typed object.
+
+Only the entry point reads the environment; it hands the mapping to `load_settings`, which reports every
+problem at once (an operator fixing a deployment should not have to restart ten times to find ten typos).
+Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings object can be logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from bot.ids import RoomID, UserID, server_name
+
+T = TypeVar("T")
+
+PREFIX = "PHOTOBOT_"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A value that must never appear in a repr, a log line or an exception message."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self.value else "Secret(<empty>)"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def __bool__(self) -> bool:
+        return bool(self.value)
+
+
+class SettingsError(Exception):
+    """Every problem found in the configuration, each a sentence saying what to do."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("The configuration has problems:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    homeserver_url: str
+    user_id: UserID
+    data_dir: Path
+    master_key_file: Path
+    password: Secret
+    device_name: str
+    practice_name: str
+    allowed_servers: frozenset[str]
+    clinicians: frozenset[UserID]
+    admins: frozenset[UserID]
+    clinician_rooms: frozenset[RoomID]
+    admin_room: RoomID | None
+    max_photos: int
+    max_photo_bytes: int
+    max_pixels: int
+    conversation_timeout_minutes: int
+    test_mode: bool
+    homeserver_admin_token: Secret
+    cpu_workers: int
+    log_level: str
+    log_format: str
+    fault_points: frozenset[str]
+
+    @property
+    def store_dir(self) -> Path:
+        """nio's encryption store: its own directory, 0700."""
+        return self.data_dir / "nio-store"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.data_dir / "vault"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "photobot.sqlite3"
+
+    @property
+    def server_name(self) -> str:
+        return server_name(self.user_id)
+
+
+class _Reader:
+    """Reads typed values from the environment mapping, collecting problems instead of stopping."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(PREFIX + name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.raw(name)
+        if value is None:
+            if default is None:
+                self.problems.append(f"{PREFIX}{name} is missing: see config.example.env.")
+                return ""
+            return default
+        return value
+
+    def parsed(self, name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError:
+            self.problems.append(f"{PREFIX}{name} must be {expected}; it is {value!r}.")
+            return default
+
+    def integer(self, name: str, default: int, minimum: int, maximum: int) -> int:
+        def parse(value: str) -> int:
+            if not value.isascii() or not value.isdigit():
+                raise ValueError(value)
+            number = int(value)
+            if not minimum <= number <= maximum:
+                raise ValueError(value)
+            return number
+
+        return self.parsed(name, default, parse, f"a whole number from {minimum} to {maximum}")
+
+    def flag(self, name: str, default: bool) -> bool:
+        def parse(value: str) -> bool:
+            lowered = value.lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+
+        return self.parsed(name, default, parse, "true or false")
+
+    def items(self, name: str) -> list[str]:
+        value = self.raw(name)
+        if value is None:
+            return []
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    def user_ids(self, name: str) -> frozenset[UserID]:
+        users = []
+        for item in self.items(name):
+            if not _is_user_id(item):
+                self.problems.append(f"{PREFIX}{name}: {item!r} is not a Matrix user id like @name:server.")
+            else:
+                users.append(UserID(item))
+        return frozenset(users)
+
+    def room_ids(self, name: str) -> frozenset[RoomID]:
+        rooms = []
+        for item in self.items(name):
+            if not (item.startswith("!") and ":" in item):
+                self.problems.append(f"{PREFIX}{name}: {item!r} is not a Matrix room id like !abc:server.")
+            else:
+                rooms.append(RoomID(item))
+        return frozenset(rooms)
+
+
+def _is_user_id(value: str) -> bool:
+    localpart, sep, server = value.partition(":")
+    return value.startswith("@") and bool(sep) and len(localpart) > 1 and bool(server)
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Parse the whole configuration; raise SettingsError listing every problem at once."""
+    read = _Reader(env)
+    homeserver_url = read.text("HOMESERVER_URL").rstrip("/")
+    if homeserver_url and urlparse(homeserver_url).scheme not in {"http", "https"}:
+        read.problems.append(
+            f"{PREFIX}HOMESERVER_URL must start with https:// (or http:// for a local test)."
+        )
+    user_id = read.text("USER_ID")
+    if user_id and not _is_user_id(user_id):
+        read.problems.append(f"{PREFIX}USER_ID must be the bot's Matrix user id, like @photobot:example.org.")
+    data_dir = Path(read.text("DATA_DIR", "./data")).expanduser().absolute()
+    master_key_file = Path(read.text("MASTER_KEY_FILE", str(data_dir / "master.key"))).expanduser().absolute()
+    bot_server = server_name(UserID(user_id)) if user_id else ""
+    allowed = frozenset(read.items("ALLOWED_SERVERS")) or frozenset({bot_server} - {""})
+    admin_rooms = read.room_ids("ADMIN_ROOM")
+    if len(admin_rooms) > 1:
+        read.problems.append(f"{PREFIX}ADMIN_ROOM takes one room id.")
+    log_format = read.text("LOG_FORMAT", "text").lower()
+    if log_format not in {"text", "json"}:
+        read.problems.append(f"{PREFIX}LOG_FORMAT must be text or json.")
+    log_level = read.text("LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        read.problems.append(f"{PREFIX}LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+    settings = Settings(
+        homeserver_url=homeserver_url,
+        user_id=UserID(user_id),
+        data_dir=data_dir,
+        master_key_file=master_key_file,
+        password=Secret(read.raw("PASSWORD") or ""),
+        device_name=read.text("DEVICE_NAME", "GP Photo Bot"),
+        practice_name=read.text("PRACTICE_NAME", "your GP practice"),
+        allowed_servers=allowed,
+        clinicians=read.user_ids("CLINICIANS"),
+        admins=read.user_ids("ADMINS"),
+        clinician_rooms=read.room_ids("CLINICIAN_ROOMS"),
+        admin_room=next(iter(admin_rooms), None),
+        max_photos=read.integer("MAX_PHOTOS", 5, 1, 20),
+        max_photo_bytes=read.integer("MAX_PHOTO_MB", 20, 1, 100) * 1_000_000,
+        max_pixels=read.integer("MAX_MEGAPIXELS", 50, 1, 200) * 1_000_000,
+        conversation_timeout_minutes=read.integer("CONVERSATION_TIMEOUT_MINUTES", 24 * 60, 5, 30 * 24 * 60),
+        test_mode=read.flag("TEST_MODE", False),
+        homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
+        cpu_workers=read.integer("CPU_WORKERS", 2, 1, 64),
+        log_level=log_level,
+        log_format=log_format,
+        fault_points=frozenset(read.items("FAULT_POINTS")),
+    )
+    if read.problems:
+        raise SettingsError(read.problems)
+    return settings
