@@ -1,0 +1,64 @@
+"""The patient conversation: a pure state machine (see `steps`), its data, inputs and effects.
+
+conversation, effects = step(conversation, Text(event_id, body, now), policy)
+"""
+
+from bot.conversation.effects import (
+    DestroyPhotos,
+    Effect,
+    NotifyClinicians,
+    PurgeMedia,
+    Redact,
+    Reply,
+    Submit,
+)
+from bot.conversation.inputs import (
+    REJECT_REASONS,
+    Begin,
+    Expire,
+    Input,
+    PhotoNotExpected,
+    PhotoRejected,
+    PhotoStored,
+    Text,
+    Undecryptable,
+    Unsupported,
+)
+from bot.conversation.model import FINISHED_STATES, Conversation, Policy, State
+from bot.conversation.photos import Admit, Refuse, photo_admission
+from bot.conversation.reference import reference_code, restart_conversation_id
+from bot.conversation.steps import NoConversationError, step
+from bot.conversation.transitions import TRANSITIONS, Transition
+
+__all__ = [
+    "FINISHED_STATES",
+    "REJECT_REASONS",
+    "TRANSITIONS",
+    "Admit",
+    "Begin",
+    "Conversation",
+    "DestroyPhotos",
+    "Effect",
+    "Expire",
+    "Input",
+    "NoConversationError",
+    "NotifyClinicians",
+    "PhotoNotExpected",
+    "PhotoRejected",
+    "PhotoStored",
+    "Policy",
+    "PurgeMedia",
+    "Redact",
+    "Refuse",
+    "Reply",
+    "State",
+    "Submit",
+    "Text",
+    "Transition",
+    "Undecryptable",
+    "Unsupported",
+    "photo_admission",
+    "reference_code",
+    "restart_conversation_id",
+    "step",
+]

@@ -1,0 +1,72 @@
+"""What the handler must do after committing a step: each effect is stored in the same transaction as the
+new state, then carried out. Effects hold no image; `Submit` holds the NHS number and the patient's words,
+so it is sealed like the conversation, and its repr hides both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.ids import EventID
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Send this text (Markdown) to the patient."""
+
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Redact:
+    """Remove the patient's message from the chat; some apps show `reason` in its place."""
+
+    event_id: EventID
+    reason: str
+
+
+@dataclass(frozen=True)
+class DestroyPhotos:
+    """Crypto-shred these photos from the vault (destroy their keys)."""
+
+    photo_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PurgeMedia:
+    """Delete the media this event uploaded (image and thumbnail) from the homeserver. Emitted only when
+    the policy says the bot holds a homeserver-admin credential."""
+
+    event_id: EventID
+
+
+@dataclass(frozen=True)
+class Submit:
+    """Record a finished request for the clinicians' queue."""
+
+    conversation_id: str
+    reference: str
+    nhs_number: str = field(repr=False)
+    photo_ids: tuple[str, ...]
+    keep_in_record: bool
+    intimate: bool
+    under_18: bool | None
+    acting_for_someone: bool
+    notes: tuple[str, ...] = field(repr=False)
+    requested_area: str | None = field(repr=False)
+    submitted_at: datetime
+
+
+@dataclass(frozen=True)
+class NotifyClinicians:
+    """Tell the clinician rooms a request arrived: no image, no NHS number, no patient words."""
+
+    reference: str
+    photo_count: int
+    keep_in_record: bool
+    intimate: bool
+    acting_for_someone: bool
+
+
+Effect = Reply | Redact | DestroyPhotos | PurgeMedia | Submit | NotifyClinicians

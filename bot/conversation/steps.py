@@ -1,0 +1,416 @@
+"""The patient conversation as a pure function: `step(conversation, input, policy)` gives the next
+conversation and the effects the handler must carry out.
+
+No I/O, no clock, no randomness: the same arguments always give the same result, so the handler can load
+the conversation under the room's lock, call `step`, commit the new state and the effects in one
+transaction, and only then carry the effects out. The flow is drawn in docs/conversation-flow.md and listed
+in `bot.conversation.transitions.TRANSITIONS`; a test keeps the three in agreement.
+
+Rules that hold in every state:
+- every input gets at least one reply, except `Expire` of a finished conversation (nothing to say);
+- a text first passes the personal-data guard (an NHS number, where one is expected, is not mistaken
+  for a phone number): a finding is redacted and explained, and nothing else happens;
+- HELP, CANCEL and START work everywhere; anything unexpected gets the current question again;
+- a photo message is always removed from the chat (and its upload deleted from the homeserver when the
+  practice allows it); a stored photo that cannot be used is destroyed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from bot import personal_data
+from bot.conversation import photos, replies
+from bot.conversation.answers import COURTESY, PHOTOS, STORAGE, WHO, YES_NO, Answer, Command, answer, command
+from bot.conversation.effects import (
+    DestroyPhotos,
+    Effect,
+    NotifyClinicians,
+    Redact,
+    Reply,
+    Submit,
+)
+from bot.conversation.inputs import (
+    Begin,
+    Expire,
+    Input,
+    PhotoNotExpected,
+    PhotoRejected,
+    PhotoStored,
+    Text,
+    Undecryptable,
+    Unsupported,
+)
+from bot.conversation.model import Conversation, Policy, State
+from bot.conversation.reference import reference_code, restart_conversation_id
+from bot.conversation.replies import Writer
+from bot.ids import EventID
+from bot.nhs_number import NhsNumber, looks_like_nhs_number_attempt, parse_nhs_number
+from bot.nhs_number import explain as explain_nhs_number_problem
+
+Outcome = tuple[Conversation, tuple[Effect, ...]]
+
+_NUMBER_STATES = (State.AWAITING_NHS_NUMBER, State.CONFIRMING_NHS_NUMBER)
+
+# Ten digits with optional single separators: what the personal-data guard must not see while a patient is
+# typing their NHS number (it could take a mistyped one for a phone number).
+_NUMBER_LIKE = re.compile(r"(?<!\d)\d(?:[\s.\-\u2010-\u2015\u2212]?\d){9}(?!\d)")
+
+
+class NoConversationError(ValueError):
+    """`step` was given no conversation and an input other than `Begin`: the handler must begin one."""
+
+
+def step(conversation: Conversation | None, event: Input, policy: Policy) -> Outcome:
+    """The next conversation and what the handler must do. Deterministic; raises only
+    `NoConversationError`."""
+    say = Writer(policy)
+    if isinstance(event, Begin):
+        return _begin(conversation, event, say)
+    if conversation is None:
+        raise NoConversationError("begin a conversation before passing it anything else")
+    if isinstance(event, Expire):
+        return _expire(conversation, say)
+    conversation = _touch(conversation, event.now)
+    match event:
+        case Text():
+            return _text(conversation, event, say)
+        case PhotoStored():
+            return photos.photo_stored(conversation, event, say)
+        case PhotoRejected():
+            return photos.photo_rejected(conversation, event, say)
+        case PhotoNotExpected():
+            return photos.photo_not_expected(conversation, event.event_id, say)
+        case Unsupported():
+            return photos.unsupported(conversation, event, say)
+        case Undecryptable():
+            return conversation, (Reply(say(say.texts.undecryptable)),)
+
+
+# Beginning, ending ---------------------------------------------------------------------------------------
+
+
+def _begin(conversation: Conversation | None, event: Begin, say: Writer) -> Outcome:
+    area = _clean(event.requested_area)
+    if conversation is None or (
+        conversation.state.finished and conversation.conversation_id != event.conversation_id
+    ):
+        return _fresh(event.conversation_id, event.now, say, area, _clean(event.requested_by))
+    # An open conversation (or the same Begin again): keep it, note any request, say where we are.
+    conversation = _touch(conversation, event.now)
+    intro = ""
+    if area is not None and not conversation.state.finished:
+        conversation = replace(conversation, requested_area=area)
+        intro = replies.request_intro(say, area, _clean(event.requested_by))
+    return conversation, (Reply(say.join([intro, replies.prompt(conversation, say)])),)
+
+
+def _fresh(
+    conversation_id: str, now: datetime, say: Writer, area: str | None = None, requested_by: str | None = None
+) -> Outcome:
+    moment = now.astimezone(UTC)
+    conversation = Conversation(
+        conversation_id=conversation_id,
+        state=State.AWAITING_NHS_NUMBER,
+        started_at=moment,
+        last_activity_at=moment,
+        requested_area=area,
+    )
+    return conversation, (
+        Reply(replies.introduction(say, area, requested_by)),
+        Reply(say(say.texts.ask_nhs_number)),
+    )
+
+
+def _finish(conversation: Conversation, state: State) -> Conversation:
+    """A finished conversation keeps nothing about the patient: no NHS number, no photos, no words."""
+    return replace(
+        conversation,
+        state=state,
+        nhs_number=None,
+        number_event_ids=(),
+        photo_ids=(),
+        retake_photo_id=None,
+        notes=(),
+    )
+
+
+def _end(conversation: Conversation, state: State, say: Writer, *, plain: str, with_photos: str) -> Outcome:
+    """Cancel or expire: destroy every stored photo and remove the messages that carried the NHS number."""
+    effects: list[Effect] = [
+        Redact(event_id, say(say.texts.redact_reason_number)) for event_id in conversation.number_event_ids
+    ]
+    if conversation.all_photo_ids:
+        effects.append(DestroyPhotos(conversation.all_photo_ids))
+    text = replies.ended_text(
+        conversation,
+        say,
+        plain=plain,
+        with_photos=with_photos,
+        numbers_removed=bool(conversation.number_event_ids),
+    )
+    return _finish(conversation, state), (*effects, Reply(text))
+
+
+def _cancel(conversation: Conversation, say: Writer) -> Outcome:
+    t = say.texts
+    if conversation.state.finished:
+        return conversation, (Reply(say.join([say(t.nothing_to_cancel), replies.prompt(conversation, say)])),)
+    return _end(conversation, State.CANCELLED, say, plain=t.cancelled, with_photos=t.cancelled_with_photos)
+
+
+def _expire(conversation: Conversation, say: Writer) -> Outcome:
+    t = say.texts
+    if conversation.state.finished:
+        return conversation, ()
+    return _end(conversation, State.EXPIRED, say, plain=t.expired, with_photos=t.expired_with_photos)
+
+
+# Text --------------------------------------------------------------------------------------------------
+
+
+def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    state = conversation.state
+    # An NHS number where one is expected, before the guard, which could take it for a phone number.
+    if state in _NUMBER_STATES:
+        parsed = parse_nhs_number(event.body, test_mode=say.policy.test_mode)
+        if isinstance(parsed, NhsNumber):
+            return _number_received(conversation, event.event_id, parsed, say)
+
+    guarded = _without_number_like_runs(event.body) if state in _NUMBER_STATES else event.body
+    found = personal_data.find_personal_data(guarded)
+    if found:
+        return conversation, (
+            Redact(event.event_id, say(say.texts.redact_reason_personal)),
+            Reply(personal_data.explain(found)),
+        )
+
+    match command(event.body):
+        case Command.HELP:
+            return conversation, (Reply(replies.help_text(conversation, say)),)
+        case Command.CANCEL:
+            return _cancel(conversation, say)
+        case Command.START:
+            if state.finished:
+                return _fresh(restart_conversation_id(event.event_id), event.now, say)
+            already = say.join([say(say.texts.already_started), replies.prompt(conversation, say)])
+            return conversation, (Reply(already),)
+        case None:
+            pass
+
+    match state:
+        case State.AWAITING_NHS_NUMBER:
+            return _awaiting_number(conversation, event, say)
+        case State.CONFIRMING_NHS_NUMBER:
+            return _confirming_number(conversation, event, say)
+        case State.SCREEN_INTIMATE:
+            return _screen_intimate(conversation, event, say)
+        case State.SCREEN_UNDER_18:
+            return _screen_under_18(conversation, event, say)
+        case State.SCREEN_WHO:
+            return _screen_who(conversation, event, say)
+        case State.STORAGE_CHOICE:
+            return _storage_choice(conversation, event, say)
+        case State.AWAITING_PHOTOS:
+            return _photos_text(conversation, event, say)
+        case State.REFUSED | State.SUBMITTED | State.CANCELLED | State.EXPIRED:
+            return _unexpected(conversation, event, say)
+
+
+def _unexpected(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    """The current question again; 'Sorry, I didn't understand' unless it was only 'ok' or 'thanks'."""
+    polite = answer(event.body, COURTESY) is Answer.COURTESY
+    sorry = "" if polite else say(say.texts.not_understood)
+    return conversation, (Reply(say.join([sorry, replies.prompt(conversation, say)])),)
+
+
+def _number_received(
+    conversation: Conversation, event_id: EventID, number: NhsNumber, say: Writer
+) -> Outcome:
+    conversation = replace(
+        conversation,
+        state=State.CONFIRMING_NHS_NUMBER,
+        nhs_number=number.digits,
+        number_event_ids=_with(conversation.number_event_ids, event_id),
+    )
+    return conversation, (Reply(replies.prompt(conversation, say)),)
+
+
+def _number_attempt_failed(conversation: Conversation, event: Text, say: Writer) -> Outcome | None:
+    """A message that looks like a mistyped NHS number: explain what is wrong, and remember to remove it."""
+    if not looks_like_nhs_number_attempt(event.body):
+        return None
+    problem = parse_nhs_number(event.body, test_mode=say.policy.test_mode)
+    if isinstance(problem, NhsNumber):  # not reachable: valid numbers are handled before the guard
+        return _number_received(conversation, event.event_id, problem, say)
+    conversation = replace(
+        conversation,
+        state=State.AWAITING_NHS_NUMBER,
+        nhs_number=None,
+        number_event_ids=_with(conversation.number_event_ids, event.event_id),
+    )
+    return conversation, (Reply(explain_nhs_number_problem(problem)),)
+
+
+def _awaiting_number(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    return _number_attempt_failed(conversation, event, say) or _unexpected(conversation, event, say)
+
+
+def _confirming_number(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    t = say.texts
+    match answer(event.body, YES_NO):
+        case Answer.YES:
+            removals = tuple(
+                Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
+            )
+            conversation = replace(conversation, state=State.SCREEN_INTIMATE, number_event_ids=())
+            thanks = say(t.nhs_number_confirmed) if removals else ""
+            return conversation, (
+                *removals,
+                Reply(say.join([thanks, say(t.screening_intro), say(t.ask_intimate)])),
+            )
+        case Answer.NO:
+            conversation = replace(conversation, state=State.AWAITING_NHS_NUMBER, nhs_number=None)
+            return conversation, (Reply(say(t.nhs_number_retry)),)
+        case _:
+            return _number_attempt_failed(conversation, event, say) or _unexpected(conversation, event, say)
+
+
+def _screen_intimate(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    match answer(event.body, YES_NO):
+        case Answer.YES:
+            conversation = replace(conversation, state=State.SCREEN_UNDER_18, intimate=True)
+            return conversation, (Reply(say(say.texts.ask_under_18)),)
+        case Answer.NO:
+            conversation = replace(conversation, state=State.SCREEN_WHO, intimate=False, under_18=None)
+            return conversation, (Reply(say(say.texts.ask_who)),)
+        case _:
+            return _unexpected(conversation, event, say)
+
+
+def _screen_under_18(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    match answer(event.body, YES_NO):
+        case Answer.YES:
+            refused = _finish(replace(conversation, under_18=True), State.REFUSED)
+            return refused, (Reply(say.join([say(say.texts.refused), say(say.texts.start_again)])),)
+        case Answer.NO:
+            conversation = replace(conversation, state=State.SCREEN_WHO, under_18=False)
+            return conversation, (Reply(say(say.texts.ask_who)),)
+        case _:
+            return _unexpected(conversation, event, say)
+
+
+def _screen_who(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    choice = answer(event.body, WHO)
+    if choice is None:
+        return _unexpected(conversation, event, say)
+    conversation = replace(conversation, acting_for_someone=choice is Answer.TWO)
+    if conversation.intimate:
+        # Rule 5: an intimate photo is described, then destroyed; there is no choice to offer.
+        conversation = replace(conversation, state=State.AWAITING_PHOTOS, keep_in_record=False)
+        return conversation, (
+            Reply(say.join([say(say.texts.intimate_storage), replies.photo_guidance(conversation, say)])),
+        )
+    conversation = replace(conversation, state=State.STORAGE_CHOICE)
+    return conversation, (Reply(say(say.texts.ask_storage)),)
+
+
+def _storage_choice(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    choice = answer(event.body, STORAGE)
+    if choice is None:
+        return _unexpected(conversation, event, say)
+    keep = choice is Answer.ONE
+    conversation = replace(conversation, state=State.AWAITING_PHOTOS, keep_in_record=keep)
+    chosen = say(say.texts.storage_keep_chosen if keep else say.texts.storage_delete_chosen)
+    return conversation, (Reply(say.join([chosen, replies.photo_guidance(conversation, say)])),)
+
+
+def _photos_text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
+    t = say.texts
+    match answer(event.body, PHOTOS):
+        case Answer.DONE:
+            return _done(_keep_retake(conversation), say)
+        case Answer.KEEP if conversation.retake_photo_id is not None:
+            number = len(conversation.photo_ids) + 1
+            conversation = _keep_retake(conversation)
+            return conversation, (
+                Reply(say.join([say(t.photo_kept, number=number), replies.photos_prompt(conversation, say)])),
+            )
+        case Answer.KEEP:
+            return _unexpected(conversation, event, say)
+        case _:
+            pass
+    if answer(event.body, COURTESY) is Answer.COURTESY or not event.body.strip():
+        return _unexpected(conversation, event, say)
+    if len(conversation.notes) >= say.policy.max_notes:
+        return conversation, (Reply(say(t.notes_full)),)
+    conversation = replace(conversation, notes=(*conversation.notes, event.body.strip()))
+    return conversation, (Reply(say(t.note_added)),)
+
+
+def _keep_retake(conversation: Conversation) -> Conversation:
+    if conversation.retake_photo_id is None:
+        return conversation
+    return replace(
+        conversation, photo_ids=(*conversation.photo_ids, conversation.retake_photo_id), retake_photo_id=None
+    )
+
+
+def _done(conversation: Conversation, say: Writer) -> Outcome:
+    if not conversation.photo_ids:
+        return conversation, (Reply(say(say.texts.need_a_photo)),)
+    if conversation.nhs_number is None:  # not reachable: `Conversation` requires it at this step
+        raise ValueError("a conversation at the photo step must hold an NHS number")
+    reference = reference_code(conversation.conversation_id)
+    intimate = bool(conversation.intimate)
+    keep = bool(conversation.keep_in_record) and not intimate
+    acting = bool(conversation.acting_for_someone)
+    submit = Submit(
+        conversation_id=conversation.conversation_id,
+        reference=reference,
+        nhs_number=conversation.nhs_number,
+        photo_ids=conversation.photo_ids,
+        keep_in_record=keep,
+        intimate=intimate,
+        under_18=conversation.under_18,
+        acting_for_someone=acting,
+        notes=conversation.notes,
+        requested_area=conversation.requested_area,
+        submitted_at=conversation.last_activity_at,
+    )
+    notify = NotifyClinicians(
+        reference=reference,
+        photo_count=len(conversation.photo_ids),
+        keep_in_record=keep,
+        intimate=intimate,
+        acting_for_someone=acting,
+    )
+    text = replies.submitted_text(conversation, say)
+    return _finish(conversation, State.SUBMITTED), (submit, notify, Reply(text))
+
+
+# Small helpers -----------------------------------------------------------------------------------------
+
+
+def _touch(conversation: Conversation, now: datetime) -> Conversation:
+    moment = now.astimezone(UTC)
+    if moment <= conversation.last_activity_at:
+        return conversation
+    return replace(conversation, last_activity_at=moment)
+
+
+def _with(event_ids: tuple[EventID, ...], event_id: EventID) -> tuple[EventID, ...]:
+    return event_ids if event_id in event_ids else (*event_ids, event_id)
+
+
+def _clean(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    return " ".join(text.split())
+
+
+def _without_number_like_runs(text: str) -> str:
+    """The text with every run of exactly ten digits (spaces, dashes or dots between them) blanked out."""
+    return _NUMBER_LIKE.sub(" ", text)

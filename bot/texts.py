@@ -1,0 +1,399 @@
+"""Every sentence the bot says to a patient, in one place.
+
+Written for a reader who may be elderly, anxious or new to chat apps: short sentences, plain words, no
+jargon ("encrypted" appears only where it reassures). The bot never asks for a name, date of birth or
+address. **Bold** marks the words a patient should type; the handler renders the Markdown.
+
+Each field is a `str.format` template. Every template may use `{practice}` (the practice's name) and
+`{how_to_contact}` (the practice's own contact sentence); some take more values, listed in
+`PLACEHOLDERS`. A practice may override any field with `dataclasses.replace` (typically `how_to_contact`,
+`privacy_notice`, `what_happens_next` and `emergency_advice`); a template that names an unknown value, or
+uses attribute access or a format spec, is refused when the `Texts` is built, so a typo in a practice's
+configuration stops the bot at start-up rather than in the middle of a patient's conversation. Write a
+literal brace as `{{` or `}}`.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass, fields
+
+# The values every template may use.
+COMMON_PLACEHOLDERS = frozenset({"practice", "how_to_contact"})
+
+# Fields that take values besides the common ones.
+PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "request_intro": frozenset({"area"}),
+    "request_intro_by": frozenset({"area", "requested_by"}),
+    "nhs_number_readback": frozenset({"nhs_number"}),
+    "photo_guidance": frozenset({"max_photos", "area"}),
+    "photo_received": frozenset({"number", "remaining"}),
+    "photo_received_last": frozenset({"number"}),
+    "photo_replaced": frozenset({"number"}),
+    "retake": frozenset({"number", "problem", "tip"}),
+    "photo_kept": frozenset({"number"}),
+    "limit_reached": frozenset({"max_photos"}),
+    "photo_rejected_unsupported_type": frozenset({"detected"}),
+    "photo_duplicate": frozenset({"number"}),
+    "submitted": frozenset({"reference"}),
+    "cancelled_with_photos": frozenset({"photos"}),
+    "expired_with_photos": frozenset({"photos"}),
+    "status_submitted": frozenset({"reference"}),
+    "unsupported": frozenset({"kind"}),
+    "help_photos": frozenset({"max_photos"}),
+}
+
+# Templates that are themselves the value of a common placeholder: only `{practice}` makes sense there.
+_ONLY_PRACTICE = frozenset({"how_to_contact"})
+
+# How an unsupported message kind (as the handler names it) reads in a sentence.
+_KIND_PHRASES: dict[str, str] = {
+    "video": "a video",
+    "voice message": "a voice message",
+    "audio": "an audio recording",
+    "sticker": "a sticker",
+    "location": "a location",
+    "file": "that kind of file",
+    "poll": "a poll",
+}
+_UNKNOWN_KIND = "that kind of message"
+
+# Letters whose spoken name starts with a vowel sound, for "an MP4 video" but "a PDF file".
+_VOWEL_SOUND_LETTERS = frozenset("AEFHILMNORSX")
+
+
+@dataclass(frozen=True)
+class Texts:
+    """The patient-facing wording. Construct with no arguments for the defaults."""
+
+    # The practice's own details: the fields a practice is expected to override.
+    how_to_contact: str = "Please phone {practice}, or ask at reception."
+    emergency_advice: str = (
+        "This service is not for emergencies. If you need help urgently, call 111, or 999 in an emergency."
+    )
+    privacy_notice: str = (
+        "**Privacy notice**\n"
+        "- During a remote consultation, {practice} may ask you for a photo of the bruise or skin "
+        "problem that concerns you.\n"
+        "- A doctor or nurse uses the photo to decide on your treatment. Where it's needed, the photo "
+        "may be added to your medical record.\n"
+        "- Send only your NHS number with the photo: never your name, date of birth or address.\n"
+        "- The photo should show only the area asked for. No other person should be in it."
+    )
+    what_happens_next: str = (
+        "A doctor or nurse will look at your photos. The practice may contact you about them."
+    )
+
+    # Greeting (the first message when the bot joins the chat).
+    greeting: str = (
+        "Hello. This is the secure photo service of {practice}. You can use this chat to send the "
+        "practice photos of a rash, a skin problem, a lump or a bruise, so a doctor or nurse can look "
+        "at it. This chat is encrypted: only you and the practice can read it."
+    )
+    request_intro: str = "The practice has asked you for a photo of: {area}."
+    request_intro_by: str = "{requested_by} at {practice} has asked you for a photo of: {area}."
+    record_notice: str = (
+        "A record may be kept: the photo may be added to your medical record. Before you send it, "
+        "you can choose to have it deleted once a doctor or nurse has looked at it instead."
+    )
+
+    # NHS number.
+    ask_nhs_number: str = (
+        "To start, please type the **NHS number** of the person in the photo: your own, or theirs "
+        "if you're sending it for your child or someone you care for. It has 10 digits. You can find "
+        "it in the NHS App, on a prescription, or on a letter from your GP surgery or hospital. "
+        "Please don't send a name, date of birth or address."
+    )
+    nhs_number_prompt: str = "Please type your 10-digit **NHS number**."
+    nhs_number_readback: str = (
+        "I've read the NHS number as **{nhs_number}**. Is that right? Reply **yes** or **no**."
+    )
+    nhs_number_retry: str = "No problem. Please type the NHS number again."
+    nhs_number_confirmed: str = (
+        "Thank you. I've removed your message with the NHS number from this chat, to keep it private."
+    )
+
+    # Screening.
+    screening_intro: str = "Next, a few quick questions."
+    ask_intimate: str = (
+        "Is the photo of an **intimate area**? That means the genitals, bottom or breasts. "
+        "Reply **yes** or **no**."
+    )
+    ask_under_18: str = "Is the person in the photo **under 18**? Reply **yes** or **no**."
+    refused: str = (
+        "I'm sorry: to protect children, this service can't accept intimate photos of anyone under 18. "
+        "Please don't send any photos here. The practice can still help. {how_to_contact}"
+    )
+    refused_photo: str = (
+        "I'm sorry, I can't accept photos for this request, so I've deleted that one without "
+        "looking at it. {how_to_contact}"
+    )
+    ask_who: str = (
+        "Who is in the photo?\n"
+        "**1**: me\n"
+        "**2**: someone I have legal authority to act for, such as my child, or a person I hold a "
+        "lasting power of attorney for\n"
+        "Reply **1** or **2**."
+    )
+    ask_storage: str = (
+        "What should happen to the photo once a doctor or nurse has looked at it?\n"
+        "**1**: it may be kept in the medical record, so the record shows what the decision was based "
+        "on. This is the usual choice.\n"
+        "**2**: view then delete. The doctor or nurse writes a description in the record, and the "
+        "photo is deleted.\n"
+        "You'll get the same care either way. Reply **1** or **2**."
+    )
+    intimate_storage: str = (
+        "Because the photo is of an intimate area, the doctor or nurse will look at it, write a "
+        "description in the medical record, and then delete the photo. It won't be kept."
+    )
+    storage_keep_chosen: str = "Thank you. The photo may be kept in the medical record."
+    storage_delete_chosen: str = (
+        "Thank you. The photo will be deleted once a doctor or nurse has looked at it."
+    )
+
+    # Photos.
+    photo_guidance: str = (
+        "Now please send your photos: up to {max_photos}. Tips for a good photo:\n"
+        "- Use daylight, near a window.\n"
+        "- Use a plain background.\n"
+        "- Make sure it's in focus: tap the screen on the area before you take it.\n"
+        "- Send one photo from further away, showing where it is on the body, and one close-up with "
+        "a coin or ruler beside it, to show the size.\n"
+        "- Show only {area}. No one else should be in the photo.\n"
+        "You can also type a few words: where it is on the body, and how long it has been there.\n"
+        "When you've finished, reply **DONE**."
+    )
+    area_of_concern: str = "the area that concerns you"
+    photos_prompt_first: str = "Please send a photo of the area, then reply **DONE** when you've finished."
+    photos_prompt_more: str = "You can send another photo, or reply **DONE** if you've finished."
+    photos_prompt_full: str = "Reply **DONE** to send your photos to the practice."
+    photos_prompt_retake: str = "Please send a new photo, or reply **KEEP** to use the last one anyway."
+    photo_received: str = (
+        "Photo {number} received safely. I've removed it from this chat to keep it private. "
+        "You can send up to {remaining} more, or reply **DONE** if you've finished."
+    )
+    photo_received_last: str = (
+        "Photo {number} received safely. I've removed it from this chat to keep it private. "
+        "That's the most photos I can take. Reply **DONE** to send them to the practice."
+    )
+    photo_replaced: str = "I've deleted the earlier version of photo {number}."
+    retake: str = (
+        "Photo {number} arrived, but it looks {problem}. Could you take it again? {tip} Then send the new "
+        "photo, or reply **KEEP** to use this one anyway. I've removed it from this chat to keep it private."
+    )
+    issue_blurred: str = "a little blurred"
+    tip_blurred: str = "Hold the phone steady, and tap the screen on the area to focus."
+    issue_too_dark: str = "too dark"
+    tip_too_dark: str = "Try again in daylight, near a window."
+    issue_too_bright: str = "too bright"
+    tip_too_bright: str = "Try again out of direct sunlight, and without the flash."
+    issue_too_small: str = "too small to show detail"
+    tip_too_small: str = "Move a little closer, and send the photo at its full size."
+    issue_other: str = "unclear"
+    tip_other: str = "Try again in good light, holding the phone steady."
+    photo_kept: str = "OK, I'll use photo {number} as it is."
+    photo_duplicate: str = "I already have that photo (photo {number})."
+    limit_reached: str = (
+        "You've already sent the most photos I can take ({max_photos}), so I've deleted that last one "
+        "without using it. Reply **DONE** to send your photos to the practice."
+    )
+    photo_not_yet: str = (
+        "Please don't send photos yet: I've removed that one from this chat. You'll be able to send "
+        "photos after a few questions."
+    )
+    photo_not_now: str = "This chat isn't taking photos at the moment, so I've removed that one."
+    photo_rejected_empty: str = "That photo arrived empty, with no picture in it. Please send it again."
+    photo_rejected_too_large: str = (
+        "That photo is too large for me to accept. Please send it again as an ordinary photo from your "
+        "gallery or camera."
+    )
+    photo_rejected_too_many_pixels: str = (
+        "That picture is too large for me to open. Please send an ordinary photo taken with your "
+        "phone's camera."
+    )
+    photo_rejected_unsupported_type: str = (
+        "That file looks like {detected}, not a photo, so I couldn't use it. Please send a photo "
+        "taken with your phone's camera."
+    )
+    photo_rejected_unknown_type: str = (
+        "That file doesn't look like a photo I can open, so I couldn't use it. Please send a photo "
+        "taken with your phone's camera."
+    )
+    photo_rejected_truncated: str = (
+        "That photo didn't arrive in full: part of it is missing. Please send it again."
+    )
+    photo_rejected_corrupt: str = (
+        "I couldn't open that photo: the file seems to be damaged. Please send it again, or take a new one."
+    )
+    photo_rejected_download_failed: str = (
+        "I couldn't fetch that photo. Please wait a minute and send it again."
+    )
+    photo_rejected_unencrypted: str = (
+        "That photo wasn't sent securely, so I've removed it without using it. Please send it again. "
+        "If it happens again, please update your chat app."
+    )
+    photo_rejected_other: str = "I couldn't use that photo. Please send it again."
+    photo_removed: str = "I've removed it from this chat to keep it private."
+    need_a_photo: str = "I haven't received any photos yet. Please send at least one, then reply **DONE**."
+    note_added: str = "Thank you, I've added your message to your request."
+    notes_full: str = (
+        "Thank you. I can't add any more messages to this request. Reply **DONE** to send it; you can "
+        "tell the doctor or nurse anything else when the practice contacts you."
+    )
+
+    # Submitted.
+    submitted: str = (
+        "Thank you. Your photos have been sent safely to {practice}. Your reference is **{reference}**."
+    )
+    submitted_kept: str = "The photos may be kept in your medical record."
+    submitted_deleted: str = (
+        "The photos will be deleted once a doctor or nurse has looked at them; a written description "
+        "goes in your record instead."
+    )
+    deleted_from_chat: str = "Your photo messages have been removed from this chat."
+    deleted_from_server: str = "The copies on the chat server have been deleted too."
+    phone_copies: str = (
+        "Copies may still be on your phone, for example in your photo gallery or camera roll, or in a "
+        "cloud backup. You may want to delete them."
+    )
+    start_again: str = "To send new photos, reply **START**."
+
+    # Cancelled and expired.
+    cancelled: str = "Cancelled. Nothing was sent to the practice."
+    cancelled_with_photos: str = (
+        "Cancelled. I've deleted {photos} you sent. Nothing was sent to the practice."
+    )
+    expired: str = "Your unfinished request has expired. Nothing was sent to the practice."
+    expired_with_photos: str = (
+        "Your unfinished request has expired, so I've deleted {photos} you sent. Nothing was sent "
+        "to the practice."
+    )
+    number_removed: str = "I've also removed your NHS number from this chat."
+    nothing_to_cancel: str = "There's nothing to cancel."
+
+    # What a finished conversation says to any later message.
+    status_submitted: str = "Your photos have been sent to the practice (reference **{reference}**)."
+    status_refused: str = "This chat can't accept photos for this request. {how_to_contact}"
+    status_cancelled: str = "This request was cancelled."
+    status_expired: str = "This request has expired."
+
+    # Anything unexpected.
+    not_understood: str = "Sorry, I didn't understand that."
+    yes_or_no: str = "Please reply **yes** or **no**."
+    one_or_two: str = "Please reply **1** or **2**."
+    already_started: str = (
+        "You're already part-way through. To begin again from the start, reply **CANCEL** and then **START**."
+    )
+    undecryptable: str = (
+        "Sorry, I couldn't open your last message: it didn't reach me in a form I could read. Please "
+        "send it again. If that doesn't work, close the app completely, open it again, and try once more."
+    )
+    unsupported: str = (
+        "Sorry, I can't use {kind} here, so I've removed it from this chat. I can only take photos and "
+        "typed messages."
+    )
+
+    # Help, one per step, then the lines every help ends with.
+    help_nhs_number: str = (
+        "I need the NHS number of the person in the photo. It has 10 digits, often written in groups "
+        "of 3, 3 and 4. You can find it in the NHS App, on a prescription, or on a letter from your GP "
+        "surgery or hospital. If you can't find it, the practice can help. {how_to_contact}"
+    )
+    help_confirm: str = "Reply **yes** if the NHS number I read back is right, or **no** to type it again."
+    help_intimate: str = (
+        "I ask because photos of intimate areas (the genitals, bottom or breasts) are handled with "
+        "extra care: the doctor or nurse describes them in the record and then deletes them. "
+        "Reply **yes** or **no**."
+    )
+    help_under_18: str = (
+        "I ask because this service can't accept intimate photos of anyone under 18. Reply **yes** or **no**."
+    )
+    help_who: str = (
+        "Reply **1** if the photo is of you. Reply **2** if it's of your child, or of someone you hold a "
+        "lasting power of attorney for (or have other legal authority to act for). If you're helping "
+        "someone send a photo of themselves, with their agreement, answer as they would. If neither "
+        "fits, the practice can help. {how_to_contact}"
+    )
+    help_storage: str = (
+        "Reply **1** if the photo may be kept in the medical record. Reply **2** if you'd rather the "
+        "doctor or nurse look at it, write a description, and then delete it. You'll get the same care "
+        "either way."
+    )
+    help_photos: str = (
+        "To send a photo, tap the paperclip or **+** button next to where you type, then choose a "
+        "photo, or take one with the camera. You can send up to {max_photos}. You can also type a few "
+        "words about it. When you've finished, reply **DONE**."
+    )
+    help_finished: str = (
+        "To send new photos, reply **START**. For anything else, the practice can help. {how_to_contact}"
+    )
+    help_cancel: str = "To stop at any time, reply **CANCEL**: any photos you've sent will be deleted."
+
+    # Shown by some apps next to a removed message.
+    redact_reason_personal: str = "Removed to protect your privacy: only the NHS number is needed."
+    redact_reason_number: str = "Removed to keep your NHS number private."
+    redact_reason_photo: str = "Removed from the chat to keep your photo private."
+    redact_reason_unsupported: str = "Removed: this chat only takes photos and typed messages."
+
+    def __post_init__(self) -> None:
+        for item in fields(self):
+            template = getattr(self, item.name)
+            allowed = (
+                frozenset({"practice"})
+                if item.name in _ONLY_PRACTICE
+                else COMMON_PLACEHOLDERS | PLACEHOLDERS.get(item.name, frozenset())
+            )
+            _check_template(item.name, template, allowed)
+
+    def fill(self, template: str, *, practice: str, **values: object) -> str:
+        """A template with the practice's name, its contact sentence and `values` put in."""
+        contact = self.how_to_contact.format(practice=practice)
+        return template.format(practice=practice, how_to_contact=contact, **values)
+
+
+def _check_template(name: str, template: object, allowed: frozenset[str]) -> None:
+    if not isinstance(template, str) or not template.strip():
+        raise ValueError(f"text {name!r} must be a non-empty string")
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(
+            f"text {name!r} has an unmatched brace (write a literal one as {{{{ or }}}})"
+        ) from error
+    for _, field_name, format_spec, conversion in parsed:
+        if field_name is None:
+            continue
+        if field_name not in allowed:
+            known = ", ".join(sorted(allowed))
+            raise ValueError(f"text {name!r} uses {{{field_name}}}; it may use only: {known}")
+        if format_spec or conversion:
+            raise ValueError(f"text {name!r} may not use a format spec or conversion in {{{field_name}}}")
+
+
+def count_photos(count: int) -> str:
+    """'the photo', 'the 3 photos'."""
+    return "the photo" if count == 1 else f"the {count} photos"
+
+
+def describe_kind(kind: str) -> str:
+    """How the handler's name for an unsupported message kind reads in a sentence: 'a voice message'."""
+    return _KIND_PHRASES.get(kind.strip().lower(), _UNKNOWN_KIND)
+
+
+def describe_file_type(detected: str) -> str:
+    """'PDF' -> 'a PDF file', 'MP4 video' -> 'an MP4 video', 'Photoshop document' -> 'a Photoshop document'.
+
+    `detected` must not be blank.
+    """
+    detected = " ".join(detected.split())
+    noun = detected if detected.split()[-1].lower() in {"video", "document", "file"} else f"{detected} file"
+    return f"{_article(detected)} {noun}"
+
+
+def _article(word: str) -> str:
+    first = word.split(maxsplit=1)[0]
+    is_acronym = len(first) > 1 and all(ch.isupper() or ch.isdigit() for ch in first)
+    if is_acronym:
+        return "an" if first[0] in _VOWEL_SOUND_LETTERS else "a"
+    return "an" if first[0].lower() in "aeiou" else "a"
