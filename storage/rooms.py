@@ -1,0 +1,72 @@
+"""The rooms the bot serves and what kind each is; the patient's user id is sealed, found by keyed hash."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import aiosqlite
+
+from bot.clock import Clock, iso
+from bot.ids import RoomID, UserID
+from bot.keyring import Keyring, Sealer
+from storage.database import Database
+
+
+class RoomKind(Enum):
+    PATIENT = "patient"
+    CLINICIAN = "clinician"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Room:
+    room_id: RoomID
+    kind: RoomKind
+    member: UserID | None  # the patient, in a patient room
+
+
+class RoomRepository:
+    def __init__(self, database: Database, keyring: Keyring, sealer: Sealer, clock: Clock) -> None:
+        self._db = database
+        self._keyring = keyring
+        self._sealer = sealer
+        self._clock = clock
+
+    def _lookup(self, user_id: UserID) -> str:
+        return self._keyring.lookup_hash(user_id, purpose="room-member")
+
+    async def get(self, room_id: RoomID) -> Room | None:
+        async with self._db.connection.execute(
+            "SELECT room_id, kind, member FROM rooms WHERE room_id = ?", (room_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        member = (
+            UserID(self._sealer.open(row["member"], context=f"room-member:{room_id}").decode())
+            if row["member"] is not None
+            else None
+        )
+        return Room(RoomID(row["room_id"]), RoomKind(row["kind"]), member)
+
+    async def add(
+        self, db: aiosqlite.Connection, room_id: RoomID, kind: RoomKind, member: UserID | None
+    ) -> None:
+        await db.execute(
+            "INSERT INTO rooms (room_id, kind, member_lookup, member, joined_at) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (room_id) DO NOTHING",
+            (
+                room_id,
+                kind.value,
+                self._lookup(member) if member else None,
+                self._sealer.seal(member.encode(), context=f"room-member:{room_id}") if member else None,
+                iso(self._clock.now()),
+            ),
+        )
+
+    async def patient_rooms_of(self, user_id: UserID) -> list[RoomID]:
+        async with self._db.connection.execute(
+            "SELECT room_id FROM rooms WHERE kind = 'patient' AND member_lookup = ?", (self._lookup(user_id),)
+        ) as cursor:
+            return [RoomID(row["room_id"]) for row in await cursor.fetchall()]
