@@ -1,0 +1,1 @@
+"""The Matrix adapter: the only code that touches matrix-nio. Everything else sees `bot.matrix.events`."""

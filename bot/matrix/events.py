@@ -1,0 +1,187 @@
+"""What the rest of the bot sees of Matrix: small typed events, converted from nio's once, at the edge.
+
+nio's event objects carry the attachment key and media URL in their repr (one log line is enough to
+decrypt a patient's photo), so they never leave the adapter. These types hide every secret from repr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import nio
+
+from bot.ids import EventID, RoomID, UserID
+
+
+class MediaKind(Enum):
+    IMAGE = "image"
+    FILE = "file"
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+@dataclass(frozen=True)
+class EncryptedFile:
+    """Where an encrypted attachment is and how to decrypt it (Matrix `EncryptedFile`). Secret."""
+
+    url: str = field(repr=False)
+    key: str = field(repr=False)
+    iv: str = field(repr=False)
+    sha256: str = field(repr=False)
+
+    @classmethod
+    def from_content(cls, content: Any) -> EncryptedFile | None:
+        try:
+            return cls(
+                url=str(content["url"]),
+                key=str(content["key"]["k"]),
+                iv=str(content["iv"]),
+                sha256=str(content["hashes"]["sha256"]),
+            )
+        except (KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Message:
+    event_id: EventID
+    room_id: RoomID
+    sender: UserID
+    timestamp_ms: int
+    encrypted: bool
+
+
+@dataclass(frozen=True)
+class TextMessage(Message):
+    body: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MediaMessage(Message):
+    kind: MediaKind
+    file: EncryptedFile | None  # None when the media was sent unencrypted
+    thumbnail: EncryptedFile | None
+    declared_size: int | None
+    media_urls: tuple[str, ...] = field(repr=False)  # every upload this event points at, for purging
+
+
+@dataclass(frozen=True)
+class OtherMessage(Message):
+    """A message the bot cannot use: sticker, location, poll... `kind` names it for the reply."""
+
+    kind: str
+
+
+@dataclass(frozen=True)
+class UndecryptableMessage(Message):
+    session_id: str = field(repr=False)
+    sender_key: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MembershipChange(Message):
+    member: UserID
+    membership: str
+
+
+Incoming = TextMessage | MediaMessage | OtherMessage | UndecryptableMessage | MembershipChange
+
+
+@dataclass(frozen=True)
+class Invite:
+    room_id: RoomID
+    inviter: UserID
+    is_direct: bool
+
+
+_MEDIA_KINDS: dict[str, MediaKind] = {
+    "m.image": MediaKind.IMAGE,
+    "m.file": MediaKind.FILE,
+    "m.video": MediaKind.VIDEO,
+    "m.audio": MediaKind.AUDIO,
+}
+
+_OTHER_KINDS: dict[str, str] = {
+    "m.location": "location",
+    "m.sticker": "sticker",
+    "org.matrix.msc3381.poll.start": "poll",
+    "m.poll.start": "poll",
+    "m.call.invite": "call",
+}
+
+
+def _base(event: Any, room_id: RoomID) -> dict[str, Any]:
+    return {
+        "event_id": EventID(event.event_id),
+        "room_id": room_id,
+        "sender": UserID(event.sender),
+        "timestamp_ms": int(event.server_timestamp),
+        "encrypted": bool(getattr(event, "decrypted", False)),
+    }
+
+
+def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool) -> MediaMessage:
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    assert isinstance(info, dict)
+    file = EncryptedFile.from_content(content.get("file")) if encrypted else None
+    thumbnail = EncryptedFile.from_content(info.get("thumbnail_file")) if encrypted else None
+    urls = [
+        url
+        for url in (
+            file.url if file else content.get("url"),
+            thumbnail.url if thumbnail else info.get("thumbnail_url"),
+        )
+        if isinstance(url, str) and url.startswith("mxc://")
+    ]
+    size = info.get("size")
+    return MediaMessage(
+        **_base(event, room_id),
+        kind=_MEDIA_KINDS[content["msgtype"]],
+        file=file,
+        thumbnail=thumbnail,
+        declared_size=size if isinstance(size, int) else None,
+        media_urls=tuple(urls),
+    )
+
+
+def convert(event: Any, room_id: RoomID) -> Incoming | None:
+    """Our view of one timeline event, or None for events the bot has no business with."""
+    if isinstance(event, nio.MegolmEvent):
+        return UndecryptableMessage(
+            **_base(event, room_id), session_id=event.session_id or "", sender_key=event.sender_key or ""
+        )
+    if isinstance(event, nio.RoomMemberEvent):
+        return MembershipChange(
+            **_base(event, room_id), member=UserID(event.state_key), membership=event.membership
+        )
+    if isinstance(event, nio.StickerEvent):
+        return OtherMessage(**_base(event, room_id), kind="sticker")
+    if isinstance(event, nio.RoomMessageText | nio.RoomMessageEmote | nio.RoomMessageNotice):
+        return TextMessage(**_base(event, room_id), body=event.body)
+    source = getattr(event, "source", None)
+    if not isinstance(source, dict) or not isinstance(getattr(event, "event_id", None), str):
+        return None
+    event_type = source.get("type")
+    content = source.get("content")
+    if not isinstance(content, dict):
+        return None
+    if event_type == "m.sticker":
+        return OtherMessage(**_base(event, room_id), kind="sticker")
+    if event_type != "m.room.message":
+        kind = _OTHER_KINDS.get(str(event_type))
+        return OtherMessage(**_base(event, room_id), kind=kind) if kind else None
+    msgtype = content.get("msgtype")
+    if msgtype in _MEDIA_KINDS:
+        encrypted = isinstance(event, nio.RoomEncryptedMedia) or (
+            bool(getattr(event, "decrypted", False)) and isinstance(content.get("file"), dict)
+        )
+        try:
+            return _media(event, room_id, content, encrypted)
+        except (KeyError, TypeError, ValueError):
+            return OtherMessage(**_base(event, room_id), kind="broken attachment")
+    kind = _OTHER_KINDS.get(str(msgtype), "unknown message")
+    if content.get("body") is None and msgtype is None:
+        return None  # a redacted or empty event: nothing to answer
+    return OtherMessage(**_base(event, room_id), kind=kind)

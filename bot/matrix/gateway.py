@@ -1,0 +1,458 @@
+"""The Matrix gateway: every call the bot makes to its homeserver, with nio's sharp edges filed off.
+
+What it takes care of (numbers refer to ../shared/matrix-notes.md):
+- the same device at every start: `restore_login` with persisted credentials, a real pickle key and a 0700
+  store directory (#10);
+- one-time keys replenished when the server count reaches 0, and a fallback key uploaded, so new patient
+  devices can always reach the bot (#3);
+- the bot's cross-signing identity, and the device re-signed if it changed (#4);
+- an explicit trust decision for every device in a room before anything is sent, then sending with
+  `ignore_unverified_devices=False` (#5), after any pending key query (#6);
+- replies with caller-chosen transaction ids, so a replay is de-duplicated by the homeserver (#13);
+- attachments decrypted in one pass (#11) and media deleted through the admin API when configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import nio
+from nio.api import MessageDirection
+from nio.client.async_client import AsyncClient, AsyncClientConfig
+
+from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
+from bot.errors import TransientError
+from bot.ids import DeviceID, EventID, RoomID, UserID
+from bot.matrix.attachments import decrypt_attachment
+from bot.matrix.events import EncryptedFile, Incoming, Invite, convert
+
+log = logging.getLogger(__name__)
+
+
+class MatrixError(Exception):
+    """The homeserver refused a request, for a reason that retrying will not fix."""
+
+
+class TransientMatrixError(MatrixError, TransientError):
+    """The homeserver could not be reached or was busy: try again later, nothing is lost."""
+
+
+class DeviceTrust(Enum):
+    TRUST = "trust"
+    EXCLUDE = "exclude"
+
+
+# Decides, for one device of one member of a room, whether it may receive the room's keys.
+TrustDecision = Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]
+
+
+class PurgeOutcome(Enum):
+    DELETED = "deleted"
+    ALREADY_GONE = "already gone"
+    NOT_CONFIGURED = "not configured"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user_id: UserID
+    device_id: DeviceID
+    access_token: str = field(repr=False)
+
+
+def new_client(homeserver_url: str, user_id: UserID, store_dir: Path, pickle_passphrase: str) -> AsyncClient:
+    """A nio client with our store, pickle key and no sync-token saving (we keep our own checkpoint)."""
+    store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store_dir.chmod(0o700)
+    config = AsyncClientConfig(
+        encryption_enabled=True,
+        store_sync_tokens=False,
+        pickle_key=pickle_passphrase,
+        request_timeout=60,
+        max_timeout_retry_wait_time=10,
+    )
+    return AsyncClient(homeserver_url, user_id, store_path=str(store_dir), config=config)
+
+
+def render_markdown(text: str) -> str:
+    """The little Markdown our texts use (**bold**, line breaks), as Matrix HTML."""
+    escaped = html.escape(text, quote=False)
+    bold = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
+    return bold.replace("\n", "<br>")
+
+
+class MatrixGateway:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        trust: TrustDecision,
+        admin_token: str = "",
+    ) -> None:
+        self.client = client
+        self._trust = trust
+        self._admin_token = admin_token
+        self._key_lock = asyncio.Lock()
+
+    @property
+    def user_id(self) -> UserID:
+        return UserID(self.client.user_id)
+
+    @property
+    def device_id(self) -> DeviceID:
+        return DeviceID(self.client.device_id or "")
+
+    @property
+    def can_purge_media(self) -> bool:
+        return bool(self._admin_token)
+
+    # ---- account -------------------------------------------------------------------------------------
+
+    async def login(self, password: str, device_name: str) -> Credentials:
+        """Log in once (at `photobot init`): a new device, whose keys are then kept in the store."""
+        response = await self.client.login(password, device_name=device_name)
+        if not isinstance(response, nio.LoginResponse):
+            raise MatrixError(f"login failed: {getattr(response, 'message', 'unknown error')}")
+        self._protect_store()
+        return Credentials(UserID(response.user_id), DeviceID(response.device_id), response.access_token)
+
+    def restore(self, credentials: Credentials) -> None:
+        """Use the persisted device: its keys are in the store, so patients' sessions keep working."""
+        self.client.restore_login(credentials.user_id, credentials.device_id, credentials.access_token)
+        self._protect_store()
+
+    def _protect_store(self) -> None:
+        store = Path(self.client.store_path or ".")
+        for path in store.iterdir():
+            path.chmod(0o600)
+
+    async def whoami(self) -> UserID:
+        response = await self._request("GET", "/_matrix/client/v3/account/whoami")
+        return UserID(str(response["user_id"]))
+
+    # ---- keys ----------------------------------------------------------------------------------------
+
+    async def maintain_keys(self, one_time_key_count: int | None) -> None:
+        """Keep the device reachable: upload identity and one-time keys, run queries and claims."""
+        async with self._key_lock:
+            olm = self.client.olm
+            if olm is None:
+                return
+            if one_time_key_count == 0:
+                # nio ignores a count of 0 and would never upload again (matrix-notes #3).
+                olm.uploaded_key_count = 0
+                await self._upload_fallback_key()
+            if self.client.should_upload_keys:
+                response = await self.client.keys_upload()
+                if not isinstance(response, nio.KeysUploadResponse):
+                    raise TransientMatrixError("uploading one-time keys failed")
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+            if self.client.should_claim_keys:
+                await self.client.keys_claim(self.client.get_users_for_key_claiming())
+            await self.client.send_to_device_messages()
+
+    async def _upload_fallback_key(self) -> None:
+        """A fallback key answers key claims even when every one-time key is gone. nio has no API for it;
+        vodozemac does, so we reach the account nio wraps (the only private attribute we touch)."""
+        olm = self.client.olm
+        if olm is None:
+            return
+        account: Any = olm.account._account  # vodozemac.Account; its stubs lack the fallback-key API
+        account.generate_fallback_key()
+        keys = {}
+        for key_id, key in account.fallback_key.items():
+            signed: dict[str, Any] = {"key": key.to_base64(), "fallback": True}
+            signature = olm.sign_json(signed)
+            signed["signatures"] = {self.user_id: {f"ed25519:{self.device_id}": signature}}
+            keys[f"signed_curve25519:{key_id}"] = signed
+        if not keys:
+            return
+        await self._request("POST", "/_matrix/client/v3/keys/upload", {"fallback_keys": keys})
+        account.mark_keys_as_published()
+        olm.save_account()
+
+    async def start_keys(self) -> None:
+        """At start-up: identity keys uploaded (first start), a fresh fallback key."""
+        async with self._key_lock:
+            if self.client.should_upload_keys:
+                response = await self.client.keys_upload()
+                if not isinstance(response, nio.KeysUploadResponse):
+                    raise MatrixError("uploading the device keys failed")
+            await self._upload_fallback_key()
+
+    async def own_device_keys(self) -> dict[str, Any]:
+        """Our device's key object as the homeserver holds it (what a patient's app sees)."""
+        response = await self._request(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {self.user_id: [self.device_id]}}
+        )
+        device = response.get("device_keys", {}).get(self.user_id, {}).get(self.device_id)
+        if not isinstance(device, dict):
+            raise MatrixError("the homeserver does not know our device keys")
+        return device
+
+    async def set_up_cross_signing(self, keys: CrossSigningKeys) -> None:
+        """Upload the master and self-signing keys (a first upload needs no interactive auth)."""
+        await self._request(
+            "POST", "/_matrix/client/v3/keys/device_signing/upload", device_signing_upload(self.user_id, keys)
+        )
+
+    async def sign_own_device(self, keys: CrossSigningKeys) -> str:
+        """Sign our device key with the self-signing key; returns the device ed25519 key that was signed."""
+        device = await self.own_device_keys()
+        response = await self._request(
+            "POST",
+            "/_matrix/client/v3/keys/signatures/upload",
+            device_signature_upload(self.user_id, device, keys),
+        )
+        if response.get("failures"):
+            raise MatrixError("the homeserver refused the device signature")
+        return str(device["keys"][f"ed25519:{self.device_id}"])
+
+    def device_ed25519(self) -> str:
+        olm = self.client.olm
+        if olm is None:
+            raise MatrixError("encryption is not loaded")
+        return str(olm.account.identity_keys["ed25519"])
+
+    # ---- rooms ---------------------------------------------------------------------------------------
+
+    def room_known(self, room_id: RoomID) -> bool:
+        return room_id in self.client.rooms
+
+    def room_members(self, room_id: RoomID) -> frozenset[UserID]:
+        room = self.client.rooms.get(room_id)
+        return frozenset(UserID(user) for user in room.users) if room else frozenset()
+
+    def room_encrypted(self, room_id: RoomID) -> bool:
+        room = self.client.rooms.get(room_id)
+        return bool(room and room.encrypted)
+
+    async def join(self, room_id: RoomID) -> None:
+        response = await self.client.join(room_id)
+        if not isinstance(response, nio.JoinResponse):
+            raise MatrixError(f"joining a room failed: {getattr(response, 'status_code', '')}")
+
+    async def leave(self, room_id: RoomID) -> None:
+        await self.client.room_leave(room_id)
+
+    async def enable_encryption(self, room_id: RoomID) -> None:
+        response = await self.client.room_put_state(
+            room_id, "m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"}
+        )
+        if not isinstance(response, nio.RoomPutStateResponse):
+            raise MatrixError("turning on encryption failed")
+
+    # ---- sending -------------------------------------------------------------------------------------
+
+    async def _apply_trust(self, room_id: RoomID) -> None:
+        """Decide every device in the room explicitly, so nio shares the room key only where we said."""
+        room = self.client.rooms[room_id]
+        if not room.members_synced:
+            await self.client.joined_members(room_id)
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+        for user_id in room.users:
+            for device in self.client.device_store.active_user_devices(user_id):
+                if user_id == self.user_id and device.id == self.device_id:
+                    continue
+                decision = await self._trust(room_id, UserID(user_id), DeviceID(device.id))
+                if decision is DeviceTrust.TRUST:
+                    if self.client.olm and self.client.olm.is_device_blacklisted(device):
+                        self.client.unblacklist_device(device)
+                    if not self.client.olm or not self.client.olm.is_device_verified(device):
+                        self.client.verify_device(device)
+                else:
+                    if self.client.olm and self.client.olm.is_device_verified(device):
+                        self.client.unverify_device(device)
+                    if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
+                        self.client.blacklist_device(device)
+
+    async def send_message(self, room_id: RoomID, content: dict[str, Any], txn_id: str) -> EventID:
+        if room_id not in self.client.rooms:
+            raise TransientMatrixError("the room is not known yet (it appears after the next sync)")
+        await self._apply_trust(room_id)
+        response = await self.client.room_send(
+            room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False
+        )
+        if not isinstance(response, nio.RoomSendResponse):
+            raise _error("sending a message", response)
+        return EventID(response.event_id)
+
+    async def send_text(self, room_id: RoomID, text: str, txn_id: str) -> EventID:
+        content = {
+            "msgtype": "m.notice",
+            "body": text.replace("**", ""),
+            "format": "org.matrix.custom.html",
+            "formatted_body": render_markdown(text),
+        }
+        return await self.send_message(room_id, content, txn_id)
+
+    async def redact(self, room_id: RoomID, event_id: EventID, reason: str, txn_id: str) -> None:
+        response = await self.client.room_redact(room_id, event_id, reason=reason, tx_id=txn_id)
+        if not isinstance(response, nio.RoomRedactResponse):
+            raise _error("removing a message", response)
+
+    # ---- media ---------------------------------------------------------------------------------------
+
+    async def download(self, file: EncryptedFile) -> bytes:
+        """Download and decrypt an attachment in one pass. Raises AttachmentError on a hash mismatch."""
+        response = await self.client.download(mxc=file.url)
+        if not isinstance(response, nio.DownloadResponse):
+            raise _error("downloading an attachment", response)
+        body = response.body
+        if not isinstance(body, bytes):
+            raise MatrixError("the download was not kept in memory")
+        return decrypt_attachment(body, key=file.key, iv=file.iv, sha256=file.sha256)
+
+    async def purge_media(self, mxc_url: str) -> PurgeOutcome:
+        """Delete an upload from the homeserver's media store (needs a homeserver-admin token)."""
+        if not self._admin_token:
+            return PurgeOutcome.NOT_CONFIGURED
+        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
+        if not server or not media_id:
+            return PurgeOutcome.FAILED
+        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        try:
+            response = await self.client.send(
+                "DELETE", path, headers={"Authorization": f"Bearer {self._admin_token}"}
+            )
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to delete media") from error
+        async with response:
+            if response.status == 200:
+                return PurgeOutcome.DELETED
+            if response.status == 404:
+                return PurgeOutcome.ALREADY_GONE
+            if response.status >= 500 or response.status == 429:
+                raise TransientMatrixError(f"media deletion answered {response.status}")
+            return PurgeOutcome.FAILED
+
+    # ---- plumbing ------------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.client.access_token}", "Content-Type": "application/json"}
+        try:
+            response = await self.client.send(
+                method, path, json.dumps(body) if body is not None else None, headers=headers
+            )
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError(
+                f"{method} {path.split('?', maxsplit=1)[0]} could not reach the homeserver"
+            ) from error
+        async with response:
+            text = await response.text()
+            if response.status >= 500 or response.status == 429:
+                raise TransientMatrixError(f"{method} {path} answered {response.status}")
+            if response.status >= 400:
+                raise MatrixError(f"{method} {path} answered {response.status}: {text[:200]}")
+            parsed = json.loads(text) if text else {}
+        if not isinstance(parsed, dict):
+            raise MatrixError(f"{method} {path} answered something that is not a JSON object")
+        return parsed
+
+
+def _error(action: str, response: object) -> MatrixError:
+    status = str(getattr(response, "status_code", "") or "")
+    if status in {"M_LIMIT_EXCEEDED", "429"} or status.startswith("5"):
+        return TransientMatrixError(f"{action}: the homeserver is busy ({status})")
+    transport = getattr(response, "transport_response", None)
+    http_status = getattr(transport, "status", 0) or 0
+    if http_status >= 500:
+        return TransientMatrixError(f"{action}: the homeserver answered {http_status}")
+    return MatrixError(f"{action} failed ({status or http_status})")
+
+
+# ---- syncing ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncBatch:
+    """One sync's worth of work, decrypted where possible, with every gap filled from /messages."""
+
+    next_batch: str
+    invites: tuple[Invite, ...]
+    timelines: dict[RoomID, list[Incoming]]
+    left_rooms: tuple[RoomID, ...]
+    one_time_key_count: int | None
+
+
+async def sync_once(
+    gateway: MatrixGateway, since: str | None, *, full_state: bool, timeout_ms: int
+) -> SyncBatch:
+    client = gateway.client
+    # nio skips a response whose next_batch equals the last one it saw, leaving it undecrypted; when we
+    # replay a batch after a failure, make sure it does not think it has seen it.
+    client.next_batch = since or ""
+    try:
+        response = await client.sync(timeout=timeout_ms, since=since, full_state=full_state or None)
+    except (OSError, TimeoutError) as error:
+        raise TransientMatrixError("sync could not reach the homeserver") from error
+    if not isinstance(response, nio.SyncResponse):
+        raise TransientMatrixError(f"sync failed ({getattr(response, 'status_code', '?')})")
+    invites = tuple(
+        invite
+        for room_id, info in response.rooms.invite.items()
+        if (invite := _invite(gateway, room_id, info))
+    )
+    timelines: dict[RoomID, list[Incoming]] = {}
+    for raw_room_id, info in response.rooms.join.items():
+        room_id = RoomID(raw_room_id)
+        events = list(info.timeline.events)
+        if info.timeline.limited and since is not None and info.timeline.prev_batch:
+            events = await _page_back(gateway, room_id, info.timeline.prev_batch, since) + events
+        converted = [
+            incoming
+            for event in events
+            if getattr(event, "sender", None) != gateway.user_id and (incoming := convert(event, room_id))
+        ]
+        if converted:
+            timelines[room_id] = converted
+    count = response.device_key_count.signed_curve25519 if response.device_key_count else None
+    return SyncBatch(
+        next_batch=response.next_batch,
+        invites=invites,
+        timelines=timelines,
+        left_rooms=tuple(RoomID(room_id) for room_id in response.rooms.leave),
+        one_time_key_count=count,
+    )
+
+
+async def _page_back(gateway: MatrixGateway, room_id: RoomID, prev_batch: str, since: str) -> list[Any]:
+    """The events a limited timeline left out, oldest first: page back from prev_batch to our checkpoint."""
+    collected: list[Any] = []
+    start = prev_batch
+    while True:
+        response = await gateway.client.room_messages(
+            room_id, start=start, end=since, direction=MessageDirection.back, limit=100
+        )
+        if not isinstance(response, nio.RoomMessagesResponse):
+            raise TransientMatrixError("paging back through a room's history failed")
+        collected.extend(response.chunk)
+        if not response.chunk or not response.end or response.end == start:
+            break
+        start = response.end
+    if collected:
+        log.info("filled a gap of %d events in a room after a limited sync", len(collected))
+    return list(reversed(collected))
+
+
+def _invite(gateway: MatrixGateway, room_id: str, info: Any) -> Invite | None:
+    for event in info.invite_state:
+        if isinstance(event, nio.InviteMemberEvent) and event.state_key == gateway.user_id:
+            if event.membership != "invite":
+                continue
+            content = event.content if isinstance(event.content, dict) else {}
+            return Invite(RoomID(room_id), UserID(event.sender), bool(content.get("is_direct", False)))
+    return None
