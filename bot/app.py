@@ -1,0 +1,302 @@
+"""Wiring: builds every object once from the settings, and runs the sync loop.
+
+The sync loop is ours, not nio's `sync_forever`: a batch is fetched, handled and committed, and only then
+is the checkpoint saved (exactly-once, matrix-notes #1). A batch that could not be finished (the homeserver
+went away mid-way) is fetched again from the same checkpoint; handled events are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.clock import Clock
+from bot.cross_signing import CrossSigningKeys
+from bot.executor import CpuPool
+from bot.faults import FaultInjector
+from bot.ids import DeviceID, RoomID, UserID
+from bot.images import Limits
+from bot.keyring import Keyring, Sealer, create_master_key_file, load_master_key_file
+from bot.matrix.gateway import (
+    Credentials,
+    DeviceTrust,
+    MatrixError,
+    MatrixGateway,
+    TransientMatrixError,
+    new_client,
+    sync_once,
+)
+from bot.settings import Settings
+from handlers.delivery import Delivery
+from handlers.patient import PatientHandler, patient_policy
+from handlers.router import RoomHandlers, RoomLocks, Router
+from storage.account import AccountRepository, BotAccount
+from storage.checkpoint import SyncCheckpoint
+from storage.conversations import ConversationRepository
+from storage.database import Database
+from storage.handled_events import HandledEvents
+from storage.media_ledger import MediaLedger
+from storage.outbox import Outbox
+from storage.rooms import RoomKind, RoomRepository
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_MS = 30_000
+RETRY_SECONDS = 2.0
+
+
+class NotInitialisedError(Exception):
+    pass
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """The data directory and everything in it readable by the bot's user only."""
+    for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)
+
+
+@dataclass
+class App:
+    settings: Settings
+    clock: Clock
+    keyring: Keyring
+    database: Database
+    gateway: MatrixGateway
+    accounts: AccountRepository
+    checkpoint: SyncCheckpoint
+    delivery: Delivery
+    router: Router
+    pool: CpuPool
+    faults: FaultInjector
+    vault: Vault
+
+    async def clean_up_after_crash(self) -> None:
+        """Torn temporary files and vault files whose row was never committed: remove them before serving."""
+        torn = await self.pool.run(self.vault.clean_temporary_files)
+        async with self.database.connection.execute("SELECT photo_id FROM photos") as cursor:
+            known = {str(row["photo_id"]) for row in await cursor.fetchall()}
+        orphans = await self.pool.run(self.vault.sweep_orphans, known)
+        if torn or orphans:
+            log.info("start-up clean-up removed %d torn and %d orphaned vault files", torn, len(orphans))
+
+    async def close(self) -> None:
+        await self.gateway.client.close()
+        await self.database.close()
+        self.pool.shutdown()
+
+
+async def open_app(settings: Settings, clock: Clock) -> App:
+    """Everything the bot needs to serve. Refuses to start without a valid master key or account."""
+    keyring = Keyring(load_master_key_file(settings.master_key_file))
+    prepare_data_dir(settings)
+    database = await Database.open(settings.database_path)
+    try:
+        return await _build(settings, clock, keyring, database)
+    except BaseException:
+        await database.close()
+        raise
+
+
+async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: Database) -> App:
+    sealer = Sealer(keyring)
+    accounts = AccountRepository(database, sealer, clock)
+    account = await accounts.load()
+    if account is None:
+        raise NotInitialisedError(
+            f"{settings.database_path} holds no bot account yet: run `photobot init` first."
+        )
+    faults = FaultInjector(settings.fault_points, enabled=settings.test_mode)
+    rooms = RoomRepository(database, keyring, sealer, clock)
+    trust = _trust_policy(rooms)
+    client = new_client(
+        settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
+    )
+    gateway = MatrixGateway(client, trust=trust, admin_token=settings.homeserver_admin_token.value)
+    gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
+    outbox = Outbox(database, sealer, clock)
+    delivery = Delivery(outbox, gateway, faults)
+    handled = HandledEvents(database, clock)
+    locks = RoomLocks()
+    pool = CpuPool(settings.cpu_workers)
+    vault = Vault(settings.vault_dir, keyring)
+    patient = PatientHandler(
+        database=database,
+        keyring=keyring,
+        sealer=sealer,
+        conversations=ConversationRepository(database, sealer),
+        rooms=rooms,
+        handled=handled,
+        outbox=outbox,
+        media=MediaLedger(database, keyring, sealer, clock),
+        delivery=delivery,
+        gateway=gateway,
+        vault=vault,
+        pool=pool,
+        clock=clock,
+        faults=faults,
+        policy=patient_policy(settings),
+        limits=Limits(max_bytes=settings.max_photo_bytes, max_pixels=settings.max_pixels),
+        clinician_rooms=settings.clinician_rooms,
+    )
+    router = Router(
+        gateway=gateway,
+        rooms=rooms,
+        handled=handled,
+        delivery=delivery,
+        locks=locks,
+        allowed_servers=settings.allowed_servers,
+        start_patient=patient.start,
+        handlers={RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed)},
+    )
+    return App(
+        settings=settings,
+        clock=clock,
+        keyring=keyring,
+        database=database,
+        gateway=gateway,
+        accounts=accounts,
+        checkpoint=SyncCheckpoint(database, clock),
+        delivery=delivery,
+        router=router,
+        pool=pool,
+        faults=faults,
+        vault=vault,
+    )
+
+
+def _trust_policy(rooms: RoomRepository) -> Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]:
+    """The device trust policy, in one place (see docs/operator.md, "Who can read what").
+
+    Patient rooms: the patient's own devices are trusted on first use (a patient cannot verify a bot), every
+    other device, including any other device of the bot's own account, is excluded and gets no room key.
+    Rooms of any other kind: excluded until their own policy is written.
+    """
+
+    async def decide(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
+        room = await rooms.get(room_id)
+        if room is not None and room.kind is RoomKind.PATIENT and room.member == user_id:
+            return DeviceTrust.TRUST
+        return DeviceTrust.EXCLUDE
+
+    return decide
+
+
+async def ensure_device_signed(app: App) -> None:
+    """Re-sign our device with the self-signing key if the device key changed since it was last signed."""
+    account = await app.accounts.load()
+    if account is None or account.cross_signing is None:
+        return
+    current = app.gateway.device_ed25519()
+    if account.signed_device_key == current:
+        return
+    signed = await app.gateway.sign_own_device(account.cross_signing)
+    await app.accounts.save(
+        BotAccount(account.user_id, account.device_id, account.access_token, account.cross_signing, signed)
+    )
+    log.info("signed the bot's device with its cross-signing identity")
+
+
+async def run(app: App, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set."""
+    await app.clean_up_after_crash()
+    await app.gateway.start_keys()
+    await ensure_device_signed(app)
+    token = await app.checkpoint.load()
+    full_state = True  # rooms are not persisted by nio: rebuild them on the first sync (matrix-notes #7)
+    log.info("the bot is serving")
+    while not stop.is_set():
+        try:
+            batch = await sync_once(
+                app.gateway, token, full_state=full_state, timeout_ms=0 if full_state else SYNC_TIMEOUT_MS
+            )
+            await app.gateway.maintain_keys(batch.one_time_key_count)
+            complete = await app.router.handle_batch(batch)
+        except TransientMatrixError as error:
+            log.info("the homeserver is not reachable (%s); trying again", error)
+            await _sleep_or_stop(stop, RETRY_SECONDS)
+            continue
+        if complete:
+            app.faults.hit("before_sync_checkpoint")
+            await app.checkpoint.save(batch.next_batch)
+            token = batch.next_batch
+            full_state = False
+        else:
+            await _sleep_or_stop(stop, RETRY_SECONDS)
+        await app.delivery.flush_all()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None]) -> None:
+    """`photobot init`: data directories, the master key, the bot's device and its cross-signing identity.
+
+    Safe to run again: an existing master key is never overwritten, an existing device is kept.
+    """
+    prepare_data_dir(settings)
+    if settings.master_key_file.exists():
+        master = load_master_key_file(settings.master_key_file)
+        say(f"Using the existing master key {master.key_id} at {settings.master_key_file}.")
+    else:
+        master = create_master_key_file(settings.master_key_file)
+        say(f"Created the master key {master.key_id} at {settings.master_key_file} (mode 0600). Back it up.")
+    keyring = Keyring(master)
+    database = await Database.open(settings.database_path)
+    try:
+        sealer = Sealer(keyring)
+        accounts = AccountRepository(database, sealer, clock)
+        account = await accounts.load()
+        client = new_client(
+            settings.homeserver_url, settings.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
+        )
+        gateway = MatrixGateway(client, trust=_exclude_everyone)
+        try:
+            if account is None:
+                if not settings.password:
+                    raise MatrixError(
+                        "PHOTOBOT_PASSWORD is needed once, for `photobot init` to log the bot in."
+                    )
+                credentials = await gateway.login(settings.password.value, settings.device_name)
+                account = BotAccount(
+                    credentials.user_id, credentials.device_id, credentials.access_token, None, None
+                )
+                await accounts.save(account)
+                say(f"Logged in as {account.user_id} with a new device {account.device_id}.")
+            else:
+                gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
+                say(f"Keeping the existing device {account.device_id}.")
+            await gateway.start_keys()
+            if account.cross_signing is None:
+                keys = CrossSigningKeys.generate()
+                account = BotAccount(account.user_id, account.device_id, account.access_token, keys, None)
+                await accounts.save(account)  # saved before upload: an upload is never orphaned
+                await gateway.set_up_cross_signing(keys)
+                say("Created the bot's cross-signing identity.")
+            assert account.cross_signing is not None
+            signed = await gateway.sign_own_device(account.cross_signing)
+            await accounts.save(
+                BotAccount(
+                    account.user_id, account.device_id, account.access_token, account.cross_signing, signed
+                )
+            )
+            say("Signed the bot's device: patients' apps will show it as verified by its owner.")
+        finally:
+            await client.close()
+    finally:
+        await database.close()
+
+
+async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
+    return DeviceTrust.EXCLUDE
+
+
+def data_files(settings: Settings) -> list[Path]:
+    return [path for path in settings.data_dir.rglob("*") if path.is_file()]

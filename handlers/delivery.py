@@ -1,0 +1,65 @@
+"""Sends what the outbox holds, room by room, in order; keeps it when the homeserver is away.
+
+A room's queue stops at the first item that cannot be sent yet (a room the bot joined a moment ago is
+unknown until the next sync; the homeserver may be down), so replies never overtake each other. An item
+the homeserver refuses outright is retried a few times and then dropped with a logged warning, so one
+broken room never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from bot.errors import TransientError
+from bot.faults import FaultInjector
+from bot.ids import EventID, RoomID
+from bot.matrix.gateway import MatrixError, MatrixGateway
+from storage.outbox import Outbox, OutboxItem
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class Delivery:
+    def __init__(self, outbox: Outbox, gateway: MatrixGateway, faults: FaultInjector) -> None:
+        self._outbox = outbox
+        self._gateway = gateway
+        self._faults = faults
+        self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def flush(self, room_id: RoomID) -> None:
+        async with self._locks[room_id]:
+            for item in await self._outbox.pending(room_id):
+                if not self._gateway.room_known(room_id):
+                    return
+                try:
+                    await self._send(item)
+                except TransientError:
+                    log.info("the homeserver is not reachable; %s will be retried", item.kind)
+                    return
+                except MatrixError as error:
+                    await self._outbox.failed(item.id)
+                    if item.attempts + 1 >= MAX_ATTEMPTS:
+                        log.warning("dropping a %s after %d refusals: %s", item.kind, MAX_ATTEMPTS, error)
+                        await self._outbox.done(item.id)
+                        continue
+                    return
+                self._faults.hit("after_send_before_outbox_done")
+                await self._outbox.done(item.id)
+
+    async def flush_all(self) -> None:
+        rooms = await self._outbox.rooms_with_pending()
+        await asyncio.gather(*(self.flush(room_id) for room_id in rooms))
+
+    async def _send(self, item: OutboxItem) -> None:
+        if item.kind == "message":
+            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id)
+        elif item.kind == "redaction":
+            await self._gateway.redact(
+                item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id
+            )
+        else:
+            raise MatrixError(f"unknown outbox item kind {item.kind!r}")

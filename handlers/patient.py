@@ -1,0 +1,357 @@
+"""The patient's side: turns Matrix events into conversation inputs, commits each step, carries out effects.
+
+For every event, under the room's lock (taken by the router):
+  load the conversation -> (for a photo: admit, download, clean, encrypt into the vault) -> `step` ->
+  one transaction: new state + handled-event mark + outbox rows + photo/submission rows + media ledger ->
+  then, after the commit: destroy vault files, send the outbox, purge media from the homeserver.
+A crash anywhere before the commit replays the event from the sync checkpoint; after it, the outbox and
+the media ledger finish the job. The photo id is derived from the event id, so a replay stores once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from bot.clock import Clock, iso
+from bot.conversation import (
+    Admit,
+    Begin,
+    Conversation,
+    DestroyPhotos,
+    Effect,
+    Input,
+    NotifyClinicians,
+    PhotoNotExpected,
+    PhotoRejected,
+    PhotoStored,
+    Policy,
+    PurgeMedia,
+    Redact,
+    Reply,
+    Submit,
+    Text,
+    Undecryptable,
+    Unsupported,
+    photo_admission,
+    step,
+)
+from bot.executor import CpuPool
+from bot.faults import FaultInjector
+from bot.ids import EventID, RoomID, UserID
+from bot.images import CleanPhoto, Limits, Rejected, process_photo
+from bot.keyring import Keyring, Sealer
+from bot.matrix.attachments import AttachmentError
+from bot.matrix.events import (
+    Incoming,
+    MediaKind,
+    MediaMessage,
+    OtherMessage,
+    TextMessage,
+    UndecryptableMessage,
+)
+from bot.matrix.gateway import MatrixGateway, PurgeOutcome
+from bot.settings import Settings
+from bot.texts import Texts
+from handlers.delivery import Delivery
+from storage.conversations import ConversationRepository
+from storage.database import Database
+from storage.handled_events import HandledEvents
+from storage.media_ledger import MediaLedger
+from storage.outbox import Outbox, derive_txn_id
+from storage.rooms import RoomKind, RoomRepository
+from storage.vault import Vault
+
+log = logging.getLogger(__name__)
+
+_UNSUPPORTED_KINDS = {MediaKind.VIDEO: "video", MediaKind.AUDIO: "voice message"}
+
+
+def patient_policy(settings: Settings) -> Policy:
+    return Policy(
+        practice_name=settings.practice_name,
+        max_photos=settings.max_photos,
+        test_mode=settings.test_mode,
+        media_purge_enabled=bool(settings.homeserver_admin_token),
+        texts=Texts(),
+    )
+
+
+def photo_id_for(event_id: EventID) -> str:
+    """The same id every time the same event is handled: a replay overwrites, never duplicates."""
+    digest = hashlib.sha256(b"photo\x00" + event_id.encode()).digest()[:20]
+    return base64.b32encode(digest).decode().rstrip("=").lower()
+
+
+@dataclass
+class PatientHandler:
+    database: Database
+    keyring: Keyring
+    sealer: Sealer
+    conversations: ConversationRepository
+    rooms: RoomRepository
+    handled: HandledEvents
+    outbox: Outbox
+    media: MediaLedger
+    delivery: Delivery
+    gateway: MatrixGateway
+    vault: Vault
+    pool: CpuPool
+    clock: Clock
+    faults: FaultInjector
+    policy: Policy
+    limits: Limits
+    clinician_rooms: frozenset[RoomID]
+
+    # ---- entry points ---------------------------------------------------------------------------------
+
+    async def start(self, room_id: RoomID, patient: UserID) -> None:
+        """The bot joined a patient's chat: record the room and greet (sent once the room is known)."""
+        if await self.rooms.get(room_id) is not None:
+            return
+        conversation, effects = step(None, Begin(_new_id(), self.clock.now()), self.policy)
+        async with self.database.transaction() as db:
+            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects, event=None)
+
+    async def handle(self, event: Incoming) -> None:
+        room = await self.rooms.get(event.room_id)
+        if room is None or event.sender != room.member:
+            return  # only the patient of this room is listened to
+        conversation = await self._load(event.room_id)
+        now = self.clock.now()
+        match event:
+            case TextMessage():
+                await self._apply(conversation, Text(event.event_id, event.body, now), event)
+            case MediaMessage(kind=MediaKind.IMAGE | MediaKind.FILE):
+                await self._photo(conversation, event)
+            case MediaMessage():
+                await self._apply(
+                    conversation, Unsupported(event.event_id, _UNSUPPORTED_KINDS[event.kind], now), event
+                )
+            case OtherMessage():
+                await self._apply(conversation, Unsupported(event.event_id, event.kind, now), event)
+            case UndecryptableMessage():
+                await self._apply(conversation, Undecryptable(event.event_id, now), event)
+            case _:
+                return
+
+    async def failed(self, event: Incoming, reference: str) -> None:
+        """The error boundary's reply: mark the event handled and say something went wrong, with a reference."""
+        text = something_went_wrong(reference)
+        async with self.database.transaction() as db:
+            await self.handled.mark(db, event.event_id, event.room_id, outcome="failed")
+            await self.outbox.add(
+                db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text}
+            )
+
+    # ---- photos -------------------------------------------------------------------------------------
+
+    async def _photo(self, conversation: Conversation | None, event: MediaMessage) -> None:
+        now = self.clock.now()
+        if conversation is None or not isinstance(photo_admission(conversation, self.policy), Admit):
+            await self._apply(conversation, PhotoNotExpected(event.event_id, now), event)
+            return
+        if event.file is None:
+            await self._apply(conversation, PhotoRejected(event.event_id, "unencrypted", None, now), event)
+            return
+        if event.declared_size is not None and event.declared_size > self.limits.max_bytes:
+            await self._apply(conversation, PhotoRejected(event.event_id, "too_large", None, now), event)
+            return
+        try:
+            data = await self.gateway.download(event.file)
+        except AttachmentError:
+            await self._apply(
+                conversation, PhotoRejected(event.event_id, "download_failed", None, now), event
+            )
+            return
+        self.faults.hit("after_download")
+        result = await self.pool.run(process_photo, data, self.limits)
+        del data
+        if isinstance(result, Rejected):
+            rejected = PhotoRejected(event.event_id, result.reason.value, result.detected, now)
+            await self._apply(conversation, rejected, event)
+            return
+        photo_id = photo_id_for(event.event_id)
+        self.faults.hit("before_vault_write")
+        stored = await self.pool.run(self.vault.put, photo_id, result.data)
+        self.faults.hit("after_vault_rename")
+        issues = tuple(issue.value for issue in result.quality.issues)
+        await self._apply(
+            conversation,
+            PhotoStored(event.event_id, photo_id, issues, now),
+            event,
+            photo=(result, stored.wrapped_key, stored.size, stored.digest),
+        )
+
+    # ---- committing a step ---------------------------------------------------------------------------
+
+    async def _apply(
+        self,
+        conversation: Conversation | None,
+        step_input: Input,
+        event: Incoming,
+        photo: tuple[CleanPhoto, bytes, int, str] | None = None,
+    ) -> None:
+        new, effects = step(conversation, step_input, self.policy)
+        self.faults.hit("before_commit")
+        async with self.database.transaction() as db:
+            if photo is not None:
+                await self._insert_photo(db, event.room_id, new, step_input, photo)
+            if isinstance(event, MediaMessage) and event.media_urls:
+                await self.media.add(db, event.room_id, event.event_id, event.media_urls)
+            await self.handled.mark(db, event.event_id, event.room_id)
+            await self._commit(db, event.room_id, event.event_id, new, effects, event=event)
+        self.faults.hit("after_commit")
+        await self._after_commit(event.room_id, effects)
+
+    async def _commit(
+        self,
+        db: aiosqlite.Connection,
+        room_id: RoomID,
+        source: str,
+        conversation: Conversation,
+        effects: tuple[Effect, ...],
+        *,
+        event: Incoming | None,
+    ) -> None:
+        await self.conversations.save(
+            db, room_id, conversation.state.value, conversation.to_dict(), iso(conversation.last_activity_at)
+        )
+        for index, effect in enumerate(effects):
+            txn_id = derive_txn_id(source, index)
+            match effect:
+                case Reply(text=text):
+                    await self.outbox.add(db, room_id, txn_id, "message", {"text": text})
+                case Redact(event_id=event_id, reason=reason):
+                    await self.outbox.add(
+                        db, room_id, txn_id, "redaction", {"event_id": event_id, "reason": reason}
+                    )
+                case DestroyPhotos(photo_ids=photo_ids):
+                    for photo_id in photo_ids:
+                        await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))
+                case Submit():
+                    await self._insert_submission(db, room_id, effect)
+                case NotifyClinicians():
+                    for clinician_room in sorted(self.clinician_rooms):
+                        text = clinician_notice(effect)
+                        await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
+                case PurgeMedia():
+                    pass  # the media ledger already lists the event's uploads; purged after the commit
+
+    async def _after_commit(self, room_id: RoomID, effects: tuple[Effect, ...]) -> None:
+        destroyed = [
+            photo_id
+            for effect in effects
+            if isinstance(effect, DestroyPhotos)
+            for photo_id in effect.photo_ids
+        ]
+        for photo_id in destroyed:
+            await self.pool.run(self.vault.destroy, photo_id)
+        if destroyed:
+            await self.database.shred_checkpoint()
+        await self.delivery.flush(room_id)
+        if any(isinstance(effect, NotifyClinicians) for effect in effects):
+            for clinician_room in self.clinician_rooms:
+                await self.delivery.flush(clinician_room)
+        if any(isinstance(effect, PurgeMedia) for effect in effects):
+            await purge_pending_media(self.media, self.gateway)
+
+    async def _insert_photo(
+        self,
+        db: aiosqlite.Connection,
+        room_id: RoomID,
+        conversation: Conversation,
+        step_input: Input,
+        photo: tuple[CleanPhoto, bytes, int, str],
+    ) -> None:
+        if not isinstance(step_input, PhotoStored) or step_input.photo_id not in conversation.all_photo_ids:
+            return  # the step did not keep it (over the limit, cancelled): its file is destroyed below
+        clean, wrapped_key, size, digest = photo
+        await db.execute(
+            "INSERT INTO photos (photo_id, room_id, conversation_id, wrapped_key, size, digest, mime, source_format,"
+            " quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (photo_id) DO UPDATE SET"
+            " wrapped_key = excluded.wrapped_key, size = excluded.size, digest = excluded.digest",
+            (
+                step_input.photo_id,
+                room_id,
+                conversation.conversation_id,
+                wrapped_key,
+                size,
+                digest,
+                clean.mime,
+                clean.source_format.value,
+                ",".join(step_input.quality_issues),
+                iso(step_input.now),
+            ),
+        )
+
+    async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
+        submission_id = submit.conversation_id
+        details: dict[str, Any] = {"notes": list(submit.notes), "requested_area": submit.requested_area}
+        await db.execute(
+            "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
+            " intimate, acting_for_someone, details, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            (
+                submission_id,
+                submit.reference,
+                room_id,
+                self.sealer.seal(submit.nhs_number.encode(), context=f"submission-nhs:{submission_id}"),
+                self.keyring.lookup_hash(submit.nhs_number, purpose="nhs-number"),
+                int(submit.keep_in_record),
+                int(submit.intimate),
+                int(submit.acting_for_someone),
+                self.sealer.seal_json(details, context=f"submission-details:{submission_id}"),
+                iso(submit.submitted_at),
+            ),
+        )
+        for photo_id in submit.photo_ids:
+            await db.execute(
+                "UPDATE photos SET submission_id = ? WHERE photo_id = ?", (submission_id, photo_id)
+            )
+
+    async def _load(self, room_id: RoomID) -> Conversation | None:
+        data = await self.conversations.load(room_id)
+        return Conversation.from_dict(data) if data is not None else None
+
+
+async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> None:
+    """Delete every upload the ledger still lists; failures stay pending and are retried later."""
+    if not gateway.can_purge_media:
+        return
+    for entry in await media.pending():
+        outcome = await gateway.purge_media(entry.url)
+        if outcome is PurgeOutcome.FAILED:
+            log.warning("the homeserver refused to delete an upload; it stays in the ledger")
+            continue
+        await media.settle(entry.id, outcome.value)
+
+
+def something_went_wrong(reference: str) -> str:
+    return (
+        f"Sorry, something went wrong on our side (ref {reference}). Nothing you sent has been lost. "
+        "Please try again in a minute; if it keeps happening, contact the practice and quote the reference."
+    )
+
+
+def clinician_notice(notice: NotifyClinicians) -> str:
+    """What the clinician room is told: no image, no NHS number, no patient words."""
+    storage = "may be kept in the record" if notice.keep_in_record else "view then delete"
+    flags = []
+    if notice.intimate:
+        flags.append("**intimate area**: describe, then destroy")
+    if notice.acting_for_someone:
+        flags.append("sent by someone acting for the patient")
+    extra = f" ({'; '.join(flags)})" if flags else ""
+    photos = "1 photo" if notice.photo_count == 1 else f"{notice.photo_count} photos"
+    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}."
+
+
+def _new_id() -> str:
+    return secrets.token_hex(16)

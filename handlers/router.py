@@ -1,0 +1,145 @@
+"""Routes each sync batch to the right handler, one room at a time, never letting one event stop the rest.
+
+- Invites: joined only from users on the practice's allowed homeservers; the greeting is queued in the
+  outbox and sent once the room is known (after the next sync), so the sync loop never waits on it.
+- Events of one room are handled in order under that room's lock; rooms are handled concurrently.
+- Each event is handled at most once (the handled-events table) and at least once (the sync checkpoint
+  advances only when the whole batch is committed).
+- The error boundary: a transient failure (homeserver away, disk full) aborts the room's batch and the
+  batch is replayed; anything unexpected is logged with a reference and the sender gets a kind reply
+  carrying it, and the bot goes on serving everyone else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.errors import TransientError, error_reference
+from bot.ids import RoomID, UserID, server_name
+from bot.matrix.events import Incoming, Invite
+from bot.matrix.gateway import MatrixError, MatrixGateway, SyncBatch
+from handlers.delivery import Delivery
+from storage.handled_events import HandledEvents
+from storage.rooms import Room, RoomKind, RoomRepository
+
+log = logging.getLogger(__name__)
+
+EventHandler = Callable[[Incoming], Awaitable[None]]
+FailureReply = Callable[[Incoming, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RoomHandlers:
+    """What to do with an event in a room of one kind, and how to tell its sender something broke."""
+
+    handle: EventHandler
+    failed: FailureReply
+
+
+class RoomLocks:
+    """One lock per room: everything that changes a room's state takes it first."""
+
+    def __init__(self) -> None:
+        self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def __call__(self, room_id: RoomID) -> asyncio.Lock:
+        return self._locks[room_id]
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        gateway: MatrixGateway,
+        rooms: RoomRepository,
+        handled: HandledEvents,
+        delivery: Delivery,
+        locks: RoomLocks,
+        allowed_servers: frozenset[str],
+        start_patient: Callable[[RoomID, UserID], Awaitable[None]],
+        handlers: dict[RoomKind, RoomHandlers],
+    ) -> None:
+        self._gateway = gateway
+        self._rooms = rooms
+        self._handled = handled
+        self._delivery = delivery
+        self._locks = locks
+        self._allowed_servers = allowed_servers
+        self._start_patient = start_patient
+        self._handlers = handlers
+
+    async def handle_batch(self, batch: SyncBatch) -> bool:
+        """Handle a batch; False if some of it must be replayed later (nothing was lost)."""
+        results = await asyncio.gather(
+            *(self._guard_invite(invite) for invite in batch.invites),
+            *(self._handle_room(room_id, events) for room_id, events in batch.timelines.items()),
+        )
+        return all(results)
+
+    async def _guard_invite(self, invite: Invite) -> bool:
+        try:
+            await self._on_invite(invite)
+        except TransientError:
+            return False
+        except Exception:
+            log.exception("an invite could not be handled (ref %s)", error_reference())
+        return True
+
+    async def _on_invite(self, invite: Invite) -> None:
+        if server_name(invite.inviter) not in self._allowed_servers:
+            log.info("declined an invite from a homeserver the practice does not allow")
+            await self._gateway.leave(invite.room_id)
+            return
+        await self._gateway.join(invite.room_id)
+        await self._start_patient(invite.room_id, invite.inviter)
+
+    async def _handle_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
+        async with self._locks(room_id):
+            room = await self._rooms.get(room_id)
+            if room is None:
+                room = await self._adopt(room_id, events)
+            if room is None:
+                return True
+            handlers = self._handlers.get(room.kind)
+            if handlers is None:
+                return True
+            for event in events:
+                if not await self._handle_one(handlers, event):
+                    return False
+        await self._delivery.flush(room_id)
+        return True
+
+    async def _adopt(self, room_id: RoomID, events: list[Incoming]) -> Room | None:
+        """A room we joined but never recorded (a crash between join and commit): start it now."""
+        others = self._gateway.room_members(room_id) - {self._gateway.user_id}
+        senders = [event.sender for event in events if event.sender != self._gateway.user_id]
+        patient = next(iter(sorted(others)), None) or next(iter(senders), None)
+        if patient is None or server_name(patient) not in self._allowed_servers:
+            return None
+        log.info("resuming a patient room that was joined before a restart")
+        await self._start_patient(room_id, patient)
+        return await self._rooms.get(room_id)
+
+    async def _handle_one(self, handlers: RoomHandlers, event: Incoming) -> bool:
+        if await self._handled.seen(event.event_id):
+            return True
+        try:
+            await handlers.handle(event)
+        except TransientError:
+            log.info("a transient failure; the event will be handled again after the next sync")
+            return False
+        except MatrixError as error:
+            reference = error_reference()
+            log.warning(
+                "the homeserver refused something while handling an event (ref %s): %s", reference, error
+            )
+            await handlers.failed(event, reference)
+        except Exception:
+            reference = error_reference()
+            log.exception("handling an event failed (ref %s)", reference)
+            await handlers.failed(event, reference)
+        return True
