@@ -1,0 +1,62 @@
+"""Generated stand-ins for patients' photos: synthetic skin-like images, never real ones.
+
+A demo photo looks like what a phone sends: a detailed scene, camera metadata with GPS coordinates (made
+up), so the demo can show the bot removing it.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def skin_scene(width: int, height: int, *, seed: int) -> Image.Image:
+    """A skin-toned, textured image with a reddish patch: sharp enough to pass the quality check."""
+    rng = random.Random(seed)  # noqa: S311 (a reproducible picture, not a secret)
+    image = Image.new("RGB", (width, height), (224, 180, 150))
+    draw = ImageDraw.Draw(image)
+    for _ in range(width * height // 400):
+        x, y = rng.randrange(width), rng.randrange(height)
+        shade = rng.randrange(-30, 30)
+        draw.point((x, y), fill=(200 + shade, 160 + shade, 130 + shade))
+    for _ in range(60):
+        x, y = rng.randrange(width), rng.randrange(height)
+        length = rng.randrange(10, 60)
+        draw.line((x, y, x + length, y + rng.randrange(-8, 8)), fill=(180, 130, 105), width=1)
+    cx, cy, r = width // 2, height // 2, min(width, height) // 6
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(205, 95, 90))
+    for _ in range(200):
+        x, y = cx + rng.randrange(-r, r), cy + rng.randrange(-r, r)
+        draw.point((x, y), fill=(150, 50, 50))
+    return image.filter(ImageFilter.SHARPEN)
+
+
+def camera_jpeg(width: int = 1600, height: int = 1200, *, seed: int = 1) -> bytes:
+    """A JPEG like a phone's: made-up GPS position, camera make and model, capture time."""
+    exif = Image.Exif()
+    exif[0x010F] = "ExampleCam"  # Make
+    exif[0x0110] = "Model 7"  # Model
+    exif[0x0132] = "2026:11:20 09:15:00"  # DateTime
+    exif[0x0112] = 1  # Orientation
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (51.0, 30.0, 12.0)
+    gps[3], gps[4] = "W", (0.0, 7.0, 40.0)
+    buffer = io.BytesIO()
+    skin_scene(width, height, seed=seed).save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
+
+
+def camera_heic(width: int = 1600, height: int = 1200, *, seed: int = 2) -> bytes:
+    """A HEIC like an iPhone's, with made-up GPS metadata."""
+    from pillow_heif import register_heif_opener  # noqa: PLC0415 (registers a Pillow plugin)
+
+    register_heif_opener()
+    exif = Image.Exif()
+    exif[0x010F] = "ExamplePhone"
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (51.0, 30.0, 12.0)
+    buffer = io.BytesIO()
+    skin_scene(width, height, seed=seed).save(buffer, "HEIF", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()

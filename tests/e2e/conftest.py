@@ -1,0 +1,122 @@
+"""End-to-end fixtures: a real Synapse for the whole session, the real bot as a process, real nio people."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bot.demo.bot_process import BotProcess
+from bot.demo.people import Person
+from bot.ids import UserID
+from bot.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_names = itertools.count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_names)}x{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+async def homeserver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalHomeserver]:
+    server = LocalHomeserver(
+        tmp_path_factory.mktemp("synapse"), synapse_python=default_synapse_python(PROJECT_ROOT)
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def homeserver_admin(homeserver: LocalHomeserver) -> RegisteredUser:
+    return await homeserver.register_user("practiceadmin", "pw-practice-admin", admin=True)
+
+
+@dataclass
+class BotUnderTest:
+    process: BotProcess
+    user_id: UserID
+    data_dir: Path
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Query the bot's database from outside, as an operator (or a disk fault) would; writes are committed."""
+        connection = sqlite3.connect(self.data_dir / "photobot.sqlite3", timeout=10)
+        try:
+            rows = list(connection.execute(sql, params).fetchall())
+            connection.commit()
+            return rows
+        finally:
+            connection.close()
+
+
+BotFactory = Callable[..., Awaitable[BotUnderTest]]
+PersonFactory = Callable[[str], Awaitable[Person]]
+
+
+@pytest.fixture
+async def make_bot(
+    homeserver: LocalHomeserver, homeserver_admin: RegisteredUser, tmp_path: Path
+) -> AsyncIterator[BotFactory]:
+    bots: list[BotUnderTest] = []
+
+    async def make(start: bool = True, purge: bool = True, **settings: str) -> BotUnderTest:
+        localpart = unique("photobot")
+        password = f"pw-{localpart}"
+        user = await homeserver.register_user(localpart, password)
+        data_dir = tmp_path / localpart
+        env = {
+            "PHOTOBOT_HOMESERVER_URL": homeserver.base_url,
+            "PHOTOBOT_USER_ID": user.user_id,
+            "PHOTOBOT_PASSWORD": password,
+            "PHOTOBOT_DATA_DIR": str(data_dir),
+            "PHOTOBOT_PRACTICE_NAME": "Riverside Surgery",
+            "PHOTOBOT_TEST_MODE": "true",
+            "PHOTOBOT_LOG_LEVEL": "INFO",
+        }
+        if purge:
+            env["PHOTOBOT_HOMESERVER_ADMIN_TOKEN"] = homeserver_admin.access_token
+        env |= {f"PHOTOBOT_{key.upper()}": value for key, value in settings.items()}
+        bot = BotUnderTest(BotProcess(env, tmp_path / f"{localpart}.log"), UserID(user.user_id), data_dir)
+        bots.append(bot)
+        await bot.process.init()
+        if start:
+            await bot.process.start()
+        return bot
+
+    try:
+        yield make
+    finally:
+        for bot in bots:
+            await bot.process.kill()
+            print(f"--- log of {bot.user_id}\n{bot.process.log_text()[-4000:]}")
+
+
+@pytest.fixture
+async def make_person(homeserver: LocalHomeserver, tmp_path: Path) -> AsyncIterator[PersonFactory]:
+    people: list[Person] = []
+
+    async def make(prefix: str) -> Person:
+        localpart = unique(prefix)
+        person = await Person.sign_up(homeserver, localpart, tmp_path / "stores" / localpart)
+        people.append(person)
+        return person
+
+    try:
+        yield make
+    finally:
+        for person in people:
+            # Shown by pytest only when the test fails: what each person saw, in order.
+            for room_id, seen in person.seen.items():
+                print(f"--- {person.user_id} in {room_id}")
+                for message in seen:
+                    print(f"    [{message.kind}] {message.body[:160]!r}")
+            await person.close()

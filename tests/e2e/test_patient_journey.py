@@ -1,0 +1,175 @@
+"""The patient journey against a real Synapse: notice, NHS number, screening, storage, photos, nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from PIL import Image
+
+from bot.demo.people import Person
+from bot.ids import EventID
+from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.journey import (
+    NHS_NUMBER,
+    answer,
+    open_chat,
+    reach_photos,
+    send_photo,
+    stored_photos,
+    vault_files,
+)
+from tests.unit.image_factory import make_heic, make_jpeg
+
+pytestmark = pytest.mark.e2e
+
+
+def _pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.tobytes()
+
+
+async def _uploads_gone(patient: Person, event_ids: list[EventID]) -> list[int]:
+    return [await patient.media_status(url) for event_id in event_ids for url in patient.uploads[event_id]]
+
+
+async def test_whole_journey_keeps_clean_photos_and_leaves_nothing_in_the_chat(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """A JPEG with GPS and a HEIC file are stored clean and encrypted, removed from the chat and the server."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await reach_photos(patient, bot, keep=True)
+    jpeg = make_jpeg(1600, 1200, gps=True, device=True, orientation=6, icc=True)
+    heic = make_heic(1280, 960, gps=True)
+    thumbnail = make_jpeg(320, 240)
+    await send_photo(
+        patient,
+        room_id,
+        jpeg,
+        "Photo 1 received",
+        filename="IMG_0001.jpg",
+        mimetype="image/jpeg",
+        thumbnail=thumbnail,
+    )
+    await send_photo(
+        patient,
+        room_id,
+        heic,
+        "Photo 2 received",
+        filename="IMG_0002.HEIC",
+        mimetype="image/heic",
+        as_file=True,
+    )
+    await answer(patient, room_id, "on my left forearm, about a week", "added your message")
+    done = await answer(patient, room_id, "done", "reference")
+    assert "GP-" in done
+
+    photos = stored_photos(bot)
+    assert [p.source_format for p in photos] == ["jpeg", "heif"]
+    stored_jpeg, stored_heic = photos
+    assert _pixels(stored_jpeg.data) == _pixels(jpeg), "the JPEG's pixels are untouched"
+    with Image.open(io.BytesIO(stored_jpeg.data)) as image:
+        exif = image.getexif()
+        assert dict(exif) == {0x0112: 6}, "only the orientation survives"
+        assert exif.get_ifd(0x8825) == {}
+        assert image.info.get("icc_profile"), "the colour profile is kept"
+    assert stored_heic.mime == "image/jpeg"
+    with Image.open(io.BytesIO(stored_heic.data)) as image:
+        assert image.format == "JPEG"
+        assert image.getexif().get_ifd(0x8825) == {}
+    assert all(p.submission_id for p in photos)
+
+    photo_events = list(patient.uploads)
+    await patient.wait_until(lambda: set(photo_events) <= patient.redacted)
+    assert await _uploads_gone(patient, photo_events) == [404, 404, 404]  # image, thumbnail, HEIC
+    assert bot.query("SELECT status, COUNT(*) FROM media_ledger GROUP BY status") == [("deleted", 3)]
+    assert bot.query("SELECT keep_in_record, intimate, status FROM submissions") == [(1, 0, "new")]
+
+
+async def test_view_then_delete_is_recorded(make_bot: BotFactory, make_person: PersonFactory) -> None:
+    """A patient who chooses view-then-delete gets a submission that says so, and is told."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await reach_photos(patient, bot, keep=False)
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    done = await answer(patient, room_id, "done", "reference")
+    assert "deleted once a doctor or nurse has looked" in done
+    assert bot.query("SELECT keep_in_record, intimate FROM submissions") == [(0, 0)]
+
+
+async def test_intimate_adult_photo_is_flagged_for_describe_then_destroy(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """An intimate photo of an adult is accepted, never kept in the record, and flagged to clinicians."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await reach_photos(patient, bot, intimate=True)
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    await answer(patient, room_id, "done", "reference")
+    assert bot.query("SELECT keep_in_record, intimate FROM submissions") == [(0, 1)]
+    assert len(stored_photos(bot)) == 1
+
+
+async def test_intimate_photo_of_a_child_is_refused_and_destroyed_at_once(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """Intimate + under 18: no photo is accepted; one sent anyway is removed from the chat and the server."""
+    bot = await make_bot()
+    other = await make_person("parent")
+    room_id = await open_chat(other, bot)
+    await answer(other, room_id, NHS_NUMBER, "999 765 4323")
+    await answer(other, room_id, "yes", "intimate area")
+    await answer(other, room_id, "yes", "under 18")
+    refusal = await answer(other, room_id, "yes", "can't accept")
+    assert "phone" in refusal.lower()
+    event_before = len(other.seen[room_id])
+    await other.send_photo(room_id, make_jpeg(800, 600), filename="b.jpg", mimetype="image/jpeg")
+    await other.wait_for_text(room_id, "deleted that one without looking", after=event_before)
+    photo_event = next(iter(other.uploads))
+    await other.wait_until(lambda: photo_event in other.redacted)
+    assert await _uploads_gone(other, [photo_event]) == [404]
+    assert bot.query("SELECT COUNT(*) FROM photos WHERE room_id = ?", (room_id,)) == [(0,)]
+    assert vault_files(bot) == []
+
+
+async def test_two_patients_at_once_see_only_their_own_conversation(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """Two patients going through the journey together each get their own answers and photos."""
+    bot = await make_bot()
+    first, second = await make_person("patient"), await make_person("patient")
+    rooms = await asyncio.gather(reach_photos(first, bot, keep=True), reach_photos(second, bot, keep=False))
+    await asyncio.gather(
+        send_photo(
+            first, rooms[0], make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+        ),
+        send_photo(
+            second,
+            rooms[1],
+            make_jpeg(1300, 975),
+            "Photo 1 received",
+            filename="b.jpg",
+            mimetype="image/jpeg",
+        ),
+    )
+    await send_photo(
+        first, rooms[0], make_jpeg(1100, 825), "Photo 2 received", filename="c.jpg", mimetype="image/jpeg"
+    )
+    await asyncio.gather(
+        answer(first, rooms[0], "done", "reference"), answer(second, rooms[1], "done", "reference")
+    )
+    assert bot.query("SELECT room_id, keep_in_record FROM submissions ORDER BY keep_in_record") == [
+        (rooms[1], 0),
+        (rooms[0], 1),
+    ]
+    assert bot.query("SELECT room_id, COUNT(*) FROM photos GROUP BY room_id ORDER BY COUNT(*)") == [
+        (rooms[1], 1),
+        (rooms[0], 2),
+    ]
+    assert not any("Photo 2" in text for text in second.texts(rooms[1]))
