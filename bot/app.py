@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bot.clock import Clock
 from bot.cross_signing import CrossSigningKeys
+from bot.errors import TransientError, error_reference
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import DeviceID, RoomID, UserID
@@ -32,8 +34,9 @@ from bot.matrix.gateway import (
 )
 from bot.settings import Settings
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, patient_policy
-from handlers.router import RoomHandlers, RoomLocks, Router
+from handlers.patient import PatientHandler, patient_policy, purge_pending_media
+from handlers.room_locks import RoomLocks
+from handlers.router import RoomHandlers, Router
 from storage.account import AccountRepository, BotAccount
 from storage.checkpoint import SyncCheckpoint
 from storage.conversations import ConversationRepository
@@ -45,6 +48,7 @@ from storage.rooms import RoomKind, RoomRepository
 from storage.vault import Vault
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SYNC_TIMEOUT_MS = 30_000
 RETRY_SECONDS = 2.0
@@ -75,6 +79,7 @@ class App:
     pool: CpuPool
     faults: FaultInjector
     vault: Vault
+    patient: PatientHandler
 
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""
@@ -143,6 +148,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         policy=patient_policy(settings),
         limits=Limits(max_bytes=settings.max_photo_bytes, max_pixels=settings.max_pixels),
         clinician_rooms=settings.clinician_rooms,
+        locks=locks,
     )
     router = Router(
         gateway=gateway,
@@ -167,6 +173,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         pool=pool,
         faults=faults,
         vault=vault,
+        patient=patient,
     )
 
 
@@ -202,19 +209,48 @@ async def ensure_device_signed(app: App) -> None:
     log.info("signed the bot's device with its cross-signing identity")
 
 
+async def housekeeping(app: App, stop: asyncio.Event) -> None:
+    """Every little while: expire idle conversations, retry media deletions and unsent replies."""
+    interval = min(60.0, max(1.0, app.settings.conversation_timeout.total_seconds() / 4))
+    while not stop.is_set():
+        await _sleep_or_stop(stop, interval)
+        try:
+            await app.patient.expire_idle(app.settings.conversation_timeout)
+            await purge_pending_media(app.patient.media, app.gateway)
+            await app.delivery.flush_all()
+        except TransientError:
+            log.info("housekeeping will try again: the homeserver is not reachable")
+        except Exception:
+            log.exception("housekeeping failed (ref %s)", error_reference())
+
+
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
     await app.clean_up_after_crash()
     await app.gateway.start_keys()
     await ensure_device_signed(app)
+    chores = asyncio.create_task(housekeeping(app, stop))
+    try:
+        await _sync_loop(app, stop)
+    finally:
+        stop.set()
+        await chores
+
+
+async def _sync_loop(app: App, stop: asyncio.Event) -> None:
     token = await app.checkpoint.load()
     full_state = True  # rooms are not persisted by nio: rebuild them on the first sync (matrix-notes #7)
     log.info("the bot is serving")
     while not stop.is_set():
         try:
-            batch = await sync_once(
-                app.gateway, token, full_state=full_state, timeout_ms=0 if full_state else SYNC_TIMEOUT_MS
+            batch = await _until_stopped(
+                sync_once(
+                    app.gateway, token, full_state=full_state, timeout_ms=0 if full_state else SYNC_TIMEOUT_MS
+                ),
+                stop,
             )
+            if batch is None:
+                return
             await app.gateway.maintain_keys(batch.one_time_key_count)
             complete = await app.router.handle_batch(batch)
         except TransientMatrixError as error:
@@ -229,6 +265,21 @@ async def run(app: App, stop: asyncio.Event) -> None:
         else:
             await _sleep_or_stop(stop, RETRY_SECONDS)
         await app.delivery.flush_all()
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """The result of `work`, or None if `stop` is set first (then `work` is cancelled: a long-poll sync
+    holds nothing that needs finishing, and the checkpoint was not moved)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

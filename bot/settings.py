@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -61,7 +62,7 @@ class Settings:
     max_photos: int
     max_photo_bytes: int
     max_pixels: int
-    conversation_timeout_minutes: int
+    conversation_timeout: timedelta
     test_mode: bool
     homeserver_admin_token: Secret
     cpu_workers: int
@@ -172,6 +173,15 @@ def _is_user_id(value: str) -> bool:
     return value.startswith("@") and bool(sep) and len(localpart) > 1 and bool(server)
 
 
+def _conversation_timeout(read: _Reader) -> timedelta:
+    """Minutes in production; tests may shorten it to seconds, but only in test mode."""
+    minutes = read.integer("CONVERSATION_TIMEOUT_MINUTES", 24 * 60, 5, 30 * 24 * 60)
+    seconds = read.integer("TEST_CONVERSATION_TIMEOUT_SECONDS", 0, 0, 3600)
+    if seconds and read.flag("TEST_MODE", False):
+        return timedelta(seconds=seconds)
+    return timedelta(minutes=minutes)
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse the whole configuration; raise SettingsError listing every problem at once."""
     read = _Reader(env)
@@ -212,7 +222,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_photos=read.integer("MAX_PHOTOS", 5, 1, 20),
         max_photo_bytes=read.integer("MAX_PHOTO_MB", 20, 1, 100) * 1_000_000,
         max_pixels=read.integer("MAX_MEGAPIXELS", 50, 1, 200) * 1_000_000,
-        conversation_timeout_minutes=read.integer("CONVERSATION_TIMEOUT_MINUTES", 24 * 60, 5, 30 * 24 * 60),
+        conversation_timeout=_conversation_timeout(read),
         test_mode=read.flag("TEST_MODE", False),
         homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
         cpu_workers=read.integer("CPU_WORKERS", 2, 1, 64),

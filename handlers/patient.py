@@ -15,6 +15,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiosqlite
@@ -26,6 +27,7 @@ from bot.conversation import (
     Conversation,
     DestroyPhotos,
     Effect,
+    Expire,
     Input,
     NotifyClinicians,
     PhotoNotExpected,
@@ -35,6 +37,7 @@ from bot.conversation import (
     PurgeMedia,
     Redact,
     Reply,
+    State,
     Submit,
     Text,
     Undecryptable,
@@ -60,6 +63,7 @@ from bot.matrix.gateway import MatrixGateway, PurgeOutcome
 from bot.settings import Settings
 from bot.texts import Texts
 from handlers.delivery import Delivery
+from handlers.room_locks import RoomLocks
 from storage.conversations import ConversationRepository
 from storage.database import Database
 from storage.handled_events import HandledEvents
@@ -108,6 +112,7 @@ class PatientHandler:
     policy: Policy
     limits: Limits
     clinician_rooms: frozenset[RoomID]
+    locks: RoomLocks
 
     # ---- entry points ---------------------------------------------------------------------------------
 
@@ -118,7 +123,7 @@ class PatientHandler:
         conversation, effects = step(None, Begin(_new_id(), self.clock.now()), self.policy)
         async with self.database.transaction() as db:
             await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
-            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects, event=None)
+            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
 
     async def handle(self, event: Incoming) -> None:
         room = await self.rooms.get(event.room_id)
@@ -207,9 +212,32 @@ class PatientHandler:
             if isinstance(event, MediaMessage) and event.media_urls:
                 await self.media.add(db, event.room_id, event.event_id, event.media_urls)
             await self.handled.mark(db, event.event_id, event.room_id)
-            await self._commit(db, event.room_id, event.event_id, new, effects, event=event)
+            await self._commit(db, event.room_id, event.event_id, new, effects)
         self.faults.hit("after_commit")
         await self._after_commit(event.room_id, effects)
+
+    async def expire_idle(self, timeout: timedelta) -> int:
+        """Expire every unfinished conversation idle for longer than `timeout`: photos destroyed, patient told."""
+        now = self.clock.now()
+        unfinished = [state.value for state in State if not state.finished]
+        expired = 0
+        for room_id, last_activity in await self.conversations.rooms_in_states(unfinished):
+            if datetime.fromisoformat(last_activity) + timeout > now:
+                continue
+            async with self.locks(room_id):
+                conversation = await self._load(room_id)
+                if conversation is None or conversation.state.finished:
+                    continue
+                if conversation.last_activity_at + timeout > now:
+                    continue
+                new, effects = step(conversation, Expire(now), self.policy)
+                async with self.database.transaction() as db:
+                    await self._commit(db, room_id, f"expire:{conversation.conversation_id}", new, effects)
+                await self._after_commit(room_id, effects)
+            expired += 1
+        if expired:
+            log.info("expired %d idle conversations", expired)
+        return expired
 
     async def _commit(
         self,
@@ -218,8 +246,6 @@ class PatientHandler:
         source: str,
         conversation: Conversation,
         effects: tuple[Effect, ...],
-        *,
-        event: Incoming | None,
     ) -> None:
         await self.conversations.save(
             db, room_id, conversation.state.value, conversation.to_dict(), iso(conversation.last_activity_at)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from bot.ids import RoomID, UserID, server_name
 from bot.matrix.events import Incoming, Invite
 from bot.matrix.gateway import MatrixError, MatrixGateway, SyncBatch
 from handlers.delivery import Delivery
+from handlers.room_locks import RoomLocks
 from storage.handled_events import HandledEvents
 from storage.rooms import Room, RoomKind, RoomRepository
 
@@ -38,16 +38,6 @@ class RoomHandlers:
 
     handle: EventHandler
     failed: FailureReply
-
-
-class RoomLocks:
-    """One lock per room: everything that changes a room's state takes it first."""
-
-    def __init__(self) -> None:
-        self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    def __call__(self, room_id: RoomID) -> asyncio.Lock:
-        return self._locks[room_id]
 
 
 class Router:
