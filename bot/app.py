@@ -118,7 +118,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         )
     faults = FaultInjector(settings.fault_points, enabled=settings.test_mode)
     rooms = RoomRepository(database, keyring, sealer, clock)
-    trust = _trust_policy(rooms)
+    trust = _trust_policy(rooms, settings.clinicians)
     client = new_client(
         settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
     )
@@ -157,6 +157,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         delivery=delivery,
         locks=locks,
         allowed_servers=settings.allowed_servers,
+        staff_rooms=dict.fromkeys(settings.clinician_rooms, RoomKind.CLINICIAN)
+        | ({settings.admin_room: RoomKind.ADMIN} if settings.admin_room else {}),
         start_patient=patient.start,
         handlers={RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed)},
     )
@@ -177,17 +179,23 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     )
 
 
-def _trust_policy(rooms: RoomRepository) -> Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]:
+def _trust_policy(
+    rooms: RoomRepository, clinicians: frozenset[UserID]
+) -> Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]:
     """The device trust policy, in one place (see docs/operator.md, "Who can read what").
 
     Patient rooms: the patient's own devices are trusted on first use (a patient cannot verify a bot), every
     other device, including any other device of the bot's own account, is excluded and gets no room key.
-    Rooms of any other kind: excluded until their own policy is written.
+    Clinician rooms: the devices of allowlisted clinicians only; every other member's devices are excluded.
+    (Checking clinicians' own cross-signatures comes with the clinician workspace.)
+    Any other room: everyone excluded.
     """
 
     async def decide(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
         room = await rooms.get(room_id)
         if room is not None and room.kind is RoomKind.PATIENT and room.member == user_id:
+            return DeviceTrust.TRUST
+        if room is not None and room.kind is RoomKind.CLINICIAN and user_id in clinicians:
             return DeviceTrust.TRUST
         return DeviceTrust.EXCLUDE
 

@@ -161,8 +161,9 @@ class _Reader:
     def room_ids(self, name: str) -> frozenset[RoomID]:
         rooms = []
         for item in self.items(name):
-            if not (item.startswith("!") and ":" in item):
-                self.problems.append(f"{PREFIX}{name}: {item!r} is not a Matrix room id like !abc:server.")
+            # Room version 12 ids have no server part (!abc...); older ones do (!abc:server).
+            if not (item.startswith("!") and len(item) > 1 and " " not in item):
+                self.problems.append(f"{PREFIX}{name}: {item!r} is not a Matrix room id (it starts with !).")
             else:
                 rooms.append(RoomID(item))
         return frozenset(rooms)

@@ -50,6 +50,7 @@ class Router:
         delivery: Delivery,
         locks: RoomLocks,
         allowed_servers: frozenset[str],
+        staff_rooms: dict[RoomID, RoomKind],
         start_patient: Callable[[RoomID, UserID], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
     ) -> None:
@@ -59,6 +60,7 @@ class Router:
         self._delivery = delivery
         self._locks = locks
         self._allowed_servers = allowed_servers
+        self._staff_rooms = staff_rooms
         self._start_patient = start_patient
         self._handlers = handlers
 
@@ -85,6 +87,12 @@ class Router:
             await self._gateway.leave(invite.room_id)
             return
         await self._gateway.join(invite.room_id)
+        staff_kind = self._staff_rooms.get(invite.room_id)
+        if staff_kind is not None:
+            # A configured clinician or admin room: no patient conversation, never a greeting.
+            async with self._rooms.transaction() as db:
+                await self._rooms.add(db, invite.room_id, staff_kind, None)
+            return
         await self._start_patient(invite.room_id, invite.inviter)
 
     async def _handle_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
@@ -105,6 +113,8 @@ class Router:
 
     async def _adopt(self, room_id: RoomID, events: list[Incoming]) -> Room | None:
         """A room we joined but never recorded (a crash between join and commit): start it now."""
+        if room_id in self._staff_rooms:
+            return None
         others = self._gateway.room_members(room_id) - {self._gateway.user_id}
         senders = [event.sender for event in events if event.sender != self._gateway.user_id]
         patient = next(iter(sorted(others)), None) or next(iter(senders), None)

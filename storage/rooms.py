@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
 
@@ -32,6 +33,9 @@ class RoomRepository:
         self._keyring = keyring
         self._sealer = sealer
         self._clock = clock
+
+    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        return self._db.transaction()
 
     def _lookup(self, user_id: UserID) -> str:
         return self._keyring.lookup_hash(user_id, purpose="room-member")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 
+import nio
 import pytest
 from PIL import Image
 
 from bot.demo.people import Person
-from bot.ids import EventID
+from bot.ids import EventID, RoomID
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import (
     NHS_NUMBER,
@@ -173,3 +174,35 @@ async def test_two_patients_at_once_see_only_their_own_conversation(
         (rooms[0], 2),
     ]
     assert not any("Photo 2" in text for text in second.texts(rooms[1]))
+
+
+async def test_clinician_room_is_told_of_a_submission_without_the_image_or_nhs_number(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """The bot joins the configured clinician room without greeting it, and announces each submission
+    with its reference only."""
+    bot = await make_bot(start=False)
+    clinician = await make_person("clinician")
+    response = await clinician.client.room_create(
+        name="Clinicians",
+        invite=[bot.user_id],
+        initial_state=[
+            {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}
+        ],
+    )
+    assert isinstance(response, nio.RoomCreateResponse)
+    staff_room = RoomID(response.room_id)
+    bot.process.env["PHOTOBOT_CLINICIAN_ROOMS"] = staff_room
+    bot.process.env["PHOTOBOT_CLINICIANS"] = clinician.user_id
+    await bot.process.start()
+    patient = await make_person("patient")
+    room_id = await reach_photos(patient, bot)
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    done = await answer(patient, room_id, "done", "reference")
+    notice = await clinician.wait_for_text(staff_room, "New photo request")
+    reference = done.split("reference is ")[1].split(".")[0].strip("*")
+    assert reference in notice.body
+    assert "999" not in notice.body
+    assert [m.kind for m in clinician.seen[staff_room]] == ["text"], "no greeting, no image: one notice"
