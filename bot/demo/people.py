@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Seen:
     body: str
     kind: str  # 'text', 'image', 'file', 'undecryptable', 'redacted'
     content: dict[str, Any] = field(repr=False)
+    encrypted: bool = True  # False when it reached the phone in clear
 
 
 class Person:
@@ -111,6 +112,12 @@ class Person:
                 if getattr(event, "sender", None) == self.user_id:
                     continue
                 seen = _seen(event)
+                if (
+                    seen is not None
+                    and not getattr(event, "decrypted", False)
+                    and seen.kind != "undecryptable"
+                ):
+                    seen = replace(seen, encrypted=False)
                 if seen is not None:
                     self.seen.setdefault(RoomID(room_id), []).append(seen)
                 if isinstance(event, nio.RedactionEvent):

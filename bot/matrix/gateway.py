@@ -282,6 +282,11 @@ class MatrixGateway:
     async def send_message(self, room_id: RoomID, content: dict[str, Any], txn_id: str) -> EventID:
         if room_id not in self.client.rooms:
             raise TransientMatrixError("the room is not known yet (it appears after the next sync)")
+        if not self.client.rooms[room_id].encrypted:
+            # Never a word in clear: turn encryption on, and send once the next sync shows it on. If the bot
+            # may not change the room's settings, this raises and the message is never sent.
+            await self.enable_encryption(room_id)
+            raise TransientMatrixError("encryption was just turned on; waiting for it to take effect")
         await self._apply_trust(room_id)
         response = await self.client.room_send(
             room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False

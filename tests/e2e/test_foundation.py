@@ -7,7 +7,9 @@ import stat
 from pathlib import Path
 
 import aiohttp
+import nio
 import pytest
+from nio.api import RoomPreset
 
 from bot.cross_signing import verify_json
 from bot.demo.people import Person
@@ -40,8 +42,8 @@ async def test_patient_is_greeted_and_answered_in_an_encrypted_chat(
     await patient.say(room_id, NHS_NUMBER)
     await patient.wait_for_text(room_id, "999 765 4323", after=greeting)  # read back for confirmation
     seen = patient.seen[room_id]
-    assert all(message.kind == "text" for message in seen), (
-        "every bot message decrypted on the patient's phone"
+    assert all(message.kind == "text" and message.encrypted for message in seen), (
+        "every bot message arrived encrypted and decrypted on the patient's phone"
     )
     assert patient.client.rooms[room_id].encrypted
 
@@ -222,3 +224,19 @@ async def test_check_reports_a_valid_configuration(make_bot: BotFactory) -> None
     assert code == 0, output
     device_id = bot.query("SELECT device_id FROM bot_account")[0][0]
     assert str(device_id) in output
+
+
+async def test_a_chat_opened_without_encryption_gets_encryption_before_any_reply(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """A patient whose app opened an unencrypted chat gets it encrypted by the bot; no reply goes out in clear."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    response = await patient.client.room_create(
+        is_direct=True, invite=[bot.user_id], preset=RoomPreset.trusted_private_chat
+    )
+    assert isinstance(response, nio.RoomCreateResponse)
+    room_id = RoomID(response.room_id)
+    await patient.wait_for_text(room_id, "NHS number")
+    assert patient.client.rooms[room_id].encrypted
+    assert all(message.encrypted for message in patient.seen[room_id]), "not one message in clear"
