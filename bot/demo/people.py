@@ -22,6 +22,11 @@ from bot.ids import EventID, RoomID, UserID
 from bot.local_homeserver import LocalHomeserver
 from bot.matrix.attachments import decrypt_attachment, encrypt_attachment
 
+# The scripted person's trust policy: like a patient's app with default settings, it shares its keys with
+# every device of the people it talks to (here, the bot). The bot itself never does this: see
+# `bot.app._trust_policy`.
+TRUST_EVERY_DEVICE = True
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -251,7 +256,7 @@ class Person:
         if self.client.should_query_keys:
             await self.client.keys_query()
         response = await self.client.room_send(
-            room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=True
+            room_id, event_type, content, tx_id=txn_id, ignore_unverified_devices=TRUST_EVERY_DEVICE
         )
         if not isinstance(response, nio.RoomSendResponse):
             raise RuntimeError(f"sending failed: {getattr(response, 'message', response)}")
