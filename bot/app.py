@@ -11,8 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from bot.clock import Clock
@@ -202,18 +201,16 @@ def _trust_policy(
     return decide
 
 
-async def ensure_device_signed(app: App) -> None:
-    """Re-sign our device with the self-signing key if the device key changed since it was last signed."""
-    account = await app.accounts.load()
+async def ensure_device_signed(gateway: MatrixGateway, accounts: AccountRepository) -> None:
+    """Sign our device with the self-signing key unless the device key now in use is the one last signed
+    (first start, or the device changed). Used by `init` and at every start."""
+    account = await accounts.load()
     if account is None or account.cross_signing is None:
         return
-    current = app.gateway.device_ed25519()
-    if account.signed_device_key == current:
+    if account.signed_device_key == gateway.device_ed25519():
         return
-    signed = await app.gateway.sign_own_device(account.cross_signing)
-    await app.accounts.save(
-        BotAccount(account.user_id, account.device_id, account.access_token, account.cross_signing, signed)
-    )
+    signed = await gateway.sign_own_device(account.cross_signing)
+    await accounts.save(replace(account, signed_device_key=signed))
     log.info("signed the bot's device with its cross-signing identity")
 
 
@@ -236,7 +233,7 @@ async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
     await app.clean_up_after_crash()
     await app.gateway.start_keys()
-    await ensure_device_signed(app)
+    await ensure_device_signed(app.gateway, app.accounts)
     chores = asyncio.create_task(housekeeping(app, stop))
     try:
         await _sync_loop(app, stop)
@@ -335,18 +332,12 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
             await gateway.start_keys()
             if account.cross_signing is None:
                 keys = CrossSigningKeys.generate()
-                account = BotAccount(account.user_id, account.device_id, account.access_token, keys, None)
+                account = replace(account, cross_signing=keys, signed_device_key=None)
                 await accounts.save(account)  # saved before upload: an upload is never orphaned
                 await gateway.set_up_cross_signing(keys)
                 say("Created the bot's cross-signing identity.")
-            assert account.cross_signing is not None
-            signed = await gateway.sign_own_device(account.cross_signing)
-            await accounts.save(
-                BotAccount(
-                    account.user_id, account.device_id, account.access_token, account.cross_signing, signed
-                )
-            )
-            say("Signed the bot's device: patients' apps will show it as verified by its owner.")
+            await ensure_device_signed(gateway, accounts)
+            say("The bot's device is signed: patients' apps show it as verified by its owner.")
         finally:
             await client.close()
     finally:
@@ -355,7 +346,3 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
 
 async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
     return DeviceTrust.EXCLUDE
-
-
-def data_files(settings: Settings) -> list[Path]:
-    return [path for path in settings.data_dir.rglob("*") if path.is_file()]

@@ -40,6 +40,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "expired_with_photos": frozenset({"photos"}),
     "status_submitted": frozenset({"reference"}),
     "unsupported": frozenset({"kind"}),
+    "something_went_wrong": frozenset({"reference"}),
     "help_photos": frozenset({"max_photos"}),
 }
 
@@ -292,6 +293,10 @@ class Texts:
     unsupported: str = (
         "Sorry, I can't use {kind} here, so I've removed it from this chat. I can only take photos and "
         "typed messages."
+    )
+    something_went_wrong: str = (
+        "Sorry, something went wrong on our side (ref {reference}). Nothing you sent has been lost. "
+        "Please try again in a minute; if it keeps happening, contact the practice and quote the reference."
     )
 
     # Help, one per step, then the lines every help ends with.

@@ -70,7 +70,7 @@ from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.rooms import RoomKind, RoomRepository
-from storage.vault import Vault
+from storage.vault import StoredImage, Vault
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,8 @@ class PatientHandler:
 
     async def failed(self, event: Incoming, reference: str) -> None:
         """The error boundary's reply: mark the event handled and say something went wrong, with a reference."""
-        text = something_went_wrong(reference)
+        texts = self.policy.texts
+        text = texts.fill(texts.something_went_wrong, practice=self.policy.practice_name, reference=reference)
         async with self.database.transaction() as db:
             await self.handled.mark(db, event.event_id, event.room_id, outcome="failed")
             await self.outbox.add(
@@ -192,7 +193,7 @@ class PatientHandler:
             conversation,
             PhotoStored(event.event_id, photo_id, issues, now),
             event,
-            photo=(result, stored.wrapped_key, stored.size, stored.digest),
+            photo=(result, stored),
         )
 
     # ---- committing a step ---------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class PatientHandler:
         conversation: Conversation | None,
         step_input: Input,
         event: Incoming,
-        photo: tuple[CleanPhoto, bytes, int, str] | None = None,
+        photo: tuple[CleanPhoto, StoredImage] | None = None,
     ) -> None:
         new, effects = step(conversation, step_input, self.policy)
         self.faults.hit("before_commit")
@@ -295,11 +296,11 @@ class PatientHandler:
         room_id: RoomID,
         conversation: Conversation,
         step_input: Input,
-        photo: tuple[CleanPhoto, bytes, int, str],
+        photo: tuple[CleanPhoto, StoredImage],
     ) -> None:
         if not isinstance(step_input, PhotoStored) or step_input.photo_id not in conversation.all_photo_ids:
             return  # the step did not keep it (over the limit, cancelled): its file is destroyed below
-        clean, wrapped_key, size, digest = photo
+        clean, stored = photo
         await db.execute(
             "INSERT INTO photos (photo_id, room_id, conversation_id, wrapped_key, size, digest, mime, source_format,"
             " quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (photo_id) DO UPDATE SET"
@@ -308,9 +309,9 @@ class PatientHandler:
                 step_input.photo_id,
                 room_id,
                 conversation.conversation_id,
-                wrapped_key,
-                size,
-                digest,
+                stored.wrapped_key,
+                stored.size,
+                stored.digest,
                 clean.mime,
                 clean.source_format.value,
                 ",".join(step_input.quality_issues),
@@ -357,13 +358,6 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
             log.warning("the homeserver refused to delete an upload; it stays in the ledger")
             continue
         await media.settle(entry.id, outcome.value)
-
-
-def something_went_wrong(reference: str) -> str:
-    return (
-        f"Sorry, something went wrong on our side (ref {reference}). Nothing you sent has been lost. "
-        "Please try again in a minute; if it keeps happening, contact the practice and quote the reference."
-    )
 
 
 def clinician_notice(notice: NotifyClinicians) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from bot.errors import TransientError, error_reference
 from bot.ids import RoomID, UserID, server_name
 from bot.matrix.events import Incoming, Invite
-from bot.matrix.gateway import MatrixError, MatrixGateway, SyncBatch
+from bot.matrix.gateway import MatrixGateway, SyncBatch
 from handlers.delivery import Delivery
 from handlers.room_locks import RoomLocks
 from storage.handled_events import HandledEvents
@@ -132,13 +132,7 @@ class Router:
         except TransientError:
             log.info("a transient failure; the event will be handled again after the next sync")
             return False
-        except MatrixError as error:
-            reference = error_reference()
-            log.warning(
-                "the homeserver refused something while handling an event (ref %s): %s", reference, error
-            )
-            await handlers.failed(event, reference)
-        except Exception:
+        except Exception:  # a bug, or the homeserver refusing outright (MatrixError): same answer
             reference = error_reference()
             log.exception("handling an event failed (ref %s)", reference)
             await handlers.failed(event, reference)

@@ -28,13 +28,3 @@ class HandledEvents:
             "INSERT INTO handled_events (event_id, room_id, outcome, handled_at) VALUES (?, ?, ?, ?)",
             (event_id, room_id, outcome, iso(self._clock.now())),
         )
-
-    async def count(self, room_id: RoomID | None = None) -> int:
-        query = "SELECT COUNT(*) FROM handled_events"
-        params: tuple[str, ...] = ()
-        if room_id is not None:
-            query += " WHERE room_id = ?"
-            params = (room_id,)
-        async with self._db.connection.execute(query, params) as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0

@@ -76,9 +76,3 @@ class MediaLedger:
                 "UPDATE media_ledger SET status = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
                 (status, iso(self._clock.now()), entry_id),
             )
-
-    async def status_of(self, event_id: EventID) -> list[str]:
-        async with self._db.connection.execute(
-            "SELECT status FROM media_ledger WHERE event_id = ? ORDER BY id", (event_id,)
-        ) as cursor:
-            return [str(row["status"]) for row in await cursor.fetchall()]

@@ -68,9 +68,3 @@ class RoomRepository:
                 iso(self._clock.now()),
             ),
         )
-
-    async def patient_rooms_of(self, user_id: UserID) -> list[RoomID]:
-        async with self._db.connection.execute(
-            "SELECT room_id FROM rooms WHERE kind = 'patient' AND member_lookup = ?", (self._lookup(user_id),)
-        ) as cursor:
-            return [RoomID(row["room_id"]) for row in await cursor.fetchall()]

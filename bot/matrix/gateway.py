@@ -234,10 +234,6 @@ class MatrixGateway:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()
 
-    def room_encrypted(self, room_id: RoomID) -> bool:
-        room = self.client.rooms.get(room_id)
-        return bool(room and room.encrypted)
-
     async def join(self, room_id: RoomID) -> None:
         response = await self.client.join(room_id)
         if not isinstance(response, nio.JoinResponse):
