@@ -115,4 +115,99 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX media_ledger_by_status ON media_ledger (status);
         """,
     ),
+    Migration(
+        3,
+        "clinician workspace: run-time configuration, decisions, record versions, postings, consent,"
+        " photo requests, the audit log and the retention job's clock",
+        """
+        CREATE TABLE practice_config (
+            key TEXT PRIMARY KEY,                -- a setting's name, e.g. 'clinicians', 'max_photos'
+            value BLOB NOT NULL,                 -- JSON; sealed JSON when `sealed` (the admin credential)
+            sealed INTEGER NOT NULL DEFAULT 0,
+            updated_by TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        ALTER TABLE submissions ADD COLUMN request_id TEXT;
+        ALTER TABLE submissions ADD COLUMN claimed_by TEXT;
+        ALTER TABLE submissions ADD COLUMN first_viewed_at TEXT;
+        ALTER TABLE submissions ADD COLUMN decision BLOB;          -- sealed JSON: kept, reason, who, when
+        ALTER TABLE submissions ADD COLUMN description BLOB;       -- sealed: the clinician's description
+        ALTER TABLE submissions ADD COLUMN retention_warned_at TEXT;
+        ALTER TABLE submissions ADD COLUMN images_destroyed_at TEXT;
+        ALTER TABLE submissions ADD COLUMN updated_at TEXT;
+        CREATE INDEX submissions_by_status ON submissions (status, created_at);
+        ALTER TABLE photos ADD COLUMN record_image_id TEXT;        -- vault id of the record version
+        ALTER TABLE photos ADD COLUMN record_wrapped_key BLOB;
+        ALTER TABLE photos ADD COLUMN record_size INTEGER;
+        ALTER TABLE photos ADD COLUMN record_digest TEXT;
+        ALTER TABLE photos ADD COLUMN record_edits TEXT;           -- JSON list of the edits, in order
+        ALTER TABLE photos ADD COLUMN original_destroyed_at TEXT;  -- the original's key and file are gone
+        CREATE TABLE postings (
+            id INTEGER PRIMARY KEY,
+            submission_id TEXT NOT NULL REFERENCES submissions (submission_id),
+            room_id TEXT NOT NULL,
+            txn_id TEXT NOT NULL UNIQUE,         -- derived from the command: a replay posts once
+            kind TEXT NOT NULL,                  -- 'view' (a photo) or 'export' (a record package)
+            content BLOB NOT NULL,               -- sealed JSON: what to post
+            upload BLOB,                         -- sealed JSON: the uploaded encrypted file (URL and keys)
+            event_id TEXT,                       -- the bot's message, once sent
+            status TEXT NOT NULL,                -- 'pending', 'posted', 'retracted'
+            expires_at TEXT NOT NULL,            -- end of the viewing window: redacted and purged then
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX postings_by_status ON postings (status, expires_at);
+        CREATE INDEX postings_by_submission ON postings (submission_id);
+        CREATE TABLE consents (
+            consent_id TEXT PRIMARY KEY,
+            submission_id TEXT NOT NULL REFERENCES submissions (submission_id),
+            purpose TEXT NOT NULL,               -- 'second-opinion' or 'teaching'
+            asked_by TEXT NOT NULL,
+            asked_at TEXT NOT NULL,
+            answer TEXT,                         -- NULL until answered, then 'yes' or 'no'
+            given_by TEXT,                       -- 'patient' or 'legal-authority'
+            answered_at TEXT
+        );
+        CREATE INDEX consents_by_submission ON consents (submission_id, purpose);
+        CREATE TABLE photo_requests (
+            request_id TEXT PRIMARY KEY,
+            room_id TEXT,                        -- the chat the bot opened, once created
+            patient_lookup TEXT NOT NULL,        -- keyed hash of the patient's user id
+            patient BLOB NOT NULL,               -- sealed user id
+            requested_by TEXT NOT NULL,
+            details BLOB NOT NULL,               -- sealed JSON: the area, the note, who asked (display)
+            status TEXT NOT NULL,                -- 'opening', 'open', 'answered', 'expired'
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        );
+        CREATE TABLE audit_key (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            wrapped_key BLOB NOT NULL,           -- the audit log's own key, wrapped by the master key
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,             -- 1, 2, 3 ... without gaps
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,                 -- a staff Matrix id, 'patient', 'bot' or 'cli:<login>'
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,               -- a submission reference, a configured setting, or ''
+            details BLOB NOT NULL,               -- sealed JSON, under the audit key
+            prev_mac TEXT NOT NULL,
+            mac TEXT NOT NULL                    -- HMAC over this entry and prev_mac, under the audit key
+        );
+        CREATE TRIGGER audit_log_append_only_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_append_only_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TABLE audit_head (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,                -- the last entry: a removed tail entry is detected
+            mac TEXT NOT NULL
+        );
+        CREATE TABLE job_runs (
+            job TEXT PRIMARY KEY,                -- e.g. 'retention'
+            last_run_at TEXT NOT NULL            -- clock jumps are judged against it
+        );
+        """,
+    ),
 )

@@ -1,0 +1,380 @@
+"""The waiting-room poster: the link it prints, the QR code a phone scans, and an A4 page that prints."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+import zxingcpp
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image, PdfParser
+
+from bot.poster import (
+    DEFAULT_TEXTS,
+    Box,
+    InvalidUserIdError,
+    Poster,
+    PosterLayout,
+    PosterTextError,
+    PosterTexts,
+    matrix_to_link,
+    render_poster,
+)
+
+BOT = "@photobot:riverside-gp.example.org"
+LINK = "https://matrix.to/#/@photobot:riverside-gp.example.org"
+PRACTICE = "Riverside Medical Practice"
+LONG_NAME = (
+    "The Old Mill and Riverside Medical Practice, Family Health Partnership "
+    "and Community Minor Injuries Unit at St Bartholomew's Road, Upper Wickham"
+)
+DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+A4_POINTS = (595.0, 842.0)
+
+
+@pytest.fixture(scope="module")
+def poster() -> Poster:
+    return render_poster(PRACTICE, BOT)
+
+
+def _png(poster: Poster) -> Image.Image:
+    image = Image.open(io.BytesIO(poster.png), formats=["PNG"])
+    image.load()
+    return image
+
+
+def _scan(image: Image.Image) -> list[str]:
+    return [
+        code.text for code in zxingcpp.read_barcodes(image) if code.format == zxingcpp.BarcodeFormat.QRCode
+    ]
+
+
+def _is_blank(image: Image.Image, box: Box) -> bool:
+    return image.crop((box.left, box.top, box.right, box.bottom)).getextrema() == (255, 255)
+
+
+def _darkest(image: Image.Image, box: Box) -> int:
+    low, _ = image.crop((box.left, box.top, box.right, box.bottom)).getextrema()
+    assert isinstance(low, int)
+    return low
+
+
+def _parts(layout: PosterLayout) -> list[Box]:
+    return [
+        layout.practice_name,
+        layout.heading,
+        layout.qr,
+        layout.link,
+        *layout.steps,
+        layout.privacy,
+        layout.footer,
+    ]
+
+
+def _pdf_page(pdf: bytes) -> tuple[list[float], Image.Image]:
+    """The single page's MediaBox and the image drawn on it, read with Pillow's own PDF parser."""
+    parser = PdfParser.PdfParser(buf=pdf)
+    assert len(parser.pages) == 1
+    page = parser.read_indirect(parser.pages[0])
+    xobjects = page[b"Resources"][b"XObject"]
+    (image_ref,) = xobjects.values()
+    stream = parser.read_indirect(image_ref)
+    image = Image.open(io.BytesIO(bytes(stream.buf)), formats=["JPEG"])
+    image.load()
+    return [float(v) for v in page[b"MediaBox"]], image
+
+
+# --- the link ----------------------------------------------------------------------------------------------
+
+
+def test_a_plain_user_id_gives_a_readable_matrix_to_link() -> None:
+    """An ordinary bot id becomes a matrix.to link a person can read and type from the poster."""
+    assert matrix_to_link(BOT) == LINK
+
+
+@pytest.mark.parametrize(
+    ("user_id", "link"),
+    [
+        ("@gp/photos:example.org", "https://matrix.to/#/@gp%2Fphotos:example.org"),
+        ("@Photo#Bot?x:example.org", "https://matrix.to/#/@Photo%23Bot%3Fx:example.org"),
+        ("@bot+gp=1:example.org", "https://matrix.to/#/@bot%2Bgp%3D1:example.org"),
+        ("@bot:[2001:db8::1]:8448", "https://matrix.to/#/@bot:%5B2001:db8::1%5D:8448"),
+        ("@100%bot:example.org", "https://matrix.to/#/@100%25bot:example.org"),
+    ],
+)
+def test_characters_that_matrix_to_would_misread_are_percent_encoded(user_id: str, link: str) -> None:
+    """A slash, question mark, hash, percent or bracket in the id is percent-encoded so matrix.to opens this user."""
+    assert matrix_to_link(user_id) == link
+
+
+@given(
+    localpart=st.text(
+        alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"),
+        min_size=1,
+        max_size=40,
+    ),
+    server=st.sampled_from(["example.org", "gp.example.nhs.uk:8448", "[2001:db8::1]:8448", "192.0.2.7"]),
+)
+def test_every_valid_user_id_round_trips_through_its_link(localpart: str, server: str) -> None:
+    """Any id the Matrix spec allows decodes back from its link unchanged, with nothing left for matrix.to to split on."""
+    user_id = f"@{localpart}:{server}"
+    link = matrix_to_link(user_id)
+    identifier = link.removeprefix("https://matrix.to/#/")
+    assert unquote(identifier) == user_id
+    assert not set(identifier) & set("/?#[] ")
+    assert re.fullmatch(r"(?:[A-Za-z0-9\-._~:@]|%[0-9A-F]{2})+", identifier)
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        "",
+        "photobot:example.org",
+        "@photobot",
+        "@photobot:",
+        "@:example.org",
+        "@photo bot:example.org",
+        "@phötobot:example.org",
+        "@photobot:exa mple.org",
+        "@photobot:example.org:123456",
+        "@photobot:[::1",
+        "@photobot:example.org\n",
+        "!room:example.org",
+        "#waiting-room:example.org",
+        "@" + "a" * 250 + ":example.org",
+    ],
+)
+def test_text_that_is_not_a_user_id_is_refused(user_id: str) -> None:
+    """A room id, an alias, a typo or an over-long id is refused rather than printed as a dead link."""
+    with pytest.raises(InvalidUserIdError):
+        matrix_to_link(user_id)
+    with pytest.raises(InvalidUserIdError):
+        render_poster(PRACTICE, user_id)
+
+
+# --- the page ----------------------------------------------------------------------------------------------
+
+
+def test_the_png_is_a4_at_150_dpi(poster: Poster) -> None:
+    """At the default 150 dpi the poster is 1240 x 1754 pixels and says so, so it prints as A4."""
+    image = _png(poster)
+    assert image.size == (1240, 1754)
+    assert image.info["dpi"] == pytest.approx((150, 150), abs=0.05)
+
+
+@pytest.mark.parametrize("dpi", [72, 300])
+def test_the_png_keeps_a4_proportions_at_any_dpi(dpi: int) -> None:
+    """At another resolution the page is still A4: 210 x 297 mm at that many dots per inch."""
+    image = _png(render_poster(PRACTICE, BOT, dpi=dpi))
+    width_mm, height_mm = (pixels / dpi * 25.4 for pixels in image.size)
+    assert width_mm == pytest.approx(210, abs=0.5)
+    assert height_mm == pytest.approx(297, abs=0.5)
+    assert _scan(image) == [matrix_to_link(BOT)]
+
+
+@pytest.mark.parametrize("dpi", [0, 71, 601])
+def test_a_resolution_outside_the_printable_range_is_refused(dpi: int) -> None:
+    """A dpi too low to scan or too high to handle is refused."""
+    with pytest.raises(ValueError, match="dpi"):
+        render_poster(PRACTICE, BOT, dpi=dpi)
+
+
+def test_the_qr_code_opens_a_chat_with_the_bot(poster: Poster) -> None:
+    """Scanning the poster finds exactly one QR code, with strong error correction, holding the bot's link."""
+    codes = zxingcpp.read_barcodes(_png(poster))
+    assert [code.text for code in codes] == [LINK]
+    assert codes[0].format == zxingcpp.BarcodeFormat.QRCode
+    assert codes[0].ec_level in {"M", "Q"}
+
+
+def test_the_qr_code_has_a_clear_quiet_zone(poster: Poster) -> None:
+    """Four modules of white surround the QR symbol, and the symbol itself is black on white."""
+    image = _png(poster)
+    qr, zone = poster.layout.qr, 4 * poster.layout.qr_module_px
+    assert zone >= 4 * 2
+    for strip in (
+        Box(qr.left, qr.top, qr.right, qr.top + zone),
+        Box(qr.left, qr.bottom - zone, qr.right, qr.bottom),
+        Box(qr.left, qr.top, qr.left + zone, qr.bottom),
+        Box(qr.right - zone, qr.top, qr.right, qr.bottom),
+    ):
+        assert _is_blank(image, strip)
+    assert _darkest(image, qr) == 0
+
+
+def test_the_link_is_written_out_under_the_qr_code(poster: Poster) -> None:
+    """The link is printed just below the QR code, centred, for anyone who would rather type it."""
+    image = _png(poster)
+    layout = poster.layout
+    assert layout.qr.bottom <= layout.link.top < layout.qr.bottom + 4 * layout.qr_module_px
+    assert abs((layout.link.left + layout.link.right) - (layout.qr.left + layout.qr.right)) <= 4
+    assert _darkest(image, layout.link) < 64
+
+
+def test_every_part_is_dark_on_white_inside_the_margins_without_overlapping(poster: Poster) -> None:
+    """Each part is printed at least 10 mm from the paper's edge, in dark ink, and no part covers another."""
+    image = _png(poster)
+    layout = poster.layout
+    ten_mm = round(10 / 25.4 * 150)
+    assert layout.margin.left >= ten_mm and layout.margin.top >= ten_mm
+    assert layout.page.right - layout.margin.right >= ten_mm
+    assert layout.page.bottom - layout.margin.bottom >= ten_mm
+    parts = _parts(layout)
+    assert len(layout.steps) == len(DEFAULT_TEXTS.steps) == 3
+    for index, part in enumerate(parts):
+        assert layout.margin.contains(part)
+        assert _darkest(image, part) < 64
+        assert not any(part.overlaps(other) for other in parts[index + 1 :])
+    assert image.getpixel((0, 0)) == image.getpixel((image.width - 1, image.height - 1)) == 255
+    assert layout.text_scale == 1.0
+
+
+def test_the_practice_name_is_large_and_at_the_top(poster: Poster) -> None:
+    """The practice name is the first and largest text on the page, drawn as written."""
+    layout = poster.layout
+    assert " ".join(layout.practice_name_lines) == PRACTICE
+    assert layout.practice_name.top == min(part.top for part in _parts(layout))
+    line_height = (layout.practice_name.bottom - layout.practice_name.top) / len(layout.practice_name_lines)
+    assert line_height > (layout.heading.bottom - layout.heading.top) * 1.3
+    assert _darkest(_png(poster), layout.practice_name) < 64
+
+
+# --- the PDF -----------------------------------------------------------------------------------------------
+
+
+def test_the_pdf_is_one_a4_page(poster: Poster) -> None:
+    """The PDF is a single page whose size is A4 (595 x 842 points), so it prints without scaling."""
+    assert poster.pdf.startswith(b"%PDF-")
+    media_box, _ = _pdf_page(poster.pdf)
+    assert media_box[:2] == [0.0, 0.0]
+    assert media_box[2:] == pytest.approx(A4_POINTS, abs=1.0)
+
+
+def test_the_pdf_page_is_the_same_poster_and_still_scans(poster: Poster) -> None:
+    """The PDF carries the same page as the PNG, and its QR code still scans after compression."""
+    _, page = _pdf_page(poster.pdf)
+    assert page.size == _png(poster).size
+    assert _scan(page) == [LINK]
+
+
+def test_the_same_inputs_give_the_same_files() -> None:
+    """Rendering twice gives byte-identical files: no dates or other run-to-run noise is embedded."""
+    first, second = render_poster(PRACTICE, BOT), render_poster(PRACTICE, BOT)
+    assert (first.png, first.pdf) == (second.png, second.pdf)
+
+
+# --- awkward practice names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        LONG_NAME,
+        ("A" * 10 + " ") * 13 + "A" * 7,  # the longest allowed: 150 characters
+        "Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogochhealthcentre",  # one word, too wide
+    ],
+)
+def test_a_long_practice_name_still_fits_on_the_page(name: str) -> None:
+    """A long practice name wraps or shrinks, stays inside the margins, and the QR code still scans."""
+    poster = render_poster(name, BOT)
+    image = _png(poster)
+    layout = poster.layout
+    assert "".join(layout.practice_name_lines).replace(" ", "") == name.replace(" ", "")
+    for part in _parts(layout):
+        assert layout.margin.contains(part)
+    assert _darkest(image, layout.practice_name) < 64
+    assert _scan(image) == [LINK]
+
+
+def test_a_practice_name_longer_than_the_poster_takes_is_refused() -> None:
+    """A practice name over 150 characters is refused with a message rather than printed unreadably small."""
+    with pytest.raises(PosterTextError, match="150"):
+        render_poster("A" * 151, BOT)
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\n\t"])
+def test_an_empty_practice_name_is_refused(name: str) -> None:
+    """A poster with no practice name is refused."""
+    with pytest.raises(PosterTextError, match="empty"):
+        render_poster(name, BOT)
+
+
+def test_stray_whitespace_in_the_practice_name_is_tidied() -> None:
+    """Line breaks and doubled spaces in the configured name do not show on the poster."""
+    poster = render_poster("  Riverside\n Medical   Practice ", BOT)
+    assert " ".join(poster.layout.practice_name_lines) == PRACTICE
+
+
+def test_ascii_punctuation_in_a_name_is_drawn_exactly() -> None:
+    """Apostrophes, ampersands, brackets and the like are drawn as written by the bundled font."""
+    name = "St John's & St Mary's (Group) Practice: 1-2, The Green! @#%*+=/?;\"[]{}<>|~^_`$"
+    poster = render_poster(name, BOT)
+    assert " ".join(poster.layout.practice_name_lines) == name
+
+
+def test_an_accented_letter_the_bundled_font_lacks_falls_back_to_its_base_letter() -> None:
+    """Without a font file, 'Meddygfa Tŷ Gwyn' is drawn as 'Meddygfa Ty Gwyn' rather than with an empty box."""
+    poster = render_poster("Meddygfa Tŷ Gwyn", BOT)
+    assert " ".join(poster.layout.practice_name_lines) == "Meddygfa Ty Gwyn"
+
+
+def test_a_name_the_bundled_font_cannot_draw_is_refused_with_a_hint() -> None:
+    """A name in a script the bundled font lacks is refused, telling the operator to pass a font file."""
+    with pytest.raises(PosterTextError, match="font file"):
+        render_poster("診療所", BOT)
+
+
+@pytest.mark.skipif(not DEJAVU.exists(), reason="needs the DejaVu Sans font file on this machine")
+def test_a_font_file_draws_letters_the_bundled_font_lacks() -> None:
+    """With a font file that has the letters, 'Meddygfa Tŷ Gwyn' is drawn exactly as written."""
+    poster = render_poster("Meddygfa Tŷ Gwyn", BOT, font_file=DEJAVU)
+    assert " ".join(poster.layout.practice_name_lines) == "Meddygfa Tŷ Gwyn"
+    assert _scan(_png(poster)) == [LINK]
+
+
+# --- the words ---------------------------------------------------------------------------------------------
+
+
+def test_the_default_words_tell_a_patient_what_matters() -> None:
+    """The poster says to get a Matrix app, scan the code, give only the NHS number, that photos are
+    encrypted and deleted, and that it is not for emergencies."""
+    steps = " ".join(DEFAULT_TEXTS.steps)
+    assert "Element" in steps and "Matrix" in steps
+    assert "camera" in steps
+    assert "only ask for your NHS number" in steps
+    assert "never ask for your name, birthday or address" in steps
+    assert "encrypted" in DEFAULT_TEXTS.privacy and "deleted" in DEFAULT_TEXTS.privacy
+    assert "999" in " ".join(DEFAULT_TEXTS.footer)
+
+
+def test_the_default_words_use_short_sentences() -> None:
+    """Every sentence in the default wording is short (at most 20 words), for a reading age of about 9."""
+    texts = [DEFAULT_TEXTS.heading, *DEFAULT_TEXTS.steps, DEFAULT_TEXTS.privacy, *DEFAULT_TEXTS.footer]
+    sentences = [s for text in texts for s in re.split(r"[.?!]+(?:\s+|$)", text) if s.strip()]
+    assert len(sentences) >= 12
+    assert max(len(s.split()) for s in sentences) <= 20
+
+
+def test_a_practice_can_change_the_words() -> None:
+    """A practice's own wording is printed, with as many steps as it gives."""
+    texts = PosterTexts(heading="Photos for the surgery", steps=("Install Element.", "Scan the code."))
+    poster = render_poster(PRACTICE, BOT, texts=texts)
+    assert len(poster.layout.steps) == 2
+    assert _scan(_png(poster)) == [LINK]
+
+
+def test_words_too_long_for_one_page_are_refused() -> None:
+    """Wording that would not fit on one A4 page even at half size is refused rather than cut off."""
+    texts = PosterTexts(steps=tuple(f"Step {n}: scan the code." for n in range(60)))
+    with pytest.raises(PosterTextError, match="A4"):
+        render_poster(PRACTICE, BOT, texts=texts)
+
+
+def test_a_poster_with_no_steps_is_refused() -> None:
+    """A poster must tell the patient at least one thing to do."""
+    with pytest.raises(PosterTextError, match="step"):
+        render_poster(PRACTICE, BOT, texts=PosterTexts(steps=()))
