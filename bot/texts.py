@@ -38,10 +38,17 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "submitted": frozenset({"reference"}),
     "cancelled_with_photos": frozenset({"photos"}),
     "expired_with_photos": frozenset({"photos"}),
+    "request_expired_with_photos": frozenset({"photos"}),
     "status_submitted": frozenset({"reference"}),
     "unsupported": frozenset({"kind"}),
     "something_went_wrong": frozenset({"reference"}),
     "help_photos": frozenset({"max_photos"}),
+    "consent_second_opinion": frozenset({"reference"}),
+    "consent_teaching": frozenset({"reference"}),
+    "consent_recorded_yes": frozenset({"reference"}),
+    "consent_recorded_no": frozenset({"reference"}),
+    "photos_viewed_and_deleted": frozenset({"reference"}),
+    "photos_deleted_by_practice": frozenset({"reference"}),
 }
 
 # Templates that are themselves the value of a common placeholder: only `{practice}` makes sense there.
@@ -278,6 +285,53 @@ class Texts:
     status_refused: str = "This chat can't accept photos for this request. {how_to_contact}"
     status_cancelled: str = "This request was cancelled."
     status_expired: str = "This request has expired."
+
+    # A clinician's photo request that was not answered in time.
+    request_expired: str = (
+        "Sorry, the practice's request for a photo has expired, so I can't take photos for it now. "
+        "Nothing was sent to the practice. If you still need to send a photo, {how_to_contact}"
+    )
+    request_expired_with_photos: str = (
+        "Sorry, the practice's request for a photo has expired, so I've deleted {photos} you sent. "
+        "Nothing was sent to the practice. If you still need to send a photo, {how_to_contact}"
+    )
+
+    # Consent to share, asked after the photos were sent.
+    consent_second_opinion: str = (
+        "A doctor or nurse at {practice} would like to show your photos (reference **{reference}**) to "
+        "another doctor for a second opinion. Do you agree? Reply **yes** or **no**. Your care is the "
+        "same whatever you answer."
+    )
+    consent_teaching: str = (
+        "A doctor or nurse at {practice} would like to use your photos (reference **{reference}**) for "
+        "teaching other health professionals, without your name or NHS number. Do you agree? Reply "
+        "**yes** or **no**. Your care is the same whatever you answer."
+    )
+    consent_who: str = (
+        "Thank you. Who is answering? Reply **1** if the photos are of you. Reply **2** if you have legal "
+        "authority to decide for the person in the photos (for example, as their parent or under a "
+        "lasting power of attorney)."
+    )
+    consent_recorded_yes: str = "Thank you. I've recorded that you agree (reference **{reference}**)."
+    consent_recorded_no: str = "Thank you. I've recorded that you don't agree (reference **{reference}**). The photos won't be shared."
+    consent_withdrawn: str = "OK, I've left that question. Nothing will be shared without your agreement."
+    help_consent: str = (
+        "The practice asked whether your photos may be shared. Please answer the question below. If you're "
+        "not sure, say you don't agree: nothing is shared without your agreement. {how_to_contact}"
+    )
+
+    # Told after the practice has dealt with the photos.
+    photos_viewed_and_deleted: str = (
+        "A doctor or nurse has looked at your photos (reference **{reference}**) and they have now been "
+        "deleted, as you asked. A written description is kept in your record."
+    )
+    photos_deleted_by_practice: str = (
+        "Your photos (reference **{reference}**) have been deleted by the practice."
+    )
+    staff_command: str = (
+        "That's a command for practice staff, so it doesn't work in this chat. Reply **help** to see what "
+        "you can do here."
+    )
 
     # Anything unexpected.
     not_understood: str = "Sorry, I didn't understand that."

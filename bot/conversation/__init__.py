@@ -8,12 +8,14 @@ from bot.conversation.effects import (
     Effect,
     NotifyClinicians,
     PurgeMedia,
+    RecordConsent,
     Redact,
     Reply,
     Submit,
 )
 from bot.conversation.inputs import (
     REJECT_REASONS,
+    AskConsent,
     Begin,
     Expire,
     Input,
@@ -24,7 +26,7 @@ from bot.conversation.inputs import (
     Undecryptable,
     Unsupported,
 )
-from bot.conversation.model import FINISHED_STATES, Conversation, Policy, State
+from bot.conversation.model import FINISHED_STATES, Conversation, PendingConsent, Policy, State
 from bot.conversation.photos import Admit, Refuse, photo_admission
 from bot.conversation.reference import reference_code, restart_conversation_id
 from bot.conversation.steps import NoConversationError, step
@@ -35,6 +37,7 @@ __all__ = [
     "REJECT_REASONS",
     "TRANSITIONS",
     "Admit",
+    "AskConsent",
     "Begin",
     "Conversation",
     "DestroyPhotos",
@@ -43,11 +46,13 @@ __all__ = [
     "Input",
     "NoConversationError",
     "NotifyClinicians",
+    "PendingConsent",
     "PhotoNotExpected",
     "PhotoRejected",
     "PhotoStored",
     "Policy",
     "PurgeMedia",
+    "RecordConsent",
     "Redact",
     "Refuse",
     "Reply",

@@ -56,6 +56,7 @@ class Submit:
     notes: tuple[str, ...] = field(repr=False)
     requested_area: str | None = field(repr=False)
     submitted_at: datetime
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,4 +70,16 @@ class NotifyClinicians:
     acting_for_someone: bool
 
 
-Effect = Reply | Redact | DestroyPhotos | PurgeMedia | Submit | NotifyClinicians
+@dataclass(frozen=True)
+class RecordConsent:
+    """The patient answered a consent question: record it with who gave it and when."""
+
+    consent_id: str
+    reference: str
+    purpose: str
+    agreed: bool
+    given_by: str  # 'patient' or 'legal-authority'
+    answered_at: datetime
+
+
+Effect = RecordConsent | Reply | Redact | DestroyPhotos | PurgeMedia | Submit | NotifyClinicians

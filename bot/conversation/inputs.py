@@ -39,6 +39,8 @@ class Begin:
     now: datetime
     requested_area: str | None = field(default=None, repr=False)
     requested_by: str | None = None
+    request_id: str | None = None  # a clinician's photo request this chat answers
+    request_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -105,4 +107,24 @@ class Expire:
     now: datetime
 
 
-Input = Begin | Text | PhotoStored | PhotoRejected | PhotoNotExpected | Unsupported | Undecryptable | Expire
+@dataclass(frozen=True)
+class AskConsent:
+    """A clinician asks the patient's consent to share a submission (second opinion, or teaching)."""
+
+    consent_id: str
+    purpose: str  # 'second-opinion' or 'teaching'
+    reference: str
+    now: datetime
+
+
+Input = (
+    Begin
+    | AskConsent
+    | Text
+    | PhotoStored
+    | PhotoRejected
+    | PhotoNotExpected
+    | Unsupported
+    | Undecryptable
+    | Expire
+)

@@ -67,6 +67,42 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class PendingConsent:
+    """A clinician's consent question waiting for the patient's answer (asked after a submission).
+
+    `stage` is 'answer' (yes or no?) then 'who' (the patient, or someone with legal authority?).
+    """
+
+    consent_id: str
+    purpose: str  # 'second-opinion' or 'teaching'
+    reference: str
+    stage: str = "answer"
+    agreed: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "consent_id": self.consent_id,
+            "purpose": self.purpose,
+            "reference": self.reference,
+            "stage": self.stage,
+            "agreed": self.agreed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PendingConsent:
+        stage = _get(data, "stage", str)
+        if stage not in {"answer", "who"}:
+            raise ValueError("unknown consent stage")
+        return cls(
+            consent_id=_get(data, "consent_id", str),
+            purpose=_get(data, "purpose", str),
+            reference=_get(data, "reference", str),
+            stage=stage,
+            agreed=_optional(data, "agreed", bool),
+        )
+
+
+@dataclass(frozen=True)
 class Conversation:
     """One patient request, from greeting to a finished state.
 
@@ -93,6 +129,9 @@ class Conversation:
     retake_photo_id: str | None = None
     notes: tuple[str, ...] = field(default=(), repr=False)
     requested_area: str | None = field(default=None, repr=False)
+    request_id: str | None = None
+    request_expires_at: datetime | None = None
+    consent: PendingConsent | None = None
 
     def __post_init__(self) -> None:
         if not self.conversation_id:
@@ -116,6 +155,8 @@ class Conversation:
             raise ValueError("only a conversation at the photo step holds photos and notes")
         if len(set(self.all_photo_ids)) != len(self.all_photo_ids):
             raise ValueError("a photo id appears twice")
+        if self.consent is not None and not state.finished:
+            raise ValueError("a consent question waits only on a finished conversation")
         if self.intimate and self.keep_in_record:
             raise ValueError("an intimate photo is never kept in the record")
 
@@ -148,6 +189,11 @@ class Conversation:
             "retake_photo_id": self.retake_photo_id,
             "notes": list(self.notes),
             "requested_area": self.requested_area,
+            "request_id": self.request_id,
+            "request_expires_at": (
+                self.request_expires_at.astimezone(UTC).isoformat() if self.request_expires_at else None
+            ),
+            "consent": self.consent.to_dict() if self.consent else None,
         }
 
     @classmethod
@@ -174,6 +220,13 @@ class Conversation:
             retake_photo_id=_optional(data, "retake_photo_id", str),
             notes=_strings(data, "notes"),
             requested_area=_optional(data, "requested_area", str),
+            request_id=_optional(data, "request_id", str),
+            request_expires_at=(
+                _moment(data, "request_expires_at") if data.get("request_expires_at") is not None else None
+            ),
+            consent=PendingConsent.from_dict(data["consent"])
+            if isinstance(data.get("consent"), dict)
+            else None,
         )
 
 

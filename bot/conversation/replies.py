@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bot.conversation.model import Conversation, Policy, State
+from bot.conversation.model import Conversation, PendingConsent, Policy, State
 from bot.conversation.reference import reference_code
 from bot.texts import Texts, count_photos, describe_file_type, describe_kind
 
@@ -35,6 +35,8 @@ def readable_nhs_number(digits: str) -> str:
 def prompt(conversation: Conversation, say: Writer) -> str:
     """What the patient should do now: the question of the current step, asked again."""
     t = say.texts
+    if conversation.consent is not None:
+        return consent_question(conversation.consent, say)
     match conversation.state:
         case State.AWAITING_NHS_NUMBER:
             return say(t.nhs_number_prompt)
@@ -61,6 +63,14 @@ def prompt(conversation: Conversation, say: Writer) -> str:
             return say.join([say(t.status_cancelled), say(t.start_again)])
         case State.EXPIRED:
             return say.join([say(t.status_expired), say(t.start_again)])
+
+
+def consent_question(pending: PendingConsent, say: Writer) -> str:
+    t = say.texts
+    if pending.stage == "who":
+        return say(t.consent_who)
+    template = t.consent_teaching if pending.purpose == "teaching" else t.consent_second_opinion
+    return say(template, reference=pending.reference)
 
 
 def photos_prompt(conversation: Conversation, say: Writer) -> str:

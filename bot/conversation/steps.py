@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot import personal_data
-from bot.conversation import photos, replies
+from bot.conversation import consent, photos, replies
 from bot.conversation.answers import COURTESY, PHOTOS, STORAGE, WHO, YES_NO, Answer, Command, answer, command
 from bot.conversation.effects import (
     DestroyPhotos,
@@ -33,6 +33,7 @@ from bot.conversation.effects import (
     Submit,
 )
 from bot.conversation.inputs import (
+    AskConsent,
     Begin,
     Expire,
     Input,
@@ -73,7 +74,28 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
         raise NoConversationError("begin a conversation before passing it anything else")
     if isinstance(event, Expire):
         return _expire(conversation, say)
+    if isinstance(event, AskConsent):
+        return consent.ask(conversation, event, say)
     conversation = _touch(conversation, event.now)
+    if _request_expired(conversation):
+        t = say.texts
+        ended, effects = _end(
+            conversation,
+            State.EXPIRED,
+            say,
+            plain=t.request_expired,
+            with_photos=t.request_expired_with_photos,
+        )
+        if isinstance(event, Text):
+            return ended, effects
+        # A photo (or other message) that arrived after the expiry is handled as in any finished chat:
+        # removed from the chat, and destroyed if it was stored.
+        ended, more = _handle(ended, event, say)
+        return ended, (*effects, *(effect for effect in more if not isinstance(effect, Reply)))
+    return _handle(conversation, event, say)
+
+
+def _handle(conversation: Conversation, event: Input, say: Writer) -> Outcome:
     match event:
         case Text():
             return _text(conversation, event, say)
@@ -87,6 +109,8 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
             return photos.unsupported(conversation, event, say)
         case Undecryptable():
             return conversation, (Reply(say(say.texts.undecryptable)),)
+        case _:
+            raise NoConversationError("not an input this step handles")  # Begin, Expire, AskConsent: above
 
 
 # Beginning, ending ---------------------------------------------------------------------------------------
@@ -97,12 +121,21 @@ def _begin(conversation: Conversation | None, event: Begin, say: Writer) -> Outc
     if conversation is None or (
         conversation.state.finished and conversation.conversation_id != event.conversation_id
     ):
-        return _fresh(event.conversation_id, event.now, say, area, _clean(event.requested_by))
+        outcome = _fresh(event.conversation_id, event.now, say, area, _clean(event.requested_by))
+        fresh = replace(
+            outcome[0], request_id=event.request_id, request_expires_at=_aware(event.request_expires_at)
+        )
+        return fresh, outcome[1]
     # An open conversation (or the same Begin again): keep it, note any request, say where we are.
     conversation = _touch(conversation, event.now)
     intro = ""
     if area is not None and not conversation.state.finished:
-        conversation = replace(conversation, requested_area=area)
+        conversation = replace(
+            conversation,
+            requested_area=area,
+            request_id=event.request_id,
+            request_expires_at=_aware(event.request_expires_at),
+        )
         intro = replies.request_intro(say, area, _clean(event.requested_by))
     return conversation, (Reply(say.join([intro, replies.prompt(conversation, say)])),)
 
@@ -122,6 +155,19 @@ def _fresh(
         Reply(replies.introduction(say, area, requested_by)),
         Reply(say(say.texts.ask_nhs_number)),
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """A time without a timezone is taken as UTC (a caller's slip must not crash a patient's chat)."""
+    if moment is None or moment.utcoffset() is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _request_expired(conversation: Conversation) -> bool:
+    """A clinician's request answered too late: refused politely (and nothing is kept)."""
+    expires = conversation.request_expires_at
+    return expires is not None and not conversation.state.finished and conversation.last_activity_at > expires
 
 
 def _finish(conversation: Conversation, state: State) -> Conversation:
@@ -187,9 +233,19 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
             Reply(personal_data.explain(found)),
         )
 
+    if event.body.lstrip().startswith("!"):
+        staff = say.join([say(say.texts.staff_command), replies.prompt(conversation, say)])
+        return conversation, (Reply(staff),)
+    pending = conversation.consent
     match command(event.body):
+        case Command.HELP if pending is not None:
+            return conversation, (
+                Reply(say.join([say(say.texts.help_consent), consent.question(pending, say)])),
+            )
         case Command.HELP:
             return conversation, (Reply(replies.help_text(conversation, say)),)
+        case Command.CANCEL if pending is not None:
+            return consent.withdraw(conversation, say)
         case Command.CANCEL:
             return _cancel(conversation, say)
         case Command.START:
@@ -215,6 +271,8 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
             return _storage_choice(conversation, event, say)
         case State.AWAITING_PHOTOS:
             return _photos_text(conversation, event, say)
+        case State.REFUSED | State.SUBMITTED | State.CANCELLED | State.EXPIRED if pending is not None:
+            return consent.answer_text(conversation, pending, event, say)
         case State.REFUSED | State.SUBMITTED | State.CANCELLED | State.EXPIRED:
             return _unexpected(conversation, event, say)
 
@@ -379,6 +437,7 @@ def _done(conversation: Conversation, say: Writer) -> Outcome:
         notes=conversation.notes,
         requested_area=conversation.requested_area,
         submitted_at=conversation.last_activity_at,
+        request_id=conversation.request_id,
     )
     notify = NotifyClinicians(
         reference=reference,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from bot.conversation import (
+    AskConsent,
     Begin,
     Conversation,
     DestroyPhotos,
@@ -158,7 +159,7 @@ class Chat:
 
     def last_event_id(self) -> EventID:
         event = self.history[-1][0]
-        assert not isinstance(event, Begin | Expire)
+        assert not isinstance(event, Begin | Expire | AskConsent)
         return event.event_id
 
     # What the patient and the handler see after the last step.
