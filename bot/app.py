@@ -12,15 +12,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, TypeVar
 
 from bot.clock import Clock
+from bot.conversation import AskConsent
 from bot.cross_signing import CrossSigningKeys
 from bot.errors import TransientError, error_reference
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import DeviceID, RoomID, UserID
-from bot.images import Limits
 from bot.keyring import Keyring, Sealer, create_master_key_file, load_master_key_file
 from bot.matrix.gateway import (
     Credentials,
@@ -31,19 +32,33 @@ from bot.matrix.gateway import (
     new_client,
     sync_once,
 )
+from bot.record_package import RecordPackage
 from bot.settings import Settings
+from bot.trust_policy import TrustPolicy
+from handlers.admin import AdminDesk
+from handlers.clinician import ClinicianDesk
+from handlers.commands import Invocation
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, patient_policy, purge_pending_media
+from handlers.patient import PatientHandler, purge_pending_media
+from handlers.photo_requests import PhotoRequests
+from handlers.retention import RetentionJob
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
+from handlers.staff import StaffRooms, command_table
+from handlers.staff_media import StaffMedia
 from storage.account import AccountRepository, BotAccount
+from storage.audit import AuditLog
 from storage.checkpoint import SyncCheckpoint
+from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
-from storage.outbox import Outbox
+from storage.outbox import Outbox, derive_txn_id
+from storage.postings import PostingRepository
+from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.rooms import RoomKind, RoomRepository
+from storage.submissions import Submission, SubmissionRepository
 from storage.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -79,12 +94,21 @@ class App:
     faults: FaultInjector
     vault: Vault
     patient: PatientHandler
+    config: LiveConfig
+    audit: AuditLog
+    desk: ClinicianDesk
+    media: StaffMedia
+    retention: RetentionJob
 
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""
         torn = await self.pool.run(self.vault.clean_temporary_files)
-        async with self.database.connection.execute("SELECT photo_id FROM photos") as cursor:
-            known = {str(row["photo_id"]) for row in await cursor.fetchall()}
+        async with self.database.connection.execute(
+            "SELECT photo_id, record_image_id, original_destroyed_at FROM photos"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        known = {str(row["photo_id"]) for row in rows if row["original_destroyed_at"] is None}
+        known |= {str(row["record_image_id"]) for row in rows if row["record_image_id"]}
         orphans = await self.pool.run(self.vault.sweep_orphans, known)
         if torn or orphans:
             log.info("start-up clean-up removed %d torn and %d orphaned vault files", torn, len(orphans))
@@ -116,12 +140,17 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
             f"{settings.database_path} holds no bot account yet: run `photobot init` first."
         )
     faults = FaultInjector(settings.fault_points, enabled=settings.test_mode)
+    config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
+    await config.refresh()
     rooms = RoomRepository(database, keyring, sealer, clock)
-    trust = _trust_policy(rooms, settings.clinicians)
+    trust = TrustPolicy(rooms, config, clock)
     client = new_client(
         settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
     )
-    gateway = MatrixGateway(client, trust=trust, admin_token=settings.homeserver_admin_token.value)
+    gateway = MatrixGateway(
+        client, trust=trust, admin_token=lambda: config.current.homeserver_admin_token.value
+    )
+    trust.use_keys_query(gateway.query_device_keys)
     gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
     outbox = Outbox(database, sealer, clock)
     delivery = Delivery(outbox, gateway, faults)
@@ -129,6 +158,11 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
     vault = Vault(settings.vault_dir, keyring)
+    audit = AuditLog(database, keyring, clock)
+    consents = ConsentRepository(database)
+    submissions = SubmissionRepository(database, sealer)
+    postings = PostingRepository(database, sealer, clock)
+    workspace_lock = asyncio.Lock()
     patient = PatientHandler(
         database=database,
         keyring=keyring,
@@ -144,11 +178,47 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         pool=pool,
         clock=clock,
         faults=faults,
-        policy=patient_policy(settings),
-        limits=Limits(max_bytes=settings.max_photo_bytes, max_pixels=settings.max_pixels),
-        clinician_rooms=settings.clinician_rooms,
+        config=config,
+        test_mode=settings.test_mode,
         locks=locks,
+        consents=consents,
+        audit=audit,
     )
+    requests = PhotoRequests(gateway, patient, keyring, sealer, clock, settings.allowed_servers)
+
+    async def ask_consent(
+        submission: Submission, consent_id: str, purpose: str, asked_by: UserID, now: datetime
+    ) -> bool:
+        ask = AskConsent(consent_id, purpose, submission.reference, now)
+        return await patient.ask_consent(submission.room_id, ask, submission.submission_id, asked_by)
+
+    media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, _no_package)
+    desk = ClinicianDesk(
+        database=database,
+        submissions=submissions,
+        postings=postings,
+        consents=consents,
+        outbox=outbox,
+        vault=vault,
+        pool=pool,
+        audit=audit,
+        clock=clock,
+        config=config,
+        media=media,
+        lock=workspace_lock,
+        ask_patient_consent=ask_consent,
+        open_request=requests.open,
+    )
+    media.build_package = desk.build_package
+    retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
+    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
+    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, _count_nothing)
+    staff.table = command_table(desk, admin, staff.help)
+
+    def staff_kind(room_id: RoomID) -> RoomKind | None:
+        kind = config.current.staff_room_kind(room_id)
+        return None if kind is None else RoomKind(kind)
+
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -156,10 +226,13 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         delivery=delivery,
         locks=locks,
         allowed_servers=settings.allowed_servers,
-        staff_rooms=dict.fromkeys(settings.clinician_rooms, RoomKind.CLINICIAN)
-        | ({settings.admin_room: RoomKind.ADMIN} if settings.admin_room else {}),
+        staff_kind=staff_kind,
         start_patient=patient.start,
-        handlers={RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed)},
+        handlers={
+            RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed),
+            RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),
+            RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
+        },
     )
     return App(
         settings=settings,
@@ -175,30 +248,36 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         faults=faults,
         vault=vault,
         patient=patient,
+        config=config,
+        audit=audit,
+        desk=desk,
+        media=media,
+        retention=retention,
     )
 
 
-def _trust_policy(
-    rooms: RoomRepository, clinicians: frozenset[UserID]
-) -> Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]:
-    """The device trust policy, in one place (see docs/operator.md, "Who can read what").
+async def _no_package(submission_id: str, purpose: str) -> RecordPackage | None:
+    return None
 
-    Patient rooms: the patient's own devices are trusted on first use (a patient cannot verify a bot), every
-    other device, including any other device of the bot's own account, is excluded and gets no room key.
-    Clinician rooms: the devices of allowlisted clinicians only; every other member's devices are excluded.
-    (Checking clinicians' own cross-signatures comes with the clinician workspace.)
-    Any other room: everyone excluded.
-    """
 
-    async def decide(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
-        room = await rooms.get(room_id)
-        if room is not None and room.kind is RoomKind.PATIENT and room.member == user_id:
-            return DeviceTrust.TRUST
-        if room is not None and room.kind is RoomKind.CLINICIAN and user_id in clinicians:
-            return DeviceTrust.TRUST
-        return DeviceTrust.EXCLUDE
+def _count_nothing(command: str, outcome: str) -> None:
+    return None
 
-    return decide
+
+def _redactor(outbox: Outbox, database: Database) -> Callable[[Invocation], Awaitable[None]]:
+    """Removes an admin's message that carried a secret (the admin credential) from the room."""
+
+    async def redact(cmd: Invocation) -> None:
+        async with database.transaction() as db:
+            await outbox.add(
+                db,
+                cmd.room_id,
+                derive_txn_id(cmd.event_id, 98),
+                "redaction",
+                {"event_id": cmd.event_id, "reason": "Removed: it carried a secret."},
+            )
+
+    return redact
 
 
 async def ensure_device_signed(gateway: MatrixGateway, accounts: AccountRepository) -> None:
@@ -220,7 +299,12 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await _sleep_or_stop(stop, interval)
         try:
-            await app.patient.expire_idle(app.settings.conversation_timeout)
+            await app.config.refresh()
+            await app.patient.expire_idle(app.config.current.conversation_timeout)
+            await app.desk.end_viewing_windows()
+            await app.media.retract_due()
+            await app.media.post_pending()
+            await app.retention.run()
             await purge_pending_media(app.patient.media, app.gateway)
             await app.delivery.flush_all()
         except TransientError:
@@ -257,6 +341,7 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
             if batch is None:
                 return
             await app.gateway.maintain_keys(batch.one_time_key_count)
+            await app.config.refresh()  # a change made from the CLI is in force for this batch
             complete = await app.router.handle_batch(batch)
         except TransientMatrixError as error:
             log.info("the homeserver is not reachable (%s); trying again", error)
@@ -344,5 +429,5 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
         await database.close()
 
 
-async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID) -> DeviceTrust:
+async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID, key: str) -> DeviceTrust:
     return DeviceTrust.EXCLUDE

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot.admin_cli import admin_command, make_poster, verify_audit
 from bot.app import NotInitialisedError, initialise, open_app, run
-from bot.clock import SystemClock
+from bot.clock import Clock, OffsetClock, SystemClock
 from bot.keyring import MasterKeyError
 from bot.logs import configure_logging
 from bot.matrix.gateway import MatrixError
@@ -37,8 +38,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(_environment(args.env_file))
 
 
+def _clock(settings: Settings) -> Clock:
+    if settings.test_mode and settings.test_clock_file is not None:
+        return OffsetClock(settings.test_clock_file)
+    return SystemClock()
+
+
 async def _serve(settings: Settings) -> None:
-    app = await open_app(settings, SystemClock())
+    app = await open_app(settings, _clock(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -69,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands.add_parser("run", help="serve patients and clinicians")
     commands.add_parser("check", help="validate the configuration and reach the homeserver")
+    admin = commands.add_parser("admin", help="change the practice configuration, as in the admin room")
+    admin.add_argument("words", nargs=argparse.REMAINDER, help="e.g. clinician add @dr.patel:example.org")
+    audit = commands.add_parser("audit", help="check the audit log has not been altered")
+    audit.add_argument("action", choices=["verify"])
+    poster = commands.add_parser("poster", help="a printable A4 poster with a QR code for the waiting room")
+    poster.add_argument("--out", type=Path, default=Path(), help="directory for the PDF and PNG")
     demo = commands.add_parser("demo", help="the whole journey on a throwaway local homeserver")
     demo.add_argument("--keep", type=Path, default=None, help="keep the demo's files in this directory")
     args = parser.parse_args(argv)
@@ -86,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_serve(settings))
         elif args.command == "check":
             asyncio.run(_check(settings))
+        elif args.command == "admin":
+            return asyncio.run(admin_command(settings, SystemClock(), args.words, print))
+        elif args.command == "audit":
+            return asyncio.run(verify_audit(settings, SystemClock(), print))
+        elif args.command == "poster":
+            return make_poster(settings, settings.practice_name, args.out, print)
     except (SettingsError, MasterKeyError, NotInitialisedError, DatabaseError, MatrixError) as error:
         print(f"photobot {args.command}: {error}", file=sys.stderr)
         return EXIT_CONFIG

@@ -7,6 +7,7 @@ Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +20,7 @@ from bot.ids import RoomID, UserID, server_name
 T = TypeVar("T")
 
 PREFIX = "PHOTOBOT_"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,21 @@ class Settings:
     max_photo_bytes: int
     max_pixels: int
     conversation_timeout: timedelta
+    viewing_window: timedelta
+    request_expiry: timedelta
+    retention: timedelta
+    retention_warning: timedelta
+    retention_max_per_run: int
     test_mode: bool
     homeserver_admin_token: Secret
     cpu_workers: int
     log_level: str
     log_format: str
     fault_points: frozenset[str]
+    status_host: str = "127.0.0.1"
+    status_port: int = 0  # 0: the metrics and health endpoint is off
+    status_public: bool = False
+    test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
 
     @property
     def store_dir(self) -> Path:
@@ -132,6 +143,18 @@ class _Reader:
 
         return self.parsed(name, default, parse, f"a whole number from {minimum} to {maximum}")
 
+    def duration(self, name: str, default: timedelta, minimum: timedelta, maximum: timedelta) -> timedelta:
+        def parse(value: str) -> timedelta:
+            match = re.fullmatch(r"(\d{1,6})([smhd])", value.lower())
+            if match is None:
+                raise ValueError(value)
+            result = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+            if not minimum <= result <= maximum:
+                raise ValueError(value)
+            return result
+
+        return self.parsed(name, default, parse, "a duration like 30m, 12h or 30d")
+
     def flag(self, name: str, default: bool) -> bool:
         def parse(value: str) -> bool:
             lowered = value.lower()
@@ -183,6 +206,16 @@ def _conversation_timeout(read: _Reader) -> timedelta:
     return timedelta(minutes=minutes)
 
 
+def _test_clock_file(read: _Reader) -> Path | None:
+    raw = read.raw("TEST_CLOCK_FILE")
+    if raw is None:
+        return None
+    if not read.flag("TEST_MODE", False):
+        read.problems.append(f"{PREFIX}TEST_CLOCK_FILE is for tests only: it needs {PREFIX}TEST_MODE=true.")
+        return None
+    return Path(raw).absolute()
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse the whole configuration; raise SettingsError listing every problem at once."""
     read = _Reader(env)
@@ -224,12 +257,27 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_photo_bytes=read.integer("MAX_PHOTO_MB", 20, 1, 100) * 1_000_000,
         max_pixels=read.integer("MAX_MEGAPIXELS", 50, 1, 200) * 1_000_000,
         conversation_timeout=_conversation_timeout(read),
+        viewing_window=read.duration(
+            "VIEWING_WINDOW", timedelta(minutes=30), timedelta(seconds=10), timedelta(days=2)
+        ),
+        request_expiry=read.duration(
+            "REQUEST_EXPIRY", timedelta(days=3), timedelta(minutes=5), timedelta(days=30)
+        ),
+        retention=read.duration("RETENTION", timedelta(days=30), timedelta(days=1), timedelta(days=3650)),
+        retention_warning=read.duration(
+            "RETENTION_WARNING", timedelta(days=7), timedelta(hours=1), timedelta(days=365)
+        ),
+        retention_max_per_run=read.integer("RETENTION_MAX_PER_RUN", 20, 1, 1000),
         test_mode=read.flag("TEST_MODE", False),
         homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
         cpu_workers=read.integer("CPU_WORKERS", 2, 1, 64),
         log_level=log_level,
         log_format=log_format,
         fault_points=frozenset(read.items("FAULT_POINTS")),
+        status_host=read.text("STATUS_HOST", "127.0.0.1"),
+        status_port=read.integer("STATUS_PORT", 0, 0, 65535),
+        status_public=read.flag("STATUS_PUBLIC", False),
+        test_clock_file=_test_clock_file(read),
     )
     if read.problems:
         raise SettingsError(read.problems)

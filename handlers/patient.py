@@ -14,6 +14,7 @@ import base64
 import hashlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ import aiosqlite
 from bot.clock import Clock, iso
 from bot.conversation import (
     Admit,
+    AskConsent,
     Begin,
     Conversation,
     DestroyPhotos,
@@ -35,6 +37,7 @@ from bot.conversation import (
     PhotoStored,
     Policy,
     PurgeMedia,
+    RecordConsent,
     Redact,
     Reply,
     State,
@@ -60,15 +63,16 @@ from bot.matrix.events import (
     UndecryptableMessage,
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome
-from bot.settings import Settings
-from bot.texts import Texts
 from handlers.delivery import Delivery
 from handlers.room_locks import RoomLocks
+from storage.audit import AuditAction, AuditLog
+from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
+from storage.practice_config import LiveConfig, PracticeConfig
 from storage.rooms import RoomKind, RoomRepository
 from storage.vault import StoredImage, Vault
 
@@ -77,13 +81,13 @@ log = logging.getLogger(__name__)
 _UNSUPPORTED_KINDS = {MediaKind.VIDEO: "video", MediaKind.AUDIO: "voice message"}
 
 
-def patient_policy(settings: Settings) -> Policy:
+def patient_policy(config: PracticeConfig, *, test_mode: bool) -> Policy:
     return Policy(
-        practice_name=settings.practice_name,
-        max_photos=settings.max_photos,
-        test_mode=settings.test_mode,
-        media_purge_enabled=bool(settings.homeserver_admin_token),
-        texts=Texts(),
+        practice_name=config.practice_name,
+        max_photos=config.max_photos,
+        test_mode=test_mode,
+        media_purge_enabled=bool(config.homeserver_admin_token),
+        texts=config.patient_texts(),
     )
 
 
@@ -109,10 +113,29 @@ class PatientHandler:
     pool: CpuPool
     clock: Clock
     faults: FaultInjector
-    policy: Policy
-    limits: Limits
-    clinician_rooms: frozenset[RoomID]
+    config: LiveConfig
+    test_mode: bool
     locks: RoomLocks
+    consents: ConsentRepository
+    audit: AuditLog
+    _policy: tuple[PracticeConfig, Policy] | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The practice's policy in force (rebuilt only when an admin changed the configuration)."""
+        current = self.config.current
+        if self._policy is None or self._policy[0] is not current:
+            self._policy = (current, patient_policy(current, test_mode=self.test_mode))
+        return self._policy[1]
+
+    @property
+    def limits(self) -> Limits:
+        current = self.config.current
+        return Limits(max_bytes=current.max_photo_bytes, max_pixels=current.max_pixels)
+
+    @property
+    def clinician_rooms(self) -> frozenset[RoomID]:
+        return self.config.current.clinician_rooms
 
     # ---- entry points ---------------------------------------------------------------------------------
 
@@ -124,6 +147,47 @@ class PatientHandler:
         async with self.database.transaction() as db:
             await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
             await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
+
+    async def start_requested(
+        self,
+        room_id: RoomID,
+        patient: UserID,
+        begin: Begin,
+        record: Callable[[aiosqlite.Connection], Awaitable[None]],
+    ) -> None:
+        """The bot opened this chat for a clinician's photo request: greet with who asked and what for."""
+        conversation, effects = step(None, begin, self.policy)
+        async with self.database.transaction() as db:
+            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            await record(db)
+            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
+        await self.delivery.flush(room_id)
+
+    async def ask_consent(self, room_id: RoomID, ask: AskConsent, submission_id: str, asked_by: str) -> bool:
+        """Put a clinician's consent question in the patient's chat; False if they are mid-conversation."""
+        async with self.locks(room_id):
+            conversation = await self._load(room_id)
+            if conversation is None or not conversation.state.finished:
+                return False
+            new, effects = step(conversation, ask, self.policy)
+            async with self.database.transaction() as db:
+                await self.consents.ask(
+                    db,
+                    ask.consent_id,
+                    submission_id=submission_id,
+                    purpose=ask.purpose,
+                    by=asked_by,
+                    now=ask.now,
+                )
+                await self._commit(db, room_id, f"consent:{ask.consent_id}", new, effects)
+        await self.delivery.flush(room_id)
+        return True
+
+    async def tell(self, room_id: RoomID, source: str, text: str) -> None:
+        """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
+        async with self.database.transaction() as db:
+            await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", {"text": text})
+        await self.delivery.flush(room_id)
 
     async def handle(self, event: Incoming) -> None:
         room = await self.rooms.get(event.room_id)
@@ -271,6 +335,32 @@ class PatientHandler:
                         await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
                 case PurgeMedia():
                     pass  # the media ledger already lists the event's uploads; purged after the commit
+                case RecordConsent():
+                    await self._record_consent(db, effect, txn_id)
+
+    async def _record_consent(self, db: aiosqlite.Connection, effect: RecordConsent, txn_id: str) -> None:
+        submission_id = await self.consents.answer(
+            db, effect.consent_id, effect.agreed, effect.given_by, effect.answered_at
+        )
+        if submission_id is None:
+            return  # a question from a deleted submission: nothing to record against
+        answer = "yes" if effect.agreed else "no"
+        await self.audit.append(
+            db,
+            actor="patient",
+            action=AuditAction.CONSENT_ANSWERED,
+            subject=effect.reference,
+            details={"purpose": effect.purpose, "answer": answer, "given_by": effect.given_by},
+        )
+        who = (
+            "the patient" if effect.given_by == "patient" else "a person with legal authority for the patient"
+        )
+        text = (
+            f"Consent to **{effect.purpose}** for **{effect.reference}**: **{answer}**, given by {who} "
+            f"at {iso(effect.answered_at)[:16].replace('T', ' ')} UTC."
+        )
+        for clinician_room in sorted(self.clinician_rooms):
+            await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
 
     async def _after_commit(self, room_id: RoomID, effects: tuple[Effect, ...]) -> None:
         destroyed = [
@@ -284,7 +374,7 @@ class PatientHandler:
         if destroyed:
             await self.database.shred_checkpoint()
         await self.delivery.flush(room_id)
-        if any(isinstance(effect, NotifyClinicians) for effect in effects):
+        if any(isinstance(effect, NotifyClinicians | RecordConsent) for effect in effects):
             for clinician_room in self.clinician_rooms:
                 await self.delivery.flush(clinician_room)
         if any(isinstance(effect, PurgeMedia) for effect in effects):
@@ -324,7 +414,8 @@ class PatientHandler:
         details: dict[str, Any] = {"notes": list(submit.notes), "requested_area": submit.requested_area}
         await db.execute(
             "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
-            " intimate, acting_for_someone, details, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?)",
+            " intimate, acting_for_someone, details, status, created_at, request_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
             (
                 submission_id,
                 submit.reference,
@@ -336,8 +427,13 @@ class PatientHandler:
                 int(submit.acting_for_someone),
                 self.sealer.seal_json(details, context=f"submission-details:{submission_id}"),
                 iso(submit.submitted_at),
+                submit.request_id,
             ),
         )
+        if submit.request_id is not None:
+            await db.execute(
+                "UPDATE photo_requests SET status = 'answered' WHERE request_id = ?", (submit.request_id,)
+            )
         for photo_id in submit.photo_ids:
             await db.execute(
                 "UPDATE photos SET submission_id = ? WHERE photo_id = ?", (submission_id, photo_id)

@@ -50,7 +50,7 @@ class Router:
         delivery: Delivery,
         locks: RoomLocks,
         allowed_servers: frozenset[str],
-        staff_rooms: dict[RoomID, RoomKind],
+        staff_kind: Callable[[RoomID], RoomKind | None],
         start_patient: Callable[[RoomID, UserID], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
     ) -> None:
@@ -60,7 +60,7 @@ class Router:
         self._delivery = delivery
         self._locks = locks
         self._allowed_servers = allowed_servers
-        self._staff_rooms = staff_rooms
+        self._staff_kind = staff_kind
         self._start_patient = start_patient
         self._handlers = handlers
 
@@ -87,7 +87,7 @@ class Router:
             await self._gateway.leave(invite.room_id)
             return
         await self._gateway.join(invite.room_id)
-        staff_kind = self._staff_rooms.get(invite.room_id)
+        staff_kind = self._staff_kind(invite.room_id)
         if staff_kind is not None:
             # A configured clinician or admin room: no patient conversation, never a greeting.
             async with self._rooms.transaction() as db:
@@ -97,12 +97,17 @@ class Router:
 
     async def _handle_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
         async with self._locks(room_id):
-            room = await self._rooms.get(room_id)
-            if room is None:
-                room = await self._adopt(room_id, events)
-            if room is None:
-                return True
-            handlers = self._handlers.get(room.kind)
+            # A staff room is whatever the configuration in force says (an admin may change it at run time);
+            # a room that was a staff room and no longer is gets no handler at all.
+            kind = self._staff_kind(room_id)
+            if kind is None:
+                room = await self._rooms.get(room_id)
+                if room is None:
+                    room = await self._adopt(room_id, events)
+                if room is None or room.kind is not RoomKind.PATIENT:
+                    return True
+                kind = room.kind
+            handlers = self._handlers.get(kind)
             if handlers is None:
                 return True
             for event in events:
@@ -113,7 +118,7 @@ class Router:
 
     async def _adopt(self, room_id: RoomID, events: list[Incoming]) -> Room | None:
         """A room we joined but never recorded (a crash between join and commit): start it now."""
-        if room_id in self._staff_rooms:
+        if self._staff_kind(room_id) is not None:
             return None
         others = self._gateway.room_members(room_id) - {self._gateway.user_id}
         senders = [event.sender for event in events if event.sender != self._gateway.user_id]

@@ -19,7 +19,7 @@ import html
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 import nio
-from nio.api import MessageDirection
+from nio.api import MessageDirection, RoomPreset
 from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
@@ -53,7 +53,8 @@ class DeviceTrust(Enum):
 
 
 # Decides, for one device of one member of a room, whether it may receive the room's keys.
-TrustDecision = Callable[[RoomID, UserID, DeviceID], Awaitable[DeviceTrust]]
+# (room, user, device id, the device's ed25519 key as nio holds it) -> trust it or exclude it
+TrustDecision = Callable[[RoomID, UserID, DeviceID, str], Awaitable[DeviceTrust]]
 
 
 class PurgeOutcome(Enum):
@@ -97,7 +98,7 @@ class MatrixGateway:
         client: AsyncClient,
         *,
         trust: TrustDecision,
-        admin_token: str = "",
+        admin_token: Callable[[], str] = lambda: "",
     ) -> None:
         self.client = client
         self._trust = trust
@@ -114,7 +115,7 @@ class MatrixGateway:
 
     @property
     def can_purge_media(self) -> bool:
-        return bool(self._admin_token)
+        return bool(self._admin_token())
 
     # ---- account -------------------------------------------------------------------------------------
 
@@ -263,7 +264,9 @@ class MatrixGateway:
             for device in self.client.device_store.active_user_devices(user_id):
                 if user_id == self.user_id and device.id == self.device_id:
                     continue
-                decision = await self._trust(room_id, UserID(user_id), DeviceID(device.id))
+                decision = await self._trust(
+                    room_id, UserID(user_id), DeviceID(device.id), str(device.ed25519)
+                )
                 if decision is DeviceTrust.TRUST:
                     if self.client.olm and self.client.olm.is_device_blacklisted(device):
                         self.client.unblacklist_device(device)
@@ -300,6 +303,50 @@ class MatrixGateway:
         }
         return await self.send_message(room_id, content, txn_id)
 
+    async def upload(self, ciphertext: bytes) -> str:
+        """Upload already-encrypted bytes in one piece (matrix-notes #11) under a neutral name; the mxc URL."""
+        response, _ = await self.client.upload(
+            lambda *_: ciphertext,
+            content_type="application/octet-stream",
+            filename="attachment",
+            filesize=len(ciphertext),
+        )
+        if not isinstance(response, nio.UploadResponse):
+            raise _error("uploading an attachment", response)
+        return str(response.content_uri)
+
+    async def create_direct_chat(self, invitee: UserID, name: str) -> RoomID:
+        """A new encrypted direct chat with `invitee` (the bot opens it for a clinician's photo request)."""
+        response = await self.client.room_create(
+            is_direct=True,
+            preset=RoomPreset.trusted_private_chat,
+            invite=[invitee],
+            name=name,
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        if not isinstance(response, nio.RoomCreateResponse):
+            raise _error("opening a chat", response)
+        return RoomID(response.room_id)
+
+    async def display_name(self, user_id: UserID) -> str | None:
+        """A user's display name, for showing only (never for deciding anything)."""
+        response = await self.client.get_displayname(user_id)
+        if isinstance(response, nio.ProfileGetDisplayNameResponse) and response.displayname:
+            return str(response.displayname)[:80]
+        return None
+
+    async def query_device_keys(self, user_ids: Collection[UserID]) -> dict[str, Any]:
+        """The homeserver's /keys/query answer for these users, with their cross-signing keys."""
+        return await self._request(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {user: [] for user in sorted(user_ids)}}
+        )
+
     async def redact(self, room_id: RoomID, event_id: EventID, reason: str, txn_id: str) -> None:
         response = await self.client.room_redact(room_id, event_id, reason=reason, tx_id=txn_id)
         if not isinstance(response, nio.RoomRedactResponse):
@@ -319,16 +366,15 @@ class MatrixGateway:
 
     async def purge_media(self, mxc_url: str) -> PurgeOutcome:
         """Delete an upload from the homeserver's media store (needs a homeserver-admin token)."""
-        if not self._admin_token:
+        token = self._admin_token()
+        if not token:
             return PurgeOutcome.NOT_CONFIGURED
         server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
         if not server or not media_id:
             return PurgeOutcome.FAILED
         path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
         try:
-            response = await self.client.send(
-                "DELETE", path, headers={"Authorization": f"Bearer {self._admin_token}"}
-            )
+            response = await self.client.send("DELETE", path, headers={"Authorization": f"Bearer {token}"})
         except (OSError, TimeoutError) as error:
             raise TransientMatrixError("the homeserver could not be reached to delete media") from error
         async with response:

@@ -1,0 +1,119 @@
+"""`photobot admin ...`, `photobot audit verify` and `photobot poster`: the operator's commands that work on
+the data directory without the bot's Matrix connection (the bot may be running: SQLite serialises writers,
+and the running bot reads configuration changes at its next sync)."""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosqlite
+
+from bot.app import prepare_data_dir
+from bot.clock import Clock
+from bot.errors import UserFacingError
+from bot.ids import EventID, RoomID, UserID
+from bot.keyring import Keyring, Sealer, load_master_key_file
+from bot.poster import render_poster
+from bot.settings import Settings
+from handlers.admin import AdminDesk
+from handlers.commands import Invocation, Outcome, UsageError, parse_command
+from handlers.retention import resume_retention
+from storage.audit import AuditLog
+from storage.database import Database
+from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+
+ADMIN_USAGE = (
+    "photobot admin config | set <setting> <value> | clinician add|remove @user:server | "
+    "admin add|remove @user:server | room clinician add|remove !room | room admin !room | "
+    "text <name> <wording>|reset | retention-resume"
+)
+
+
+async def _open(settings: Settings) -> tuple[Keyring, Database]:
+    keyring = Keyring(load_master_key_file(settings.master_key_file))
+    prepare_data_dir(settings)
+    return keyring, await Database.open(settings.database_path)
+
+
+async def admin_command(
+    settings: Settings, clock: Clock, words: list[str], say: Callable[[str], None]
+) -> int:
+    """Run one admin command, exactly as in the admin room, audited as `cli:<login>`."""
+    keyring, database = await _open(settings)
+    try:
+        config = LiveConfig(defaults_from(settings), ConfigRepository(database, Sealer(keyring), clock))
+        await config.refresh()
+        audit = AuditLog(database, keyring, clock)
+
+        async def no_redaction(cmd: Invocation) -> None:
+            return None
+
+        async def resume(db: aiosqlite.Connection) -> None:
+            await resume_retention(db, clock.now())
+
+        desk = AdminDesk(config, audit, no_redaction, resume)
+        table = {
+            "config": desk.show,
+            "set": desk.set_value,
+            "clinician": desk.change_people,
+            "admin": desk.change_people,
+            "room": desk.change_rooms,
+            "text": desk.change_text,
+            "retention-resume": desk.retention_resume,
+        }
+        parsed = parse_command("!" + " ".join(words))
+        if parsed is None or parsed[0] not in table:
+            say(f"usage: {ADMIN_USAGE}")
+            return 2
+        name, args, body = parsed
+        actor = UserID(f"cli:{getpass.getuser()}")
+        cmd = Invocation(
+            name,
+            args,
+            body,
+            actor,
+            RoomID("cli"),
+            EventID(f"cli-{secrets.token_hex(8)}"),
+            clock.now(),
+            config.current,
+        )
+        try:
+            outcome: Outcome = await table[name](cmd)
+        except (UsageError, UserFacingError) as error:
+            say(error.text.replace("**", "").replace("`", ""))
+            return 2
+        async with database.transaction() as db:
+            if outcome.work is not None:
+                await outcome.work(db)
+        say(outcome.reply.replace("**", "").replace("`", ""))
+        return 0
+    finally:
+        await database.close()
+
+
+async def verify_audit(settings: Settings, clock: Clock, say: Callable[[str], None]) -> int:
+    """`photobot audit verify`: 0 if the audit log is intact, 1 (with every problem listed) if not."""
+    keyring, database = await _open(settings)
+    try:
+        report = await AuditLog(database, keyring, clock).verify()
+    finally:
+        await database.close()
+    if report.ok:
+        say(f"The audit log is intact: {report.entries} entries, each chained to the one before.")
+        return 0
+    say(f"The audit log has been altered: {len(report.problems)} problem(s) in {report.entries} entries.")
+    for problem in report.problems:
+        say(f"  - {problem}")
+    return 1
+
+
+def make_poster(settings: Settings, practice_name: str, out_dir: Path, say: Callable[[str], None]) -> int:
+    poster = render_poster(practice_name, settings.user_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "photobot-poster.png").write_bytes(poster.png)
+    (out_dir / "photobot-poster.pdf").write_bytes(poster.pdf)
+    say(f"Wrote {out_dir / 'photobot-poster.pdf'} (A4, to print) and {out_dir / 'photobot-poster.png'}.")
+    return 0

@@ -1,0 +1,336 @@
+"""Submissions in the clinicians' queue and their photos: what clinicians list, claim, view and decide on.
+
+A submission's NHS number, the patient's notes, the clinician's decision and description are sealed; the
+status, flags and times are in clear so the queue can be listed and the retention job can find old ones.
+A photo has an original and, once a clinician edits it, a record version (its own vault image and key).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import aiosqlite
+
+from bot.clock import iso
+from bot.ids import RoomID
+from bot.keyring import Sealer
+from storage.database import Database
+
+PAGE_SIZE = 10
+
+
+class Status(Enum):
+    NEW = "new"
+    CLAIMED = "claimed"
+    DONE = "done"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kept: bool
+    reason: str = field(repr=False)
+    decided_by: str
+    decided_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kept": self.kept,
+            "reason": self.reason,
+            "decided_by": self.decided_by,
+            "decided_at": iso(self.decided_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            bool(data["kept"]),
+            str(data["reason"]),
+            str(data["decided_by"]),
+            datetime.fromisoformat(str(data["decided_at"])),
+        )
+
+
+@dataclass(frozen=True)
+class Submission:
+    submission_id: str
+    reference: str
+    room_id: RoomID
+    status: Status
+    keep_in_record: bool  # the patient's choice: False means view then delete
+    intimate: bool
+    acting_for_someone: bool
+    created_at: datetime
+    request_id: str | None
+    claimed_by: str | None
+    first_viewed_at: datetime | None
+    decision: Decision | None
+    description: str | None = field(repr=False)
+    retention_warned_at: datetime | None
+    images_destroyed_at: datetime | None
+    photo_count: int
+
+    @property
+    def view_then_delete(self) -> bool:
+        """Destroyed once viewed and described, or at the end of the viewing window (rules 5 and 6)."""
+        return self.intimate or not self.keep_in_record
+
+    @property
+    def has_images(self) -> bool:
+        return self.images_destroyed_at is None and self.photo_count > 0
+
+
+@dataclass(frozen=True)
+class Photo:
+    photo_id: str
+    number: int  # 1, 2, ... in the order received
+    mime: str
+    size: int
+    wrapped_key: bytes = field(repr=False)
+    created_at: datetime
+    quality: tuple[str, ...]
+    record_image_id: str | None
+    record_wrapped_key: bytes | None = field(repr=False)
+    record_size: int | None
+    edits: tuple[str, ...]
+    original_destroyed: bool
+
+    @property
+    def image_id(self) -> str:
+        """The version a clinician sees: the record version once there is one."""
+        return self.record_image_id or self.photo_id
+
+    @property
+    def image_key(self) -> bytes:
+        if self.record_image_id and self.record_wrapped_key is not None:
+            return self.record_wrapped_key
+        return self.wrapped_key
+
+    @property
+    def image_ids(self) -> tuple[str, ...]:
+        """Every vault image this photo still has."""
+        ids = () if self.original_destroyed else (self.photo_id,)
+        return ids + ((self.record_image_id,) if self.record_image_id else ())
+
+
+def normalise_reference(text: str) -> str:
+    """'gp-7kq2-m4xd', 'GP 7KQ2 M4XD' and '7KQ2M4XD' all name GP-7KQ2-M4XD."""
+    compact = "".join(ch for ch in text.upper() if ch.isascii() and ch.isalnum())
+    compact = compact.removeprefix("GP")
+    if len(compact) != 8:
+        return text.strip().upper()
+    return f"GP-{compact[:4]}-{compact[4:]}"
+
+
+class SubmissionRepository:
+    def __init__(self, database: Database, sealer: Sealer) -> None:
+        self._db = database
+        self._sealer = sealer
+
+    _COLUMNS = (
+        "s.submission_id, s.reference, s.room_id, s.status, s.keep_in_record, s.intimate,"
+        " s.acting_for_someone, s.created_at, s.request_id, s.claimed_by, s.first_viewed_at, s.decision,"
+        " s.description, s.retention_warned_at, s.images_destroyed_at,"
+        " (SELECT COUNT(*) FROM photos p WHERE p.submission_id = s.submission_id) AS photo_count"
+    )
+
+    def _row(self, row: aiosqlite.Row) -> Submission:
+        submission_id = str(row["submission_id"])
+        decision = None
+        if row["decision"] is not None:
+            decision = Decision.from_dict(
+                self._sealer.open_json(row["decision"], context=f"submission-decision:{submission_id}")
+            )
+        description = None
+        if row["description"] is not None:
+            description = self._sealer.open(
+                row["description"], context=f"submission-description:{submission_id}"
+            ).decode("utf-8")
+        return Submission(
+            submission_id=submission_id,
+            reference=str(row["reference"]),
+            room_id=RoomID(row["room_id"]),
+            status=Status(row["status"]),
+            keep_in_record=bool(row["keep_in_record"]),
+            intimate=bool(row["intimate"]),
+            acting_for_someone=bool(row["acting_for_someone"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            request_id=row["request_id"],
+            claimed_by=row["claimed_by"],
+            first_viewed_at=_moment(row["first_viewed_at"]),
+            decision=decision,
+            description=description,
+            retention_warned_at=_moment(row["retention_warned_at"]),
+            images_destroyed_at=_moment(row["images_destroyed_at"]),
+            photo_count=int(row["photo_count"]),
+        )
+
+    async def by_reference(self, reference: str) -> Submission | None:
+        async with self._db.connection.execute(
+            f"SELECT {self._COLUMNS} FROM submissions s WHERE s.reference = ?",  # noqa: S608 - fixed columns
+            (normalise_reference(reference),),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._row(row) if row is not None else None
+
+    async def by_id(self, submission_id: str) -> Submission | None:
+        async with self._db.connection.execute(
+            f"SELECT {self._COLUMNS} FROM submissions s WHERE s.submission_id = ?",  # noqa: S608 - fixed columns
+            (submission_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return self._row(row) if row is not None else None
+
+    async def queue(self, statuses: tuple[Status, ...], page: int) -> tuple[list[Submission], int]:
+        """One page of submissions in these statuses, newest first, and how many there are in all."""
+        marks = ",".join("?" for _ in statuses)
+        values = [status.value for status in statuses]
+        async with self._db.connection.execute(
+            f"SELECT COUNT(*) FROM submissions WHERE status IN ({marks})",  # noqa: S608 - placeholders only
+            values,
+        ) as cursor:
+            row = await cursor.fetchone()
+            total = int(row[0]) if row else 0
+        async with self._db.connection.execute(
+            f"SELECT {self._COLUMNS} FROM submissions s WHERE s.status IN ({marks})"  # noqa: S608 - placeholders
+            " ORDER BY s.created_at DESC, s.reference LIMIT ? OFFSET ?",
+            (*values, PAGE_SIZE, max(0, page - 1) * PAGE_SIZE),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._row(row) for row in rows], total
+
+    async def with_images(self) -> list[Submission]:
+        """Every submission that still holds images (for the retention and viewing-window jobs)."""
+        async with self._db.connection.execute(
+            f"SELECT {self._COLUMNS} FROM submissions s WHERE s.images_destroyed_at IS NULL"  # noqa: S608
+            " AND s.status != 'deleted' ORDER BY s.created_at",
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._row(row) for row in rows]
+
+    async def photos(self, submission_id: str) -> list[Photo]:
+        async with self._db.connection.execute(
+            "SELECT photo_id, mime, size, wrapped_key, created_at, quality, record_image_id, record_wrapped_key,"
+            " record_size, record_edits, original_destroyed_at FROM photos WHERE submission_id = ?"
+            " ORDER BY created_at, photo_id",
+            (submission_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            Photo(
+                photo_id=str(row["photo_id"]),
+                number=index,
+                mime=str(row["mime"]),
+                size=int(row["size"]),
+                wrapped_key=bytes(row["wrapped_key"]),
+                created_at=datetime.fromisoformat(row["created_at"]),
+                quality=tuple(item for item in str(row["quality"]).split(",") if item),
+                record_image_id=row["record_image_id"],
+                record_wrapped_key=bytes(row["record_wrapped_key"]) if row["record_wrapped_key"] else None,
+                record_size=row["record_size"],
+                edits=tuple(json.loads(row["record_edits"])) if row["record_edits"] else (),
+                original_destroyed=row["original_destroyed_at"] is not None,
+            )
+            for index, row in enumerate(rows, start=1)
+        ]
+
+    async def nhs_number(self, submission_id: str) -> str:
+        async with self._db.connection.execute(
+            "SELECT nhs_number FROM submissions WHERE submission_id = ?", (submission_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or not row["nhs_number"]:
+            raise LookupError("the submission holds no NHS number any more")
+        return self._sealer.open(row["nhs_number"], context=f"submission-nhs:{submission_id}").decode("ascii")
+
+    # ---- changes, inside the caller's transaction -------------------------------------------------------
+
+    async def set_status(
+        self, db: aiosqlite.Connection, submission_id: str, status: Status, now: datetime
+    ) -> None:
+        await db.execute(
+            "UPDATE submissions SET status = ?, updated_at = ? WHERE submission_id = ?",
+            (status.value, iso(now), submission_id),
+        )
+
+    async def claim(
+        self, db: aiosqlite.Connection, submission_id: str, clinician: str, now: datetime
+    ) -> None:
+        await db.execute(
+            "UPDATE submissions SET status = 'claimed', claimed_by = ?, updated_at = ? WHERE submission_id = ?",
+            (clinician, iso(now), submission_id),
+        )
+
+    async def mark_viewed(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+        await db.execute(
+            "UPDATE submissions SET first_viewed_at = COALESCE(first_viewed_at, ?), updated_at = ?"
+            " WHERE submission_id = ?",
+            (iso(now), iso(now), submission_id),
+        )
+
+    async def decide(self, db: aiosqlite.Connection, submission_id: str, decision: Decision) -> None:
+        sealed = self._sealer.seal_json(decision.to_dict(), context=f"submission-decision:{submission_id}")
+        await db.execute(
+            "UPDATE submissions SET decision = ?, updated_at = ? WHERE submission_id = ?",
+            (sealed, iso(decision.decided_at), submission_id),
+        )
+
+    async def describe(self, db: aiosqlite.Connection, submission_id: str, text: str, now: datetime) -> None:
+        sealed = self._sealer.seal(text.encode("utf-8"), context=f"submission-description:{submission_id}")
+        await db.execute(
+            "UPDATE submissions SET description = ?, updated_at = ? WHERE submission_id = ?",
+            (sealed, iso(now), submission_id),
+        )
+
+    async def warned(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+        await db.execute(
+            "UPDATE submissions SET retention_warned_at = ? WHERE submission_id = ?",
+            (iso(now), submission_id),
+        )
+
+    async def images_destroyed(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+        """The images' rows go (their wrapped keys with them: crypto-shredding); the submission stays."""
+        await db.execute("DELETE FROM photos WHERE submission_id = ?", (submission_id,))
+        await db.execute(
+            "UPDATE submissions SET images_destroyed_at = ?, updated_at = ? WHERE submission_id = ?",
+            (iso(now), iso(now), submission_id),
+        )
+
+    async def erase_patient_details(self, db: aiosqlite.Connection, submission_id: str) -> None:
+        """A deleted submission keeps its reference and status for the audit trail, nothing about the patient."""
+        await db.execute(
+            "UPDATE submissions SET nhs_number = X'', details = X'', description = NULL, decision = NULL"
+            " WHERE submission_id = ?",
+            (submission_id,),
+        )
+
+    async def set_record_version(
+        self,
+        db: aiosqlite.Connection,
+        photo_id: str,
+        *,
+        image_id: str,
+        wrapped_key: bytes,
+        size: int,
+        digest: str,
+        edits: tuple[str, ...],
+    ) -> None:
+        await db.execute(
+            "UPDATE photos SET record_image_id = ?, record_wrapped_key = ?, record_size = ?, record_digest = ?,"
+            " record_edits = ? WHERE photo_id = ?",
+            (image_id, wrapped_key, size, digest, json.dumps(list(edits)), photo_id),
+        )
+
+    async def original_destroyed(self, db: aiosqlite.Connection, photo_id: str, now: datetime) -> None:
+        await db.execute(
+            "UPDATE photos SET wrapped_key = X'', original_destroyed_at = ? WHERE photo_id = ?",
+            (iso(now), photo_id),
+        )
+
+
+def _moment(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
