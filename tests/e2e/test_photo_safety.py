@@ -11,7 +11,7 @@ import pytest
 from bot.faults import FAULT_EXIT_CODE
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, reach_photos, send_photo, stored_photos, vault_files
-from tests.unit.image_factory import make_heic, make_jpeg
+from tests.unit.image_factory import GPS_MARKER, MAKE_MARKER, make_heic, make_jpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +92,7 @@ async def test_nothing_is_left_in_clear_on_disk_after_journeys(
 
     needles = [sample for image in [jpeg, heic, *stored] for sample in _samples(image)]
     digits = NHS_NUMBER.replace(" ", "")
-    needles += [NHS_NUMBER.encode(), digits.encode(), digits.encode("utf-16-le"), b"GPS", b"ExampleCam"]
+    needles += [NHS_NUMBER.encode(), digits.encode(), digits.encode("utf-16-le"), GPS_MARKER, MAKE_MARKER]
     places = [*_files_under(bot.data_dir), bot.process.log_path]
     places += [
         p for new in set(Path(tempfile.gettempdir()).iterdir()) - temp_before for p in _files_under(new)
