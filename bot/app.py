@@ -32,7 +32,6 @@ from bot.matrix.gateway import (
     new_client,
     sync_once,
 )
-from bot.record_package import RecordPackage
 from bot.settings import Settings
 from bot.trust_policy import TrustPolicy
 from handlers.admin import AdminDesk
@@ -41,6 +40,7 @@ from handlers.commands import Invocation
 from handlers.delivery import Delivery
 from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
+from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
@@ -192,7 +192,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ask = AskConsent(consent_id, purpose, submission.reference, now)
         return await patient.ask_consent(submission.room_id, ask, submission.submission_id, asked_by)
 
-    media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, _no_package)
+    packages = RecordPackages(submissions, consents, vault, pool, config, clock)
+    media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, packages)
     desk = ClinicianDesk(
         database=database,
         submissions=submissions,
@@ -209,7 +210,6 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ask_patient_consent=ask_consent,
         open_request=requests.open,
     )
-    media.build_package = desk.build_package
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
     staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, _count_nothing)
@@ -254,10 +254,6 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         media=media,
         retention=retention,
     )
-
-
-async def _no_package(submission_id: str, purpose: str) -> RecordPackage | None:
-    return None
 
 
 def _count_nothing(command: str, outcome: str) -> None:

@@ -14,29 +14,19 @@ Photos are destroyed (rules 5, 6 and 8) when:
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import aiosqlite
-from PIL import Image
 
 from bot.clock import Clock, iso
+from bot.conversation.consent import PURPOSES as SHARING_PURPOSES
 from bot.errors import UserFacingError
 from bot.executor import CpuPool
 from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
-from bot.record_package import (
-    PackageConsent,
-    PackageDecision,
-    PackagePhoto,
-    PackageRefusedError,
-    RecordPackage,
-    RecordPackageInput,
-    build_record_package,
-)
 from bot.texts import Texts
 from handlers.commands import Invocation, Outcome, UsageError, Work, format_rows
 from handlers.staff_media import StaffMedia, outsiders
@@ -51,7 +41,6 @@ from storage.vault import ImageUnreadableError, Vault
 
 log = logging.getLogger(__name__)
 
-PURPOSES = ("second-opinion", "teaching")
 _QUEUE_FILTERS = {
     "new": (Status.NEW,),
     "claimed": (Status.CLAIMED,),
@@ -372,7 +361,7 @@ class ClinicianDesk:
         async with self.lock:
             submission = await self._find(cmd)
             purpose = cmd.word(1, "The purpose (second-opinion or teaching)").lower()
-            if purpose not in PURPOSES:
+            if purpose not in SHARING_PURPOSES:
                 raise UsageError("The purpose is second-opinion or teaching.")
             if not submission.has_images:
                 raise UserFacingError(f"{submission.reference} has no photos any more.")
@@ -411,60 +400,13 @@ class ClinicianDesk:
             after=self._post,
         )
 
-    async def build_package(self, submission_id: str, purpose: str) -> RecordPackage | None:
-        """The zip for a posting (called when it is posted, so it reflects the latest record version)."""
-        submission = await self.submissions.by_id(submission_id)
-        if submission is None:
-            return None
-        package_photos = []
-        for photo in await self.submissions.photos(submission_id) if submission.has_images else []:
-            try:
-                data = await self._read(photo)
-            except UserFacingError:
-                continue
-            width, height = await self.pool.run(_size, data)
-            package_photos.append(
-                PackagePhoto(data, photo.mime, width, height, photo.edits, photo.created_at)
-            )
-        consents = tuple(
-            PackageConsent(c.purpose, c.answer, c.given_by or "", c.answered_at)
-            for c in await self.consents.of_submission(submission_id)
-            if c.answer and c.answered_at
-        )
-        decision = submission.decision
-        entries = await self.audit.entries(submission.reference)
-        exported_by = next(
-            (str(entry.actor) for entry in reversed(entries) if entry.action in {"export", "share"}),
-            "clinician",
-        )
-        package = RecordPackageInput(
-            reference=submission.reference,
-            nhs_number=None if purpose == "teaching" else await self.submissions.nhs_number(submission_id),
-            practice_name=self.config.current.practice_name,
-            submitted_at=submission.created_at,
-            description=submission.description,
-            decision=PackageDecision(decision.kept, decision.reason, decision.decided_by, decision.decided_at)
-            if decision
-            else None,
-            consents=consents,
-            photos=tuple(package_photos),
-            exported_by=exported_by,
-            exported_at=self.clock.now(),
-            purpose=purpose,
-        )
-        try:
-            return await self.pool.run(build_record_package, package)
-        except PackageRefusedError as error:
-            log.warning("a package could not be built: %s", error.text)
-            return None
-
     # ---- consent and requests -------------------------------------------------------------------------
 
     async def consent(self, cmd: Invocation) -> Outcome:
         async with self.lock:
             submission = await self._find(cmd)
             purpose = cmd.word(1, "The purpose (second-opinion or teaching)").lower()
-            if purpose not in PURPOSES:
+            if purpose not in SHARING_PURPOSES:
                 raise UsageError("The purpose is second-opinion or teaching.")
             consent_id = derive_txn_id(cmd.event_id, 0)
             asked = await self.ask_patient_consent(submission, consent_id, purpose, cmd.sender, cmd.now)
@@ -732,8 +674,3 @@ def _minutes(window: timedelta) -> str:
 
 def _details(details: dict[str, object]) -> str:
     return ", ".join(f"{key}: {str(value)[:80]}" for key, value in sorted(details.items()))
-
-
-def _size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size

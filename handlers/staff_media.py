@@ -11,20 +11,17 @@ the room is told why (once per command).
 
 from __future__ import annotations
 
-import io
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-
-from PIL import Image
 
 from bot.clock import Clock
 from bot.errors import TransientError
 from bot.executor import CpuPool
 from bot.ids import EventID, RoomID, UserID
+from bot.images.size_limits import image_size
 from bot.matrix.attachments import encrypt_attachment
 from bot.matrix.gateway import MatrixError, MatrixGateway, PurgeOutcome
-from bot.record_package import RecordPackage
+from handlers.record_packages import RecordPackages
 from storage.postings import Posting, PostingRepository
 from storage.practice_config import LiveConfig
 from storage.submissions import SubmissionRepository
@@ -32,18 +29,11 @@ from storage.vault import ImageUnreadableError, Vault
 
 log = logging.getLogger(__name__)
 
-PackageBuilder = Callable[[str, str], Awaitable[RecordPackage | None]]
-
 
 def outsiders(gateway: MatrixGateway, config: LiveConfig, room_id: RoomID) -> list[UserID]:
     """Members (joined or invited) of a staff room who are not allowlisted clinicians."""
     members = gateway.room_members(room_id) - {gateway.user_id}
     return sorted(member for member in members if not config.current.is_clinician(member))
-
-
-def _image_size(data: bytes) -> tuple[int, int]:
-    with Image.open(io.BytesIO(data)) as image:
-        return image.size
 
 
 @dataclass
@@ -55,7 +45,7 @@ class StaffMedia:
     pool: CpuPool
     clock: Clock
     config: LiveConfig
-    build_package: PackageBuilder
+    packages: RecordPackages
 
     async def post_pending(self) -> int:
         """Post whatever is waiting; returns how many were posted."""
@@ -107,7 +97,9 @@ class StaffMedia:
 
     async def _content(self, posting: Posting) -> tuple[bytes, str, str, str, dict[str, object]] | None:
         if posting.kind == "export":
-            package = await self.build_package(posting.submission_id, str(posting.content["purpose"]))
+            package = await self.packages.build(
+                posting.submission_id, str(posting.content["purpose"]), str(posting.content["by"])
+            )
             if package is None:
                 return None
             return package.data, package.file_name, package.mime, "m.file", {"size": len(package.data)}
@@ -120,7 +112,7 @@ class StaffMedia:
         except ImageUnreadableError:
             log.warning("a photo to be viewed could not be read from the vault; it is not shown")
             return None
-        width, height = await self.pool.run(_image_size, data)
+        width, height = await self.pool.run(image_size, data)
         body = f"{posting.content['reference']} photo {photo.number} of {posting.content['of']}"
         info: dict[str, object] = {"size": len(data), "w": width, "h": height}
         return data, body, photo.mime, "m.image", info

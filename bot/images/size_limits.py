@@ -1,5 +1,9 @@
 """The practice's size limits, checked before any parsing (bytes) and before any decoding (pixels)."""
 
+import io
+
+from PIL import Image
+
 from bot.images.model import Limits, PhotoRejected, RejectReason
 
 
@@ -16,3 +20,9 @@ def check_pixel_count(size: tuple[int, int], limits: Limits) -> None:
     width, height = size
     if width * height > limits.max_pixels:
         raise PhotoRejected(RejectReason.TOO_MANY_PIXELS)
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the header of an image the pipeline already accepted (no pixels decoded)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
