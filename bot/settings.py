@@ -7,7 +7,6 @@ Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,12 +14,12 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
 
+from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID, server_name
 
 T = TypeVar("T")
 
 PREFIX = "PHOTOBOT_"
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True)
@@ -145,15 +144,12 @@ class _Reader:
 
     def duration(self, name: str, default: timedelta, minimum: timedelta, maximum: timedelta) -> timedelta:
         def parse(value: str) -> timedelta:
-            match = re.fullmatch(r"(\d{1,6})([smhd])", value.lower())
-            if match is None:
-                raise ValueError(value)
-            result = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-            if not minimum <= result <= maximum:
-                raise ValueError(value)
-            return result
+            return parse_duration(value, minimum=minimum, maximum=maximum)
 
-        return self.parsed(name, default, parse, "a duration like 30m, 12h or 30d")
+        expected = (
+            f"a duration from {format_duration(minimum)} to {format_duration(maximum)}, like 30m or 30d"
+        )
+        return self.parsed(name, default, parse, expected)
 
     def flag(self, name: str, default: bool) -> bool:
         def parse(value: str) -> bool:
@@ -175,7 +171,7 @@ class _Reader:
     def user_ids(self, name: str) -> frozenset[UserID]:
         users = []
         for item in self.items(name):
-            if not _is_user_id(item):
+            if not is_user_id(item):
                 self.problems.append(f"{PREFIX}{name}: {item!r} is not a Matrix user id like @name:server.")
             else:
                 users.append(UserID(item))
@@ -192,9 +188,10 @@ class _Reader:
         return frozenset(rooms)
 
 
-def _is_user_id(value: str) -> bool:
+def is_user_id(value: str) -> bool:
+    """`@name:server`: the shape of a Matrix user id (the homeserver decides whether it exists)."""
     localpart, sep, server = value.partition(":")
-    return value.startswith("@") and bool(sep) and len(localpart) > 1 and bool(server)
+    return value.startswith("@") and bool(sep) and len(localpart) > 1 and bool(server) and " " not in value
 
 
 def _conversation_timeout(read: _Reader) -> timedelta:
@@ -225,7 +222,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             f"{PREFIX}HOMESERVER_URL must start with https:// (or http:// for a local test)."
         )
     user_id = read.text("USER_ID")
-    if user_id and not _is_user_id(user_id):
+    if user_id and not is_user_id(user_id):
         read.problems.append(f"{PREFIX}USER_ID must be the bot's Matrix user id, like @photobot:example.org.")
     data_dir = Path(read.text("DATA_DIR", "./data")).expanduser().absolute()
     master_key_file = Path(read.text("MASTER_KEY_FILE", str(data_dir / "master.key"))).expanduser().absolute()

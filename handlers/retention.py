@@ -21,11 +21,12 @@ from datetime import datetime, timedelta
 import aiosqlite
 
 from bot.clock import Clock, iso
+from bot.durations import format_duration
 from handlers.clinician import ClinicianDesk
 from storage.audit import AuditAction, AuditLog
 from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
-from storage.practice_config import LiveConfig, format_duration
+from storage.practice_config import LiveConfig
 from storage.submissions import Submission, SubmissionRepository
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class RetentionJob:
         config = self.config.current
         async with self.lock:
             plan = plan_retention(
-                await self.submissions.with_images(),
+                await self.submissions.unkept_with_images(),
                 now=now,
                 last_run=await self._last(JOB),
                 retention=config.retention,
@@ -114,7 +115,7 @@ class RetentionJob:
                         f"retention-warn:{iso(now)}",
                         _warning(plan.warn, now, config.retention, config.retention_warning),
                     )
-                await self._save(db, JOB, now)
+                await _save_run(db, JOB, now)
         for submission in plan.destroy:
             await self.desk.destroy_for_retention(submission, now)
         if plan.destroy:
@@ -139,7 +140,7 @@ class RetentionJob:
                 "can confirm it with `!retention-resume` in the admin room."
             )
             await self._tell(db, f"retention-refused:{iso(now)}", text, admins=True)
-            await self._save(db, REFUSED, now)
+            await _save_run(db, REFUSED, now)
 
     async def resume(self, db: aiosqlite.Connection) -> None:
         await resume_retention(db, self.clock.now())
@@ -160,19 +161,19 @@ class RetentionJob:
             row = await cursor.fetchone()
         return datetime.fromisoformat(row[0]) if row else None
 
-    @staticmethod
-    async def _save(db: aiosqlite.Connection, job: str, now: datetime) -> None:
-        await db.execute(
-            "INSERT INTO job_runs (job, last_run_at) VALUES (?, ?)"
-            " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
-            (job, iso(now)),
-        )
-
 
 async def resume_retention(db: aiosqlite.Connection, now: datetime) -> None:
     """An admin confirmed the clock: from now on, jumps are judged against the present time."""
     await db.execute("DELETE FROM job_runs WHERE job = ?", (REFUSED,))
-    await RetentionJob._save(db, JOB, now)
+    await _save_run(db, JOB, now)
+
+
+async def _save_run(db: aiosqlite.Connection, job: str, now: datetime) -> None:
+    await db.execute(
+        "INSERT INTO job_runs (job, last_run_at) VALUES (?, ?)"
+        " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
+        (job, iso(now)),
+    )
 
 
 def _warning(

@@ -22,14 +22,12 @@ from typing import Any
 import aiosqlite
 
 from bot.clock import Clock, iso
+from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID
 from bot.keyring import Sealer
-from bot.settings import Secret, Settings
+from bot.settings import Secret, Settings, is_user_id
 from bot.texts import Texts
 from storage.database import Database
-
-_DURATION = re.compile(r"(\d{1,6})\s*(s|m|h|d)")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(ValueError):
@@ -104,26 +102,6 @@ def defaults_from(settings: Settings) -> PracticeConfig:
 # ---- parsing admins' values ----------------------------------------------------------------------------
 
 
-def parse_duration(text: str, *, minimum: timedelta, maximum: timedelta) -> timedelta:
-    """'45s', '30m', '12h', '30d' (or several: '1d 12h')."""
-    cleaned = text.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(cleaned)
-    if not parts or "".join(number + unit for number, unit in parts) != cleaned:
-        raise ConfigError("give a duration like 30m, 12h or 30d (s, m, h or d).")
-    value = timedelta(seconds=sum(int(number) * _UNITS[unit] for number, unit in parts))
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"give a duration from {format_duration(minimum)} to {format_duration(maximum)}.")
-    return value
-
-
-def format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def _whole(minimum: int, maximum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         if not text.isascii() or not text.isdigit() or not minimum <= int(text) <= maximum:
@@ -134,7 +112,13 @@ def _whole(minimum: int, maximum: int) -> Callable[[str], int]:
 
 
 def _duration(minimum: timedelta, maximum: timedelta) -> Callable[[str], timedelta]:
-    return lambda text: parse_duration(text, minimum=minimum, maximum=maximum)
+    def parse(text: str) -> timedelta:
+        try:
+            return parse_duration(text, minimum=minimum, maximum=maximum)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    return parse
 
 
 def _name(text: str) -> str:
@@ -151,11 +135,6 @@ def _token(text: str) -> Secret:
     if not re.fullmatch(r"[A-Za-z0-9_.~+/=-]{16,512}", token):
         raise ConfigError("that does not look like an access token.")
     return Secret(token)
-
-
-def is_user_id(text: str) -> bool:
-    local, sep, server = text.partition(":")
-    return text.startswith("@") and bool(sep) and len(local) > 1 and bool(server) and " " not in text
 
 
 def parse_user_id(text: str) -> UserID:
