@@ -19,17 +19,12 @@ from bot.keyring import Keyring, Sealer, load_master_key_file
 from bot.poster import render_poster
 from bot.settings import Settings
 from handlers.admin import AdminDesk
-from handlers.commands import Invocation, Outcome, UsageError, parse_command
+from handlers.commands import Invocation, Outcome, UsageError, parse_command, usage_reply
 from handlers.retention import resume_retention
+from handlers.staff import admin_commands
 from storage.audit import AuditLog
 from storage.database import Database
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
-
-ADMIN_USAGE = (
-    "photobot admin config | set <setting> <value> | clinician add|remove @user:server | "
-    "admin add|remove @user:server | room clinician add|remove !room | room admin !room | "
-    "text <name> <wording>|reset | retention-resume"
-)
 
 
 async def _open(settings: Settings) -> tuple[Keyring, Database]:
@@ -55,18 +50,13 @@ async def admin_command(
             await resume_retention(db, clock.now())
 
         desk = AdminDesk(config, audit, no_redaction, resume)
-        table = {
-            "config": desk.show,
-            "set": desk.set_value,
-            "clinician": desk.change_people,
-            "admin": desk.change_people,
-            "room": desk.change_rooms,
-            "text": desk.change_text,
-            "retention-resume": desk.retention_resume,
-        }
+        commands = [command for command in admin_commands(desk, desk.show) if command.name != "help-admin"]
+        table = {command.name: command for command in commands}
         parsed = parse_command("!" + " ".join(words))
         if parsed is None or parsed[0] not in table:
-            say(f"usage: {ADMIN_USAGE}")
+            say("usage: photobot admin <command>, one of:")
+            for command in commands:
+                say(f"  {command.usage.removeprefix('!')}: {command.summary}")
             return 2
         name, args, body = parsed
         actor = UserID(f"cli:{getpass.getuser()}")
@@ -81,17 +71,24 @@ async def admin_command(
             config.current,
         )
         try:
-            outcome: Outcome = await table[name](cmd)
-        except (UsageError, UserFacingError) as error:
-            say(error.text.replace("**", "").replace("`", ""))
+            outcome: Outcome = await table[name].handler(cmd)
+        except UsageError as error:
+            say(_plain(usage_reply(table[name], error.text)))
+            return 2
+        except UserFacingError as error:
+            say(_plain(error.text))
             return 2
         async with database.transaction() as db:
             if outcome.work is not None:
                 await outcome.work(db)
-        say(outcome.reply.replace("**", "").replace("`", ""))
+        say(_plain(outcome.reply))
         return 0
     finally:
         await database.close()
+
+
+def _plain(markdown: str) -> str:
+    return markdown.replace("**", "").replace("`", "")
 
 
 async def verify_audit(settings: Settings, clock: Clock, say: Callable[[str], None]) -> int:

@@ -212,7 +212,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, _count_nothing)
+    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {})
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
@@ -254,10 +254,6 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         media=media,
         retention=retention,
     )
-
-
-def _count_nothing(command: str, outcome: str) -> None:
-    return None
 
 
 def _redactor(outbox: Outbox, database: Database) -> Callable[[Invocation], Awaitable[None]]:

@@ -116,12 +116,7 @@ def usage_reply(command: Command, problem: str) -> str:
 
 def refused(sender: UserID, role: Role) -> str:
     who = "clinicians" if role is Role.CLINICIAN else "admins"
-    return (
-        f"Sorry, {sender} is not on the practice's list of {who}, so I can't act on that. "
-        "An admin can add you with `!clinician add`."
-        if role is Role.CLINICIAN
-        else f"Sorry, {sender} is not on the practice's list of {who}, so I can't act on that."
-    )
+    return f"Sorry, {sender} is not on the practice's list of {who}, so I can't act on that. An admin can add you."
 
 
 def unknown_command(name: str, table: dict[str, Command], role: Role) -> str:

@@ -20,6 +20,7 @@ from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import (
     Command,
+    Handler,
     Invocation,
     Outcome,
     Role,
@@ -40,14 +41,12 @@ from storage.rooms import RoomKind
 
 log = logging.getLogger(__name__)
 
-Counter = Callable[[str, str], None]
-
 
 def command_table(
     clinic: ClinicianDesk, admin: AdminDesk, help_for: Callable[[Invocation], Awaitable[Outcome]]
 ) -> dict[str, Command]:
     """Every staff command: name -> (role, usage line, what it does, handler). `!help` prints this."""
-    c, a = Role.CLINICIAN, Role.ADMIN
+    c = Role.CLINICIAN
     commands = [
         Command("help", c, "!help", "this list", help_for),
         Command("queue", c, "!queue [new|claimed|done|open|all] [page]", "list submissions, newest first", clinic.queue),
@@ -64,6 +63,15 @@ def command_table(
         Command("delete", c, "!delete REF <reason>", "destroy it everywhere, with a receipt", clinic.delete),
         Command("request", c, "!request @patient:server <area> [-- note]", "ask a patient for a photo", clinic.request),
         Command("audit", c, "!audit REF", "its audit trail", clinic.audit_trail),
+        *admin_commands(admin, help_for),
+    ]  # fmt: skip
+    return {command.name: command for command in commands}
+
+
+def admin_commands(admin: AdminDesk, help_for: Handler) -> list[Command]:
+    """The admin room's commands; `photobot admin` runs the same ones from the command line."""
+    a = Role.ADMIN
+    return [
         Command("help-admin", a, "!help", "this list", help_for),
         Command("config", a, "!config", "show the configuration in force", admin.show),
         Command("set", a, "!set <setting> <value>", "change a setting (see !config)", admin.set_value),
@@ -73,7 +81,6 @@ def command_table(
         Command("text", a, "!text <name> <wording>|reset", "change a text patients see", admin.change_text),
         Command("retention-resume", a, "!retention-resume", "after a reported clock jump: trust the clock again", admin.retention_resume),
     ]  # fmt: skip
-    return {command.name: command for command in commands}
 
 
 def _role(kind: RoomKind) -> Role:
@@ -89,7 +96,6 @@ class StaffRooms:
     config: LiveConfig
     clock: Clock
     table: dict[str, Command]
-    count: Counter
 
     async def help(self, cmd: Invocation) -> Outcome:
         role = Role.ADMIN if cmd.config.admin_room == cmd.room_id else Role.CLINICIAN
@@ -116,31 +122,23 @@ class StaffRooms:
             name, words, body, event.sender, event.room_id, event.event_id, self.clock.now(), config
         )
         command = self.table.get(name)
-        if command is None or command.role is not role:
-            if command is not None:
-                where = "a clinician room" if command.role is Role.CLINICIAN else "the admin room"
-                await self._commit(cmd, Outcome(f"`!{name}` works in {where}."))
-            elif allowed(config, role, event.sender):
-                await self._commit(cmd, Outcome(unknown_command(name, self.table, role)))
-            else:
-                await self._commit(cmd, Outcome(refused(event.sender, role)))
-            self.count(name if command else "unknown", "refused")
-            return
         if not allowed(config, role, event.sender):
-            log.info("refused a %s command from a user not on the practice's list", name)
-            self.count(name, "unauthorised")
+            log.info("refused a command from a user not on the practice's list")
             await self._commit(cmd, Outcome(refused(event.sender, role)))
+            return
+        if command is None:
+            await self._commit(cmd, Outcome(unknown_command(name, self.table, role)))
+            return
+        if command.role is not role:
+            where = "a clinician room" if command.role is Role.CLINICIAN else "the admin room"
+            await self._commit(cmd, Outcome(f"`!{name}` works in {where}."))
             return
         try:
             outcome = await command.handler(cmd)
         except UsageError as error:
-            self.count(name, "usage")
             outcome = Outcome(usage_reply(command, error.text))
         except UserFacingError as error:
-            self.count(name, "refused")
             outcome = Outcome(error.text)
-        else:
-            self.count(name, "ok")
         await self._commit(cmd, outcome)
 
     async def _commit(self, cmd: Invocation, outcome: Outcome) -> None:

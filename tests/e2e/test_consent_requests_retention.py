@@ -110,8 +110,8 @@ async def test_an_expired_photo_request_is_refused_politely(
 async def test_audit_verify_passes_on_an_honest_log_and_fails_on_any_tampering(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
-    """`photobot audit verify` passes, then fails when an entry is altered, removed or reordered in the
-    database file directly."""
+    """`photobot admin` changes the configuration with an audited entry; `photobot audit verify` passes, then
+    fails when an entry is altered, removed or reordered in the database file directly."""
     practice = await open_practice(make_bot, make_person)
     bot, clinician, room = practice.bot, practice.clinician, practice.clinician_room
     patient = await make_person("patient")
@@ -120,9 +120,18 @@ async def test_audit_verify_passes_on_an_honest_log_and_fails_on_any_tampering(
     await command(clinician, room, f"!keep {reference} needed for comparison", "kept")
     await command(clinician, room, f"!describe {reference} 1 cm papule", "Description saved")
     await bot.process.stop()
+    code, output = await bot.process.command("admin", "clinician", "add", "@locum:localhost")
+    assert code == 0, output
+    assert "@locum:localhost is added to clinicians" in output
+    code, output = await bot.process.command("admin", "config")
+    assert "@locum:localhost" in output
+    code, output = await bot.process.command("admin", "clinician", "promote", "@locum:localhost")
+    assert code == 2
+    assert "Usage" in output
     code, output = await bot.process.command("audit", "verify")
     assert code == 0, output
-    assert "intact: 3 entries" in output
+    assert "intact: 4 entries" in output
+    assert str(bot.query("SELECT actor FROM audit_log WHERE seq = 4")[0][0]).startswith("cli:")
 
     database = bot.data_dir / "photobot.sqlite3"
     honest = bot.data_dir / "honest.sqlite3"
@@ -130,7 +139,7 @@ async def test_audit_verify_passes_on_an_honest_log_and_fails_on_any_tampering(
     tamperings = {
         "altered": "UPDATE audit_log SET actor = '@someone:else' WHERE seq = 2",
         "removed": "DELETE FROM audit_log WHERE seq = 2",
-        "removed last": "DELETE FROM audit_log WHERE seq = 3",
+        "removed last": "DELETE FROM audit_log WHERE seq = 4",
         "reordered": "UPDATE audit_log SET seq = seq + 10; UPDATE audit_log SET seq = 1 WHERE seq = 12;"
         " UPDATE audit_log SET seq = 2 WHERE seq = 11; UPDATE audit_log SET seq = 3 WHERE seq = 13",
     }
