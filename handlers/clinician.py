@@ -518,9 +518,9 @@ class ClinicianDesk:
         window = self.config.current.viewing_window
         finished = 0
         async with self.lock:
-            for submission in await self.submissions.with_images():
+            for submission in await self.submissions.viewed_view_then_delete():
                 viewed = submission.first_viewed_at
-                if not submission.view_then_delete or viewed is None or viewed + window > now:
+                if viewed is None or viewed + window > now:
                     continue
                 notes: list[tuple[RoomID, str]] = [
                     (submission.room_id, self._patient_text("photos_viewed_and_deleted", submission))

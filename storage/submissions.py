@@ -203,11 +203,21 @@ class SubmissionRepository:
             rows = await cursor.fetchall()
         return [self._row(row) for row in rows], total
 
-    async def with_images(self) -> list[Submission]:
-        """Every submission that still holds images (for the retention and viewing-window jobs)."""
+    async def unkept_with_images(self) -> list[Submission]:
+        """Submissions still holding images that nobody kept for the record (the retention job's concern).
+        Housekeeping asks every minute, so the kept ones, the bulk, are left out in SQL, not decrypted."""
+        return await self._holding_images("s.decision IS NULL")
+
+    async def viewed_view_then_delete(self) -> list[Submission]:
+        """View-then-delete and intimate submissions viewed and still holding images (the viewing window)."""
+        return await self._holding_images(
+            "s.first_viewed_at IS NOT NULL AND (s.intimate = 1 OR s.keep_in_record = 0)"
+        )
+
+    async def _holding_images(self, condition: str) -> list[Submission]:
         async with self._db.connection.execute(
             f"SELECT {self._COLUMNS} FROM submissions s WHERE s.images_destroyed_at IS NULL"  # noqa: S608
-            " AND s.status != 'deleted' ORDER BY s.created_at",
+            f" AND s.status != 'deleted' AND {condition} ORDER BY s.created_at",  # fixed conditions only
         ) as cursor:
             rows = await cursor.fetchall()
         return [self._row(row) for row in rows]
