@@ -28,7 +28,7 @@ from bot.executor import CpuPool
 from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
 from bot.texts import Texts
-from handlers.commands import Invocation, Outcome, UsageError, Work, format_rows
+from handlers.commands import Invocation, Outcome, UsageError, format_rows
 from handlers.staff_media import StaffMedia, outsiders
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -465,14 +465,8 @@ class ClinicianDesk:
             reason = cmd.rest(1, "The reason for deleting it")
             photos = await self.submissions.photos(submission.submission_id)
             images = [image for photo in photos for image in photo.image_ids]
-
-            async def work(db: aiosqlite.Connection) -> None:
-                await self._mark_destroyed(db, submission, cmd.now)
-                await self.submissions.set_status(db, submission.submission_id, Status.DELETED, cmd.now)
-                await self.submissions.erase_patient_details(db, submission.submission_id)
-
             # The destruction happens before the reply is queued, so the receipt is what was done.
-            receipt = await self._destroy_now(work, images, submission)
+            receipt = await self._delete_now(submission, images, cmd.now)
 
             async def record(db: aiosqlite.Connection) -> None:
                 await self._audit(
@@ -494,9 +488,13 @@ class ClinicianDesk:
                 notify=((submission.room_id, self._patient_text("photos_deleted_by_practice", submission)),),
             )
 
-    async def _destroy_now(self, work: Work, images: list[str], submission: Submission) -> DestructionReceipt:
+    async def _delete_now(
+        self, submission: Submission, images: list[str], now: datetime
+    ) -> DestructionReceipt:
         async with self.database.transaction() as db:
-            await work(db)
+            await self._mark_destroyed(db, submission, now)
+            await self.submissions.set_status(db, submission.submission_id, Status.DELETED, now)
+            await self.submissions.erase_patient_details(db, submission.submission_id)
         destroyed = [image for image in images if await self.pool.run(self.vault.destroy, image)]
         await self.database.shred_checkpoint()
         redacted = 0
