@@ -139,7 +139,9 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         raise NotInitialisedError(
             f"{settings.database_path} holds no bot account yet: run `photobot init` first."
         )
-    faults = FaultInjector(settings.fault_points, enabled=settings.test_mode)
+    faults = FaultInjector(
+        settings.fault_points, enabled=settings.test_mode, fault_dir=settings.data_dir / "faults"
+    )
     config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
     await config.refresh()
     rooms = RoomRepository(database, keyring, sealer, clock)
