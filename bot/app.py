@@ -10,19 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
-from bot.clock import Clock
-from bot.conversation import AskConsent
+from bot.clock import Clock, iso
+from bot.conversation import AskConsent, State
 from bot.cross_signing import CrossSigningKeys
 from bot.errors import TransientError, error_reference
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import DeviceID, RoomID, UserID
-from bot.keyring import Keyring, Sealer, create_master_key_file, load_master_key_file
+from bot.key_rotation import refuse_unfinished_rotation
+from bot.keyring import (
+    CryptoError,
+    Keyring,
+    MasterKeyError,
+    Sealer,
+    create_master_key_file,
+    load_master_key_file,
+)
 from bot.matrix.gateway import (
     Credentials,
     DeviceTrust,
@@ -32,13 +43,15 @@ from bot.matrix.gateway import (
     new_client,
     sync_once,
 )
-from bot.settings import Settings
+from bot.metrics import BotGaugeSources, BotMetrics, Metrics, sample_loop_lag
+from bot.settings import Settings, SettingsError
+from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, purge_pending_media
+from handlers.patient import PatientHandler, database_busy, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
@@ -48,24 +61,28 @@ from handlers.staff import StaffRooms, command_table
 from handlers.staff_media import StaffMedia
 from storage.account import AccountRepository, BotAccount
 from storage.audit import AuditLog
+from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database
+from storage.database import Database, DatabaseError
+from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
 from storage.handled_events import HandledEvents
-from storage.media_ledger import MediaLedger
+from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.rooms import RoomKind, RoomRepository
-from storage.submissions import Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.submissions import Status, Submission, SubmissionRepository
+from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SYNC_TIMEOUT_MS = 30_000
 RETRY_SECONDS = 2.0
+CLOCK_JUMP_TOLERANCE = timedelta(seconds=30)  # wall clock against monotonic, between housekeeping passes
+SYNC_HEALTH_MAX_AGE = 120.0  # seconds since the last successful sync before /healthz is unhealthy
 
 
 class NotInitialisedError(Exception):
@@ -99,6 +116,32 @@ class App:
     desk: ClinicianDesk
     media: StaffMedia
     retention: RetentionJob
+    metrics: BotMetrics
+    metrics_registry: Metrics
+    sync_heartbeat: Heartbeat
+    ledger: DeletionLedger
+
+    async def replay_deletion_ledger(self) -> None:
+        """Destructions the database does not reflect (a restored backup, a crash before the commit): again."""
+        report = await DeletionReplay(
+            self.ledger,
+            self.database,
+            self.vault,
+            submissions=self.desk.submissions,
+            postings=self.desk.postings,
+            audit=self.audit,
+            clock=self.clock,
+        ).run()
+        if report.replayed or report.rejected:
+            log.info(
+                "deletion ledger: %d of %d entries carried out again (%d records changed, %d files removed);"
+                " %d lines did not verify",
+                report.replayed,
+                report.entries,
+                report.rows_changed,
+                report.files_removed,
+                report.rejected,
+            )
 
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""
@@ -113,6 +156,37 @@ class App:
         if torn or orphans:
             log.info("start-up clean-up removed %d torn and %d orphaned vault files", torn, len(orphans))
 
+    async def damaged_images(self) -> tuple[int, list[str]]:
+        """Every stored image opened and checked (its AES-GCM tag binds it to its id): how many were checked,
+        and one plain line per image that cannot be shown. For `photobot check`: it reads the whole vault."""
+        async with self.database.connection.execute(
+            "SELECT submission_id, reference FROM submissions WHERE status != 'deleted' ORDER BY created_at"
+        ) as cursor:
+            submissions = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
+        images: list[tuple[str, str, bytes]] = []
+        for submission_id, reference in submissions:
+            for photo in await self.desk.submissions.photos(submission_id):
+                images.append((f"{reference} photo {photo.number}", photo.image_id, photo.image_key))
+                if photo.record_image_id and not photo.original_destroyed:
+                    name = f"{reference} photo {photo.number} (the unedited original)"
+                    images.append((name, photo.photo_id, photo.wrapped_key))
+        async with self.database.connection.execute(
+            "SELECT photo_id, wrapped_key FROM photos WHERE submission_id IS NULL ORDER BY created_at"
+        ) as cursor:
+            for row in await cursor.fetchall():
+                images.append(("a photo in an unfinished conversation", str(row[0]), bytes(row[1])))
+        damaged = []
+        for name, image_id, key in images:
+            try:
+                await self.pool.run(self.vault.get, image_id, key)
+            except ImageMissingError:
+                damaged.append(f"{name}: its file is missing from the vault")
+            except ImageKeyUnavailableError:
+                damaged.append(f"{name}: its key was made under a master key this installation does not hold")
+            except ImageUnreadableError:
+                damaged.append(f"{name}: its file is damaged (or is another image's file)")
+        return len(images), damaged
+
     async def close(self) -> None:
         await self.gateway.client.close()
         await self.database.close()
@@ -121,20 +195,62 @@ class App:
 
 async def open_app(settings: Settings, clock: Clock) -> App:
     """Everything the bot needs to serve. Refuses to start without a valid master key or account."""
+    refuse_interrupted_restore(settings.data_dir)
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     prepare_data_dir(settings)
-    database = await Database.open(settings.database_path)
+    database = await _open_database(settings)
     try:
+        await _check_database(database)
+        await refuse_unfinished_rotation(database)
         return await _build(settings, clock, keyring, database)
     except BaseException:
         await database.close()
         raise
 
 
+def _damaged(path: Path, found: str) -> DatabaseError:
+    return DatabaseError(
+        f"The database {path} is damaged ({found[:200]}). The bot will not use it: keep the damaged file "
+        "for investigation, and restore your latest backup (docs/operator.md)."
+    )
+
+
+async def _open_database(settings: Settings) -> Database:
+    try:
+        return await Database.open(settings.database_path)
+    except sqlite3.DatabaseError as error:
+        if isinstance(error, sqlite3.OperationalError) and database_busy(error):
+            raise DatabaseError(
+                f"The database {settings.database_path} is locked by another process; try again later."
+            ) from None
+        if (error.sqlite_errorcode & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise
+        raise _damaged(settings.database_path, str(error)) from None
+
+
+async def _check_database(database: Database) -> None:
+    """SQLite's own check of every page (PRAGMA quick_check), at every start: a damaged page found now,
+    in plain words, rather than a patient's reply failing later."""
+    try:
+        async with database.connection.execute("PRAGMA quick_check") as cursor:
+            found = [str(row[0]) for row in await cursor.fetchall()]
+    except sqlite3.DatabaseError as error:
+        found = [str(error)]
+    if found != ["ok"]:
+        raise _damaged(database.path, f"SQLite's check found {len(found)} problem(s), the first: {found[0]}")
+
+
 async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: Database) -> App:
     sealer = Sealer(keyring)
     accounts = AccountRepository(database, sealer, clock)
-    account = await accounts.load()
+    try:
+        account = await accounts.load()
+    except CryptoError as error:
+        raise MasterKeyError(
+            f"The master key file {settings.master_key_file} does not open this installation's data (it was "
+            f"{error}). Point the configuration at the right key file, restoring it from your key backup; "
+            "do not run `photobot init`, which cannot bring the old key back."
+        ) from None
     if account is None:
         raise NotInitialisedError(
             f"{settings.database_path} holds no bot account yet: run `photobot init` first."
@@ -155,11 +271,15 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     trust.use_keys_query(gateway.query_device_keys)
     gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
     outbox = Outbox(database, sealer, clock)
-    delivery = Delivery(outbox, gateway, faults)
+    # Always counted (cheap, in memory); only served when PHOTOBOT_STATUS_PORT is set (see `run`).
+    metrics_registry = Metrics(prefix="photobot_")
+    metrics = BotMetrics.create(metrics_registry, _gauge_sources(database, clock))
+    delivery = Delivery(outbox, gateway, faults, metrics)
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
     vault = Vault(settings.vault_dir, keyring)
+    ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
     audit = AuditLog(database, keyring, clock)
     consents = ConsentRepository(database)
     submissions = SubmissionRepository(database, sealer)
@@ -185,6 +305,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         locks=locks,
         consents=consents,
         audit=audit,
+        metrics=metrics,
+        ledger=ledger,
     )
     requests = PhotoRequests(gateway, patient, keyring, sealer, clock, settings.allowed_servers)
 
@@ -195,7 +317,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         return await patient.ask_consent(submission.room_id, ask, submission.submission_id, asked_by)
 
     packages = RecordPackages(submissions, consents, vault, pool, config, clock)
-    media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, packages)
+    media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, packages, metrics)
     desk = ClinicianDesk(
         database=database,
         submissions=submissions,
@@ -211,10 +333,12 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         lock=workspace_lock,
         ask_patient_consent=ask_consent,
         open_request=requests.open,
+        faults=faults,
+        ledger=ledger,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {})
+    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics)
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
@@ -235,6 +359,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
             RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),
             RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
         },
+        metrics=metrics,
     )
     return App(
         settings=settings,
@@ -255,7 +380,92 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         desk=desk,
         media=media,
         retention=retention,
+        metrics=metrics,
+        metrics_registry=metrics_registry,
+        sync_heartbeat=Heartbeat(),
+        ledger=ledger,
     )
+
+
+def _gauge_sources(database: Database, clock: Clock) -> BotGaugeSources:
+    """The scrape-time gauges, each one SQL query; known states and statuses are listed even at zero."""
+
+    async def counts(sql: str, known: Mapping[str, float]) -> dict[str, float]:
+        async with database.connection.execute(sql) as cursor:
+            rows = await cursor.fetchall()
+        return {**known, **{str(row[0]): float(row[1]) for row in rows}}
+
+    async def conversations_by_state() -> Mapping[str, float]:
+        sql = "SELECT state, COUNT(*) FROM conversations GROUP BY state"
+        return await counts(sql, dict.fromkeys((state.value for state in State), 0.0))
+
+    async def queue_by_status() -> Mapping[str, float]:
+        sql = "SELECT status, COUNT(*) FROM submissions WHERE status != 'deleted' GROUP BY status"
+        listed = (Status.NEW, Status.CLAIMED, Status.DONE)
+        return await counts(sql, dict.fromkeys((status.value for status in listed), 0.0))
+
+    async def purge_backlog() -> float:
+        """Uploads not yet deleted from the homeserver, and posted images past their viewing window."""
+        sql = (
+            "SELECT (SELECT COUNT(*) FROM media_ledger WHERE status = 'pending')"
+            " + (SELECT COUNT(*) FROM postings WHERE status != 'retracted' AND expires_at <= ?)"
+        )
+        async with database.connection.execute(sql, (iso(clock.now()),)) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row is not None else 0.0
+
+    async def outbox_backlog() -> float:
+        async with database.connection.execute("SELECT COUNT(*) FROM outbox") as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row is not None else 0.0
+
+    return BotGaugeSources(conversations_by_state, queue_by_status, purge_backlog, outbox_backlog)
+
+
+def _database_probe(database: Database) -> Callable[[], Awaitable[tuple[bool, str]]]:
+    async def answers() -> tuple[bool, str]:
+        async with database.connection.execute("SELECT 1") as cursor:
+            row = await cursor.fetchone()
+        return (row is not None and row[0] == 1), "answers"
+
+    return answers
+
+
+@contextlib.asynccontextmanager
+async def status_endpoint(app: App) -> AsyncIterator[None]:
+    """While the bot serves: /metrics and /healthz, and the event-loop lag sampler. Off when the port is 0."""
+    settings = app.settings
+    if settings.status_port == 0:
+        yield
+        return
+    health = health_of(
+        {
+            "sync": app.sync_heartbeat.probe("successful sync", SYNC_HEALTH_MAX_AGE),
+            "database": _database_probe(app.database),
+        }
+    )
+    try:
+        server = await start_status_server(
+            settings.status_host,
+            settings.status_port,
+            app.metrics_registry,
+            health,
+            allow_public=settings.status_public,
+        )
+    except (OSError, PublicBindRefusedError) as error:
+        where = f"{settings.status_host}:{settings.status_port}"
+        raise SettingsError(
+            [f"PHOTOBOT_STATUS_HOST/PHOTOBOT_STATUS_PORT: cannot serve metrics on {where} ({error})."]
+        ) from None
+    log.info("metrics and health served on %s:%d", settings.status_host, server.port)
+    stop_sampling = asyncio.Event()
+    sampler = asyncio.create_task(sample_loop_lag(app.metrics.event_loop_lag_seconds, stop=stop_sampling))
+    try:
+        yield
+    finally:
+        stop_sampling.set()
+        await sampler
+        await server.close()
 
 
 def _redactor(outbox: Outbox, database: Database) -> Callable[[Invocation], Awaitable[None]]:
@@ -287,68 +497,160 @@ async def ensure_device_signed(gateway: MatrixGateway, accounts: AccountReposito
     log.info("signed the bot's device with its cross-signing identity")
 
 
+@dataclass
+class ClockWatch:
+    """Notices the wall clock jumping (against the monotonic clock) between housekeeping passes.
+
+    After a jump, time-based destruction (idle conversations, viewing windows) waits until the clock has
+    been steady for a whole period: a time written while the clock was wrong (set back, then corrected)
+    must not make a conversation or a viewing look older than it is. Destroying late is safe; early is not.
+    The retention job has its own, stricter guard.
+    """
+
+    clock: Clock
+    monotonic: Callable[[], float] = time.monotonic
+    _last: tuple[datetime, float] | None = None
+    _jumped_at: float | None = None
+
+    def jumped(self) -> timedelta | None:
+        """How far the clock jumped since the last call, if it did."""
+        now, steady = self.clock.now(), self.monotonic()
+        jump = None
+        if self._last is not None:
+            drift = (now - self._last[0]) - timedelta(seconds=steady - self._last[1])
+            if abs(drift) > CLOCK_JUMP_TOLERANCE:
+                self._jumped_at, jump = steady, drift
+        self._last = (now, steady)
+        return jump
+
+    def held(self, period: timedelta) -> bool:
+        """True until `period` of steady time has passed since the last jump."""
+        return self._jumped_at is not None and self.monotonic() - self._jumped_at < period.total_seconds()
+
+
 async def housekeeping(app: App, stop: asyncio.Event) -> None:
     """Every little while: expire idle conversations, retry media deletions and unsent replies."""
     interval = min(60.0, max(1.0, app.settings.conversation_timeout.total_seconds() / 4))
+    watch = ClockWatch(app.clock)
+    admin_token = app.config.current.homeserver_admin_token.value
     while not stop.is_set():
         await _sleep_or_stop(stop, interval)
         try:
             await app.config.refresh()
-            await app.patient.expire_idle(app.config.current.conversation_timeout)
-            await app.desk.end_viewing_windows()
+            current = app.config.current
+            jump = watch.jumped()
+            if jump is not None:
+                log.warning(
+                    "the clock jumped by %+.0f s: idle conversations and viewing windows are not ended until it"
+                    " has been steady for a full period",
+                    jump.total_seconds(),
+                )
+            if not watch.held(current.conversation_timeout):
+                await app.patient.expire_idle(current.conversation_timeout)
+            if not watch.held(current.viewing_window):
+                await app.desk.end_viewing_windows()
             await app.media.retract_due()
             await app.media.post_pending()
             await app.retention.run()
+            if current.homeserver_admin_token.value != admin_token:
+                admin_token = current.homeserver_admin_token.value
+                await app.patient.media.retry_now()  # a new credential: no waiting out the old one's backoff
             await purge_pending_media(app.patient.media, app.gateway)
+            await _tell_admins_about_purges(app)
             await app.delivery.flush_all()
         except TransientError:
             log.info("housekeeping will try again: the homeserver is not reachable")
+        except sqlite3.OperationalError as error:
+            if database_busy(error):
+                log.warning("housekeeping will try again: the database is locked by another process")
+            else:
+                log.exception("housekeeping failed (ref %s)", error_reference())
         except Exception:
             log.exception("housekeeping failed (ref %s)", error_reference())
 
 
+async def _tell_admins_about_purges(app: App) -> None:
+    """The admin room is told once when deleting uploads from the homeserver keeps failing, and once when it
+    works again; the log says it too. `photobot check` shows the backlog at any time."""
+    async with app.database.transaction() as db:
+        change = await app.patient.media.alert_change(db)
+        if change is None:
+            return
+        kind, backlog = change
+        if kind is AlertChange.FAILING:
+            log.warning("deleting uploads from the homeserver keeps failing: %d wait", backlog.waiting)
+            text = (
+                "**Deleting patients' uploads from the chat server keeps failing**: "
+                f"{backlog.waiting} upload(s) wait, refused up to {backlog.most_failures} times. The photos are "
+                "safe in the bot, but their encrypted copies stay on the chat server until this works. Check the "
+                "homeserver-admin credential (`!set homeserver_admin_token ...`); I keep trying."
+            )
+        else:
+            log.info("deleting uploads from the homeserver works again; none wait")
+            text = "Deleting patients' uploads from the chat server works again: none are waiting."
+        admin_room = app.config.current.admin_room
+        if admin_room is not None:
+            txn_id = derive_txn_id(f"media-purge-{kind.value}:{iso(app.clock.now())}", 0)
+            await app.patient.outbox.add(db, admin_room, txn_id, "message", {"text": text})
+
+
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
-    await app.clean_up_after_crash()
-    await app.gateway.start_keys()
-    await ensure_device_signed(app.gateway, app.accounts)
-    chores = asyncio.create_task(housekeeping(app, stop))
-    try:
-        await _sync_loop(app, stop)
-    finally:
-        stop.set()
-        await chores
+    async with status_endpoint(app):  # first, so an operator sees a start-up that hangs
+        await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
+        await app.clean_up_after_crash()
+        await app.gateway.start_keys()
+        await ensure_device_signed(app.gateway, app.accounts)
+        chores = asyncio.create_task(housekeeping(app, stop))
+        try:
+            await _sync_loop(app, stop)
+        finally:
+            stop.set()
+            await chores
 
 
 async def _sync_loop(app: App, stop: asyncio.Event) -> None:
     token = await app.checkpoint.load()
     full_state = True  # rooms are not persisted by nio: rebuild them on the first sync (matrix-notes #7)
+    fetched = 0  # how often the batch after `token` has been asked for
     log.info("the bot is serving")
     while not stop.is_set():
         try:
+            timeout_ms = 0 if full_state else SYNC_TIMEOUT_MS
+            if fetched:
+                # Synapse answers a repeated /sync (same since, timeout, ...) from its response cache for two
+                # minutes: a batch fetched again would come back as it was, without the newer events of other
+                # rooms. A distinct timeout makes it a new request (there are events: it returns at once).
+                timeout_ms = 1 + fetched % 1000
+            fetched += 1
             batch = await _until_stopped(
-                sync_once(
-                    app.gateway, token, full_state=full_state, timeout_ms=0 if full_state else SYNC_TIMEOUT_MS
-                ),
-                stop,
+                sync_once(app.gateway, token, full_state=full_state, timeout_ms=timeout_ms), stop
             )
             if batch is None:
                 return
+            app.sync_heartbeat.beat()
             await app.gateway.maintain_keys(batch.one_time_key_count)
             await app.config.refresh()  # a change made from the CLI is in force for this batch
             complete = await app.router.handle_batch(batch)
+            if complete:
+                app.faults.hit("before_sync_checkpoint")
+                await app.checkpoint.save(batch.next_batch)
+                token = batch.next_batch
+                full_state = False
+                fetched = 0
+            else:
+                await _sleep_or_stop(stop, RETRY_SECONDS)
+            await app.delivery.flush_all()
         except TransientMatrixError as error:
             log.info("the homeserver is not reachable (%s); trying again", error)
             await _sleep_or_stop(stop, RETRY_SECONDS)
-            continue
-        if complete:
-            app.faults.hit("before_sync_checkpoint")
-            await app.checkpoint.save(batch.next_batch)
-            token = batch.next_batch
-            full_state = False
-        else:
+        except sqlite3.OperationalError as error:
+            if not database_busy(error):
+                raise
+            # Another process (a backup, the CLI, an operator's sqlite3) holds the database for longer than
+            # the busy timeout: nothing was committed, so the batch is fetched and handled again.
+            log.warning("the database is locked by another process; the batch will be handled again")
             await _sleep_or_stop(stop, RETRY_SECONDS)
-        await app.delivery.flush_all()
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:

@@ -201,6 +201,28 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def destroy_master_key_file(path: Path) -> bool:
+    """Overwrite the key file at `path` with zeros, sync, remove it and sync its directory; False if absent.
+
+    For a key that a rotation has replaced. Overwriting in place is best effort (a copy-on-write or
+    journalling file system, or an SSD, may keep the old blocks): what makes the old key harmless is that
+    nothing is encrypted under it any more. Never follows a symbolic link.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        _write_all(fd, bytes(size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+    _fsync_directory(path.parent)
+    return True
+
+
 def load_master_key_file(path: Path) -> MasterKey:
     """Read the master key from `path`, refusing a missing, non-regular, shared or malformed file.
 
@@ -458,6 +480,13 @@ class Keyring:
     def key_id_of(blob: bytes) -> str:
         """The key id a wrapped key or sealed value was made under (not secret)."""
         return _parse_blob(blob).key_id
+
+    @staticmethod
+    def blob_prefix(key_id: str) -> bytes:
+        """The first bytes of every wrapped key and sealed value made under `key_id` (to find them in SQL)."""
+        if not _KEY_ID_PATTERN.fullmatch(key_id):
+            raise ValueError("a master key id looks like 'mk-' followed by 8 lower-case hex digits")
+        return _blob_header(key_id)
 
 
 class Sealer:

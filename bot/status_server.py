@@ -8,6 +8,9 @@ most `max_connections` are served at once. Request bodies are never read; only G
 It binds to a loopback address unless the operator explicitly allows a public one (`allow_public`): the
 metrics hold no patient data, but they say how busy a practice is, and nothing here authenticates.
 Requests are not logged (nothing in them is useful, and a path could carry anything).
+
+`/healthz` answers from named probes combined by `health_of`: for the bot, a `Heartbeat` the sync loop
+beats after each successful sync, and a query to the database.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +42,54 @@ class HealthReport:
 
 
 HealthCheck = Callable[[], Awaitable[HealthReport]]
+Probe = Callable[[], Awaitable[tuple[bool, str]]]  # one check: (ok, one short line saying why)
+
+
+def health_of(probes: Mapping[str, Probe]) -> HealthCheck:
+    """A health check that runs every probe in turn: healthy when all are; a probe that raises is a failure."""
+
+    async def health() -> HealthReport:
+        checks: dict[str, str] = {}
+        healthy = True
+        for name, probe in probes.items():
+            try:
+                ok, detail = await probe()
+            except Exception as error:  # noqa: BLE001 - a probe that breaks reports unhealthy, with its type
+                ok, detail = False, f"failed ({type(error).__name__})"
+            healthy = healthy and ok
+            checks[name] = detail
+        return HealthReport(ok=healthy, checks=checks)
+
+    return health
+
+
+class Heartbeat:
+    """When a loop last completed a round (on a monotonic clock), for a health check to judge it alive.
+
+    Before the first beat the loop counts as starting, and is healthy until `max_age` has passed since the
+    heartbeat was made.
+    """
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._started = now()
+        self._last: float | None = None
+
+    def beat(self) -> None:
+        self._last = self._now()
+
+    def probe(self, what: str, max_age: float) -> Probe:
+        """A probe: ok while the last beat is at most `max_age` seconds old."""
+
+        async def alive() -> tuple[bool, str]:
+            now = self._now()
+            if self._last is None:
+                waited = now - self._started
+                return waited <= max_age, f"no {what} yet ({waited:.1f} s since start, limit {max_age:g} s)"
+            age = now - self._last
+            return age <= max_age, f"last {what} {age:.1f} s ago (limit {max_age:g} s)"
+
+        return alive
 
 
 class PublicBindRefusedError(ValueError):

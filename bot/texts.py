@@ -242,6 +242,12 @@ class Texts:
         "If it happens again, please update your chat app."
     )
     photo_rejected_other: str = "I couldn't use that photo. Please send it again."
+    # The bot cannot store anything for now (its disk is full): it keeps the photo's message and tries again.
+    photo_not_stored_yet: str = (
+        "Sorry, I couldn't save your photo just now because of a problem on our side. You don't need to "
+        "send it again: I'll keep trying, and tell you when it's safely received. If you haven't heard "
+        "from me by tomorrow, please try again later."
+    )
     photo_removed: str = "I've removed it from this chat to keep it private."
     need_a_photo: str = "I haven't received any photos yet. Please send at least one, then reply **DONE**."
     note_added: str = "Thank you, I've added your message to your request."

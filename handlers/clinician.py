@@ -5,6 +5,12 @@ mark and the reply; vault files are destroyed and images posted or taken back on
 changes to submissions happen under one workspace lock (commands, the viewing-window and retention jobs),
 so two clinicians acting on one submission at once are serialised.
 
+A delete is the exception, so that its receipt says what was done: the keys' destruction, the audit entry
+and the patient's notice are committed first, then the files are destroyed and the reply is committed. A
+crash in between (crash point `mid_delete`) leaves files without keys, which start-up sweeps, and the
+replayed command answers that the submission was already deleted. A crop killed after writing its new
+version and before the commit (`mid_crop`) leaves a file start-up sweeps; the replay makes it again.
+
 Photos are destroyed (rules 5, 6 and 8) when:
 - a clinician deletes the submission (with a reason; the reply is a receipt of what was destroyed where);
 - a view-then-delete or intimate submission has been viewed and described, or its viewing window ends;
@@ -25,6 +31,7 @@ from bot.clock import Clock, iso
 from bot.conversation.consent import PURPOSES as SHARING_PURPOSES
 from bot.errors import UserFacingError
 from bot.executor import CpuPool
+from bot.faults import NO_FAULTS, FaultInjector
 from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
 from bot.texts import Texts
@@ -33,6 +40,7 @@ from handlers.staff_media import StaffMedia, outsiders
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
 from storage.database import Database
+from storage.deletion_ledger import DeletionLedger, LedgerKind, submission_image_ids
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import LiveConfig
@@ -102,6 +110,8 @@ class ClinicianDesk:
     lock: asyncio.Lock
     ask_patient_consent: PatientConsentAsker
     open_request: RequestOpener
+    ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
+    faults: FaultInjector = NO_FAULTS
 
     # ---- looking ------------------------------------------------------------------------------------
 
@@ -217,6 +227,14 @@ class ClinicianDesk:
                 await self.submissions.set_status(db, submission.submission_id, Status.DONE, cmd.now)
                 for photo in originals:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
+                if originals:
+                    await self.ledger.record(
+                        db,
+                        LedgerKind.IMAGES_DESTROYED,
+                        cmd.now,
+                        submission_id=submission.submission_id,
+                        image_ids=[photo.photo_id for photo in originals],
+                    )
                 await self._audit(
                     db,
                     cmd,
@@ -293,11 +311,15 @@ class ClinicianDesk:
             del data
             new_id = f"{photo.photo_id}-r{len(photo.edits) + 1}"
             stored = await self.pool.run(self.vault.put, new_id, edited.data)
+            # A crash here leaves a record-version file without a row: start-up sweeps it, and the
+            # replayed command makes it again. The clinician sees the old version or the new, never both.
+            self.faults.hit("mid_crop")
             described = f"{kind} {' '.join(cmd.words[2:])}"
             edits = (*photo.edits, described)
             kept = submission.decision is not None and submission.decision.kept
             previous = photo.record_image_id
             destroy_original = kept and not photo.original_destroyed
+            doomed = ([previous] if previous else []) + ([photo.photo_id] if destroy_original else [])
 
             async def work(db: aiosqlite.Connection) -> None:
                 await self.submissions.set_record_version(
@@ -311,6 +333,14 @@ class ClinicianDesk:
                 )
                 if destroy_original:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
+                if doomed:
+                    await self.ledger.record(
+                        db,
+                        LedgerKind.IMAGES_DESTROYED,
+                        cmd.now,
+                        submission_id=submission.submission_id,
+                        image_ids=doomed,
+                    )
                 await self._audit(
                     db,
                     cmd,
@@ -325,9 +355,6 @@ class ClinicianDesk:
                 )
 
             async def after() -> None:
-                doomed = [image for image in (previous,) if image] + (
-                    [photo.photo_id] if destroy_original else []
-                )
                 await self._destroy_files(doomed)
 
             original = (
@@ -459,43 +486,47 @@ class ClinicianDesk:
 
     async def delete(self, cmd: Invocation) -> Outcome:
         async with self.lock:
-            submission = await self._find(cmd)
+            submission = await self._find(cmd, deleted_ok=True)
             if submission.status is Status.DELETED:
+                # Typed again, or replayed after the bot died half way through: the keys went with the
+                # first commit and start-up swept the files; make sure no old database page keeps a key.
+                await self.database.shred_checkpoint()
                 raise UserFacingError(f"{submission.reference} was already deleted.")
             reason = cmd.rest(1, "The reason for deleting it")
             photos = await self.submissions.photos(submission.submission_id)
             images = [image for photo in photos for image in photo.image_ids]
             # The destruction happens before the reply is queued, so the receipt is what was done.
-            receipt = await self._delete_now(submission, images, cmd.now)
-
-            async def record(db: aiosqlite.Connection) -> None:
-                await self._audit(
-                    db,
-                    cmd,
-                    AuditAction.DELETE,
-                    submission,
-                    {
-                        "reason": reason,
-                        "vault_images": len(receipt.vault_images),
-                        "messages_redacted": receipt.chat_messages_redacted,
-                        "media": receipt.media,
-                    },
-                )
-
-            return Outcome(
-                f"**Deleted {submission.reference}.** Receipt:\n" + format_rows(receipt.lines()),
-                record,
-                notify=((submission.room_id, self._patient_text("photos_deleted_by_practice", submission)),),
-            )
+            receipt = await self._delete_now(cmd, submission, images, reason)
+            return Outcome(f"**Deleted {submission.reference}.** Receipt:\n" + format_rows(receipt.lines()))
 
     async def _delete_now(
-        self, submission: Submission, images: list[str], now: datetime
+        self, cmd: Invocation, submission: Submission, images: list[str], reason: str
     ) -> DestructionReceipt:
+        """Keys, audit entry and the patient's notice in one commit; then files, postings and media.
+
+        Once the commit is made the delete cannot be half done: a crash after it leaves files whose keys are
+        gone, which start-up sweeps, and postings already due for retraction."""
         async with self.database.transaction() as db:
-            await self._mark_destroyed(db, submission, now)
-            await self.submissions.set_status(db, submission.submission_id, Status.DELETED, now)
+            await self._mark_destroyed(db, submission, cmd.now, LedgerKind.SUBMISSION_DELETED)
+            await self.submissions.set_status(db, submission.submission_id, Status.DELETED, cmd.now)
             await self.submissions.erase_patient_details(db, submission.submission_id)
-        destroyed = [image for image in images if await self.pool.run(self.vault.destroy, image)]
+            await self._audit(
+                db,
+                cmd,
+                AuditAction.DELETE,
+                submission,
+                {"reason": reason, "vault_images": len(images)},
+            )
+            notice = self._patient_text("photos_deleted_by_practice", submission)
+            await self.outbox.add(
+                db, submission.room_id, derive_txn_id(cmd.event_id, 1), "message", {"text": notice}
+            )
+        destroyed = []
+        for index, image in enumerate(images):
+            if index:
+                self.faults.hit("mid_delete")  # some of the submission's files are gone, not all
+            if await self.pool.run(self.vault.destroy, image):
+                destroyed.append(image)
         await self.database.shred_checkpoint()
         redacted = 0
         media: dict[str, int] = {}
@@ -570,7 +601,16 @@ class ClinicianDesk:
     async def _post(self) -> None:
         await self.media.post_pending()
 
-    async def _mark_destroyed(self, db: aiosqlite.Connection, submission: Submission, now: datetime) -> None:
+    async def _mark_destroyed(
+        self,
+        db: aiosqlite.Connection,
+        submission: Submission,
+        now: datetime,
+        kind: LedgerKind = LedgerKind.SUBMISSION_IMAGES_DESTROYED,
+    ) -> None:
+        """The one place a submission's images are destroyed: ledger entry, keys, status, postings' windows."""
+        images = await submission_image_ids(db, submission.submission_id)
+        await self.ledger.record(db, kind, now, submission_id=submission.submission_id, image_ids=images)
         await self.submissions.images_destroyed(db, submission.submission_id, now)
         if submission.status in (Status.NEW, Status.CLAIMED):
             await self.submissions.set_status(db, submission.submission_id, Status.DONE, now)
@@ -583,13 +623,13 @@ class ClinicianDesk:
             await self.database.shred_checkpoint()
 
     async def _find(
-        self, cmd: Invocation, *, open_only: bool = False, with_images: bool = False
+        self, cmd: Invocation, *, open_only: bool = False, with_images: bool = False, deleted_ok: bool = False
     ) -> Submission:
         reference = cmd.word(0, "The reference (like GP-7KQ2-M4XD)")
         submission = await self.submissions.by_reference(reference)
         if submission is None:
             raise UserFacingError(f"I can't find a submission {reference[:20]!r}. `!queue` lists them.")
-        if submission.status is Status.DELETED:
+        if submission.status is Status.DELETED and not deleted_ok:
             raise UserFacingError(f"{submission.reference} was deleted.")
         if open_only and submission.status is Status.DONE:
             raise UserFacingError(f"{submission.reference} is already done.")

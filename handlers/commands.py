@@ -13,6 +13,7 @@ to do after the commit (destroy vault files, post or retract images).
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,9 +121,8 @@ def refused(sender: UserID, role: Role) -> str:
 
 
 def unknown_command(name: str, table: dict[str, Command], role: Role) -> str:
-    close = [
-        command.name for command in table.values() if command.role is role and command.name[:2] == name[:2]
-    ]
+    names = [command.name for command in table.values() if command.role is role]
+    close = difflib.get_close_matches(name.lower(), names, n=1, cutoff=0.6)  # a typo: "!vew", "!cliam"
     hint = f" Did you mean `!{close[0]}`?" if close else ""
     return f"I don't know the command `!{name[:30]}`.{hint} `!help` lists them."
 

@@ -16,18 +16,23 @@ from bot.errors import TransientError
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
 from bot.matrix.gateway import MatrixError, MatrixGateway
+from bot.metrics import BotMetrics
 from storage.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
 
 
 class Delivery:
-    def __init__(self, outbox: Outbox, gateway: MatrixGateway, faults: FaultInjector) -> None:
+    def __init__(
+        self, outbox: Outbox, gateway: MatrixGateway, faults: FaultInjector, metrics: BotMetrics
+    ) -> None:
         self._outbox = outbox
         self._gateway = gateway
         self._faults = faults
+        self._metrics = metrics
         self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def flush(self, room_id: RoomID) -> None:
@@ -35,6 +40,9 @@ class Delivery:
             for item in await self._outbox.pending(room_id):
                 if not self._gateway.room_known(room_id):
                     return
+                if item.payload.get(PHOTO_CONFIRMATION):
+                    self._faults.hit("before_confirmation_reply")
+                await self._faults.pause("before_send")  # a test takes the homeserver away here
                 try:
                     await self._send(item)
                 except TransientError:
@@ -57,6 +65,7 @@ class Delivery:
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
             await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id)
+            self._metrics.replies_sent_total.inc()
         elif item.kind == "redaction":
             await self._gateway.redact(
                 item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id

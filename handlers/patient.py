@@ -10,12 +10,15 @@ the media ledger finish the job. The photo id is derived from the event id, so a
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import errno
 import hashlib
 import logging
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,6 +42,7 @@ from bot.conversation import (
     PurgeMedia,
     RecordConsent,
     Redact,
+    Refuse,
     Reply,
     State,
     Submit,
@@ -48,6 +52,7 @@ from bot.conversation import (
     photo_admission,
     step,
 )
+from bot.errors import StorageFullError, TransientError
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID, UserID
@@ -62,13 +67,15 @@ from bot.matrix.events import (
     TextMessage,
     UndecryptableMessage,
 )
-from bot.matrix.gateway import MatrixGateway, PurgeOutcome
-from handlers.delivery import Delivery
+from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
+from bot.metrics import BotMetrics, PhotoTiming
+from handlers.delivery import PHOTO_CONFIRMATION, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database
+from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
@@ -79,6 +86,13 @@ from storage.vault import StoredImage, Vault
 log = logging.getLogger(__name__)
 
 _UNSUPPORTED_KINDS = {MediaKind.VIDEO: "video", MediaKind.AUDIO: "voice message"}
+# A photo that cannot be written for one of these is kept unhandled and tried again, not refused.
+_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# Photos downloaded, cleaned and stored at once, across all patients. Each holds ~20 MB at its peak (the
+# ciphertext, the plaintext, the cleaned copy, the sealed copy), so the bot's memory is bounded by this, not
+# by how many patients send at once (bench/: 490 MB for 50 patients without it). Twice the CPU pool's
+# default workers keeps the pool busy while the next photos download.
+PHOTOS_IN_FLIGHT = 4
 
 
 def patient_policy(config: PracticeConfig, *, test_mode: bool) -> Policy:
@@ -118,7 +132,11 @@ class PatientHandler:
     locks: RoomLocks
     consents: ConsentRepository
     audit: AuditLog
+    metrics: BotMetrics
+    ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
     _policy: tuple[PracticeConfig, Policy] | None = None
+    _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
+    _photos_in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PHOTOS_IN_FLIGHT))
 
     @property
     def policy(self) -> Policy:
@@ -190,6 +208,15 @@ class PatientHandler:
         await self.delivery.flush(room_id)
 
     async def handle(self, event: Incoming) -> None:
+        """Handle one event; a database locked by another process is transient: the event comes again."""
+        try:
+            await self._handle(event)
+        except sqlite3.OperationalError as error:
+            if not database_busy(error):
+                raise
+            raise TransientError("the database is locked by another process") from error
+
+    async def _handle(self, event: Incoming) -> None:
         room = await self.rooms.get(event.room_id)
         if room is None or event.sender != room.member:
             return  # only the patient of this room is listened to
@@ -199,7 +226,8 @@ class PatientHandler:
             case TextMessage():
                 await self._apply(conversation, Text(event.event_id, event.body, now), event)
             case MediaMessage(kind=MediaKind.IMAGE | MediaKind.FILE):
-                await self._photo(conversation, event)
+                async with self._photos_in_flight:
+                    await self._photo(conversation, event)
             case MediaMessage():
                 await self._apply(
                     conversation, Unsupported(event.event_id, _UNSUPPORTED_KINDS[event.kind], now), event
@@ -234,23 +262,41 @@ class PatientHandler:
         if event.declared_size is not None and event.declared_size > self.limits.max_bytes:
             await self._apply(conversation, PhotoRejected(event.event_id, "too_large", None, now), event)
             return
+        await self.faults.pause("before_download")
+        ciphertext = await self.gateway.download_encrypted(event.file)
+        self.faults.hit("after_download")
+        timing = PhotoTiming(self.metrics)
         try:
-            data = await self.gateway.download(event.file)
+            data = await self.pool.run(timing.cpu(decrypt_file), ciphertext, event.file)
         except AttachmentError:
             await self._apply(
                 conversation, PhotoRejected(event.event_id, "download_failed", None, now), event
             )
             return
-        self.faults.hit("after_download")
-        result = await self.pool.run(process_photo, data, self.limits)
+        del ciphertext
+        self.faults.hit("after_decrypt")
+        result = await self.pool.run(timing.cpu(process_photo), data, self.limits)
         del data
         if isinstance(result, Rejected):
+            timing.done()
             rejected = PhotoRejected(event.event_id, result.reason.value, result.detected, now)
             await self._apply(conversation, rejected, event)
             return
         photo_id = photo_id_for(event.event_id)
-        self.faults.hit("before_vault_write")
-        stored = await self.pool.run(self.vault.put, photo_id, result.data)
+        try:
+            self.faults.hit("before_vault_write")
+            stored = await self.pool.run(
+                timing.cpu(self.vault.put),
+                photo_id,
+                result.data,
+                part_written=lambda: self.faults.hit("during_vault_write"),
+            )
+        except OSError as error:
+            if error.errno not in _STORAGE_FULL:
+                raise
+            await self._tell_storage_full(event)
+            raise StorageFullError("the vault cannot be written; the photo will be tried again") from error
+        timing.done()
         self.faults.hit("after_vault_rename")
         issues = tuple(issue.value for issue in result.quality.issues)
         await self._apply(
@@ -259,6 +305,25 @@ class PatientHandler:
             event,
             photo=(result, stored),
         )
+
+    async def _tell_storage_full(self, event: MediaMessage) -> None:
+        """The disk is full: tell the patient once, kindly, that we will keep trying. The photo's event stays
+        unhandled, so the sync checkpoint does not pass it and it is stored (once) when there is room again:
+        the patient need not send it again, and nothing depends on them doing so."""
+        if event.event_id in self._told_storage_full:
+            return
+        texts = self.policy.texts
+        text = texts.fill(texts.photo_not_stored_yet, practice=self.policy.practice_name)
+        try:
+            async with self.database.transaction() as db:
+                txn_id = derive_txn_id(event.event_id, 97)  # the same notice on a replay: sent once
+                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text})
+        except (OSError, sqlite3.Error):
+            log.warning("the disk is full and the patient could not be told yet; their photo will be retried")
+            return
+        log.warning("the disk is full: a photo could not be stored and will be retried")
+        self._told_storage_full.add(event.event_id)
+        await self.delivery.flush(event.room_id)
 
     # ---- committing a step ---------------------------------------------------------------------------
 
@@ -277,9 +342,31 @@ class PatientHandler:
             if isinstance(event, MediaMessage) and event.media_urls:
                 await self.media.add(db, event.room_id, event.event_id, event.media_urls)
             await self.handled.mark(db, event.event_id, event.room_id)
-            await self._commit(db, event.room_id, event.event_id, new, effects)
+            about_photo = isinstance(step_input, PhotoStored)
+            await self._commit(db, event.room_id, event.event_id, new, effects, about_photo=about_photo)
         self.faults.hit("after_commit")
+        self._count(conversation, step_input, effects)  # before the reply goes out: a scrape never lags it
         await self._after_commit(event.room_id, effects)
+
+    def _count(self, before: Conversation | None, step_input: Input, effects: tuple[Effect, ...]) -> None:
+        """Metrics of a committed step: photos received, accepted or rejected (by reason code), submissions."""
+        m = self.metrics
+        match step_input:
+            case PhotoStored():
+                m.photos_received_total.inc()
+                m.photos_accepted_total.inc()
+            case PhotoRejected(reason=reason):
+                m.photos_received_total.inc()
+                m.photos_rejected_total.inc(reason=reason)
+                if reason == "download_failed":  # the attachment did not match its event: undecryptable
+                    m.decrypt_failures_total.inc()
+            case PhotoNotExpected():
+                refusal = photo_admission(before, self.policy)  # why it was not downloaded
+                reason = refusal.reason if isinstance(refusal, Refuse) else "not_expected"
+                m.photos_received_total.inc()
+                m.photos_rejected_total.inc(reason=reason)
+        if any(isinstance(effect, Submit) for effect in effects):
+            m.submissions_total.inc()
 
     async def expire_idle(self, timeout: timedelta) -> int:
         """Expire every unfinished conversation idle for longer than `timeout`: photos destroyed, patient told."""
@@ -311,7 +398,11 @@ class PatientHandler:
         source: str,
         conversation: Conversation,
         effects: tuple[Effect, ...],
+        *,
+        about_photo: bool = False,
     ) -> None:
+        """`about_photo`: the replies answer a stored photo (they tell the patient it is safe), which the
+        outbox marks for delivery's `before_confirmation_reply` crash point."""
         await self.conversations.save(
             db, room_id, conversation.state.value, conversation.to_dict(), iso(conversation.last_activity_at)
         )
@@ -319,12 +410,18 @@ class PatientHandler:
             txn_id = derive_txn_id(source, index)
             match effect:
                 case Reply(text=text):
-                    await self.outbox.add(db, room_id, txn_id, "message", {"text": text})
+                    payload: dict[str, Any] = {"text": text}
+                    if about_photo:
+                        payload[PHOTO_CONFIRMATION] = True
+                    await self.outbox.add(db, room_id, txn_id, "message", payload)
                 case Redact(event_id=event_id, reason=reason):
                     await self.outbox.add(
                         db, room_id, txn_id, "redaction", {"event_id": event_id, "reason": reason}
                     )
                 case DestroyPhotos(photo_ids=photo_ids):
+                    await self.ledger.record(
+                        db, LedgerKind.IMAGES_DESTROYED, self.clock.now(), image_ids=photo_ids
+                    )
                     for photo_id in photo_ids:
                         await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))
                 case Submit():
@@ -445,15 +542,28 @@ class PatientHandler:
 
 
 async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> None:
-    """Delete every upload the ledger still lists; failures stay pending and are retried later."""
+    """Delete every upload the ledger says is due; a refusal stays pending and is retried with backoff."""
     if not gateway.can_purge_media:
         return
-    for entry in await media.pending():
+    refused = 0
+    for entry in await media.due():
         outcome = await gateway.purge_media(entry.url)
         if outcome is PurgeOutcome.FAILED:
-            log.warning("the homeserver refused to delete an upload; it stays in the ledger")
+            await media.failed(entry.id)
+            refused += 1
             continue
         await media.settle(entry.id, outcome.value)
+    if refused:
+        log.warning(
+            "the homeserver refused to delete %d upload(s) of patients' photos; they stay in the ledger and"
+            " are retried with backoff. Check the homeserver-admin credential (homeserver_admin_token).",
+            refused,
+        )
+
+
+def database_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLite gave up waiting for a lock another process holds (after the connection's busy timeout)."""
+    return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def clinician_notice(notice: NotifyClinicians) -> str:

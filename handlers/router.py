@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from bot.errors import TransientError, error_reference
 from bot.ids import RoomID, UserID, server_name
-from bot.matrix.events import Incoming, Invite
+from bot.matrix.events import Incoming, Invite, UndecryptableMessage
 from bot.matrix.gateway import MatrixGateway, SyncBatch
+from bot.metrics import BotMetrics
 from handlers.delivery import Delivery
 from handlers.room_locks import RoomLocks
 from storage.handled_events import HandledEvents
@@ -53,6 +54,7 @@ class Router:
         staff_kind: Callable[[RoomID], RoomKind | None],
         start_patient: Callable[[RoomID, UserID], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
+        metrics: BotMetrics,
     ) -> None:
         self._gateway = gateway
         self._rooms = rooms
@@ -63,6 +65,7 @@ class Router:
         self._staff_kind = staff_kind
         self._start_patient = start_patient
         self._handlers = handlers
+        self._metrics = metrics
 
     async def handle_batch(self, batch: SyncBatch) -> bool:
         """Handle a batch; False if some of it must be replayed later (nothing was lost)."""
@@ -132,13 +135,16 @@ class Router:
     async def _handle_one(self, handlers: RoomHandlers, event: Incoming) -> bool:
         if await self._handled.seen(event.event_id):
             return True
-        try:
-            await handlers.handle(event)
-        except TransientError:
-            log.info("a transient failure; the event will be handled again after the next sync")
-            return False
-        except Exception:  # a bug, or the homeserver refusing outright (MatrixError): same answer
-            reference = error_reference()
-            log.exception("handling an event failed (ref %s)", reference)
-            await handlers.failed(event, reference)
+        if isinstance(event, UndecryptableMessage):
+            self._metrics.decrypt_failures_total.inc()
+        with self._metrics.event_handling_seconds.time():
+            try:
+                await handlers.handle(event)
+            except TransientError:
+                log.info("a transient failure; the event will be handled again after the next sync")
+                return False
+            except Exception:  # a bug, or the homeserver refusing outright (MatrixError): same answer
+                reference = error_reference()
+                log.exception("handling an event failed (ref %s)", reference)
+                await handlers.failed(event, reference)
         return True

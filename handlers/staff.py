@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.clock import Clock
-from bot.errors import UserFacingError
+from bot.errors import TransientError, UserFacingError
 from bot.ids import RoomID
 from bot.matrix.events import Incoming, TextMessage
+from bot.metrics import BotMetrics
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import (
@@ -96,6 +97,7 @@ class StaffRooms:
     config: LiveConfig
     clock: Clock
     table: dict[str, Command]
+    metrics: BotMetrics
 
     async def help(self, cmd: Invocation) -> Outcome:
         role = Role.ADMIN if cmd.config.admin_room == cmd.room_id else Role.CLINICIAN
@@ -122,26 +124,35 @@ class StaffRooms:
             name, words, body, event.sender, event.room_id, event.event_id, self.clock.now(), config
         )
         command = self.table.get(name)
+        label = "unknown" if command is None else name  # a metric label: never what an unknown name said
         if not allowed(config, role, event.sender):
             log.info("refused a command from a user not on the practice's list")
-            await self._commit(cmd, Outcome(refused(event.sender, role)))
+            await self._commit(cmd, Outcome(refused(event.sender, role)), counted=(label, "refused"))
             return
         if command is None:
-            await self._commit(cmd, Outcome(unknown_command(name, self.table, role)))
+            await self._commit(
+                cmd, Outcome(unknown_command(name, self.table, role)), counted=(label, "unknown")
+            )
             return
         if command.role is not role:
             where = "a clinician room" if command.role is Role.CLINICIAN else "the admin room"
-            await self._commit(cmd, Outcome(f"`!{name}` works in {where}."))
+            await self._commit(cmd, Outcome(f"`!{name}` works in {where}."), counted=(label, "wrong_room"))
             return
+        result = "ok"
         try:
             outcome = await command.handler(cmd)
         except UsageError as error:
-            outcome = Outcome(usage_reply(command, error.text))
+            outcome, result = Outcome(usage_reply(command, error.text)), "usage_error"
         except UserFacingError as error:
-            outcome = Outcome(error.text)
-        await self._commit(cmd, outcome)
+            outcome, result = Outcome(error.text), "declined"
+        except Exception as error:
+            if not isinstance(error, TransientError):  # a transient failure is replayed, counted then
+                self.metrics.commands_total.inc(command=label, outcome="error")
+            raise
+        await self._commit(cmd, outcome, counted=(label, result))
 
-    async def _commit(self, cmd: Invocation, outcome: Outcome) -> None:
+    async def _commit(self, cmd: Invocation, outcome: Outcome, *, counted: tuple[str, str]) -> None:
+        """Commit the command's changes and reply; `counted` is its (command, outcome) for the metrics."""
         async with self.database.transaction() as db:
             if outcome.work is not None:
                 await outcome.work(db)
@@ -153,6 +164,8 @@ class StaffRooms:
                 await self.outbox.add(
                     db, room_id, derive_txn_id(cmd.event_id, index), "message", {"text": text}
                 )
+        command, result = counted
+        self.metrics.commands_total.inc(command=command, outcome=result)  # before the reply is sent
         await self.delivery.flush(cmd.room_id)
         if outcome.after is not None:
             await outcome.after()

@@ -12,6 +12,7 @@ the room is told why (once per command).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from bot.clock import Clock
@@ -21,6 +22,7 @@ from bot.ids import EventID, RoomID, UserID
 from bot.images.size_limits import image_size
 from bot.matrix.attachments import encrypt_attachment
 from bot.matrix.gateway import MatrixError, MatrixGateway, PurgeOutcome
+from bot.metrics import BotMetrics
 from handlers.record_packages import RecordPackages
 from storage.postings import Posting, PostingRepository
 from storage.practice_config import LiveConfig
@@ -28,6 +30,10 @@ from storage.submissions import SubmissionRepository
 from storage.vault import ImageUnreadableError, Vault
 
 log = logging.getLogger(__name__)
+
+
+class DamagedPhotoError(Exception):
+    """A photo's vault file failed its integrity check; the message says so in words a clinician reads."""
 
 
 def outsiders(gateway: MatrixGateway, config: LiveConfig, room_id: RoomID) -> list[UserID]:
@@ -46,6 +52,7 @@ class StaffMedia:
     clock: Clock
     config: LiveConfig
     packages: RecordPackages
+    metrics: BotMetrics
 
     async def post_pending(self) -> int:
         """Post whatever is waiting; returns how many were posted."""
@@ -67,9 +74,17 @@ class StaffMedia:
         return posted
 
     async def _post(self, posting: Posting) -> bool:
+        started = time.perf_counter()
         upload = posting.upload
+        forwarded = upload is None and posting.kind == "view"  # the whole way, vault to room, timed below
         if upload is None:
-            content = await self._content(posting)
+            try:
+                content = await self._content(posting)
+            except DamagedPhotoError as damaged:
+                notice = {"msgtype": "m.notice", "body": str(damaged)}
+                await self.gateway.send_message(posting.room_id, notice, posting.txn_id)
+                await self.postings.retracted(posting.id)
+                return False
             if content is None:
                 await self.postings.retracted(posting.id)
                 return False
@@ -93,6 +108,8 @@ class StaffMedia:
         }
         event_id = await self.gateway.send_message(posting.room_id, message, posting.txn_id)
         await self.postings.posted(posting.id, event_id)
+        if forwarded:
+            self.metrics.photo_forward_seconds.observe(time.perf_counter() - started)
         return True
 
     async def _content(self, posting: Posting) -> tuple[bytes, str, str, str, dict[str, object]] | None:
@@ -109,9 +126,13 @@ class StaffMedia:
             return None
         try:
             data = await self.pool.run(self.vault.get, photo.image_id, photo.image_key)
-        except ImageUnreadableError:
+        except ImageUnreadableError as error:
             log.warning("a photo to be viewed could not be read from the vault; it is not shown")
-            return None
+            raise DamagedPhotoError(
+                f"Photo {photo.number} of {posting.content['reference']} is damaged and cannot be shown: its "
+                "stored file failed its integrity check. The other photos are not affected. `photobot check` "
+                "lists damaged photos for the practice's operator."
+            ) from error
         width, height = await self.pool.run(image_size, data)
         body = f"{posting.content['reference']} photo {photo.number} of {posting.content['of']}"
         info: dict[str, object] = {"size": len(data), "w": width, "h": height}

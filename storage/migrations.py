@@ -210,4 +210,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "master-key rotations and their progress; the deletion-ledger entries this database reflects",
+        """
+        CREATE TABLE key_rotations (
+            rotation_id INTEGER PRIMARY KEY,
+            old_key_id TEXT NOT NULL,
+            new_key_id TEXT NOT NULL,
+            phase TEXT NOT NULL,                 -- 're-wrapping', 'verified', 'new key installed', 'finished'
+            images_rewrapped INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            finished_at TEXT                     -- NULL while unfinished: the bot refuses to start
+        );
+        CREATE UNIQUE INDEX key_rotations_one_unfinished ON key_rotations ((finished_at IS NULL))
+            WHERE finished_at IS NULL;
+        CREATE TABLE deletion_ledger_applied (
+            entry_id TEXT PRIMARY KEY,           -- an entry of the deletion ledger file, already carried out here
+            applied_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

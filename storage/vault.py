@@ -43,7 +43,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,11 +158,14 @@ class Vault:
         finally:
             os.close(fd)
 
-    def put(self, image_id: str, plaintext: bytes) -> StoredImage:
+    def put(
+        self, image_id: str, plaintext: bytes, *, part_written: Callable[[], None] | None = None
+    ) -> StoredImage:
         """Encrypt and store `plaintext` as `image_id`, atomically replacing any earlier file of that id.
 
         Returns what the caller must commit to the database. Replacing an image makes its previous
-        wrapped key useless: commit the new one.
+        wrapped key useless: commit the new one. `part_written` is called once part of the temporary file
+        is written, before the rest, the sync and the rename: a test's crash point for a torn write.
         """
         final = self._path(image_id)
         data_key = AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
@@ -180,7 +183,11 @@ class Vault:
             try:
                 os.fchmod(fd, 0o600)
                 _write_all(fd, _HEADER + nonce)
-                _write_all(fd, ciphertext)
+                half = len(ciphertext) // 2
+                _write_all(fd, memoryview(ciphertext)[:half])
+                if part_written is not None:
+                    part_written()
+                _write_all(fd, memoryview(ciphertext)[half:])
                 os.fsync(fd)
             finally:
                 os.close(fd)

@@ -7,6 +7,7 @@ and start it again, as an operator's service manager would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,9 +20,17 @@ SERVING = "the bot is serving"
 
 
 class BotProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    """`photobot` as a child process.
+
+    With `own_process_group`, each child runs in a process group of its own: a Ctrl-C typed in the
+    terminal then reaches only the parent, which stops the bot in order, and stopping signals the whole
+    group. Either way the child is killed by the kernel if the parent dies (`die_with_parent`).
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, own_process_group: bool = False) -> None:
         self.env = env
         self.log_path = log_path
+        self.own_process_group = own_process_group
         self.process: asyncio.subprocess.Process | None = None
         self.runs = 0
 
@@ -39,10 +48,21 @@ class BotProcess:
             env=self._full_env(extra_env),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=self.own_process_group,
             preexec_fn=die_with_parent(),
         )
-        output, _ = await process.communicate()
-        return process.returncode or 0, output.decode(errors="replace")
+        try:
+            output, _ = await process.communicate()
+        except BaseException:  # cancelled (Ctrl-C) or failed while waiting: do not leave it running
+            self._signal(process, signal.SIGKILL)
+            await process.wait()
+            raise
+        text = output.decode(errors="replace")
+        # Kept in the log too, so that whatever `photobot <command>` printed is checked with the rest.
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8", errors="replace") as log_file:
+            log_file.write(f"\n---- photobot {' '.join(args[:1])} ----\n{text}")
+        return process.returncode or 0, text
 
     async def init(self) -> str:
         code, output = await self.command("init")
@@ -66,6 +86,7 @@ class BotProcess:
                 env=self._full_env(extra_env),
                 stdout=log_file,
                 stderr=log_file,
+                start_new_session=self.own_process_group,
                 preexec_fn=die_with_parent(),
             )
         if wait:
@@ -91,17 +112,34 @@ class BotProcess:
     async def kill(self) -> None:
         """As abrupt as a power cut for the process: SIGKILL, no clean-up."""
         if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
+            self._signal(self.process, signal.SIGKILL)
             await self.process.wait()
 
     async def stop(self) -> None:
         if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
+            self._signal(self.process, signal.SIGTERM)
             try:
                 async with asyncio.timeout(15):
                     await self.process.wait()
             except TimeoutError:
                 await self.kill()
+            except BaseException:  # cancelled while waiting: do not leave it running
+                self._signal(self.process, signal.SIGKILL)
+                raise
+
+    @property
+    def pid(self) -> int | None:
+        """The running bot's process id, or None when it is not running."""
+        if self.process is None or self.process.returncode is not None:
+            return None
+        return self.process.pid
+
+    def _signal(self, process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self.own_process_group:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

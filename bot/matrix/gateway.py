@@ -354,15 +354,20 @@ class MatrixGateway:
 
     # ---- media ---------------------------------------------------------------------------------------
 
-    async def download(self, file: EncryptedFile) -> bytes:
-        """Download and decrypt an attachment in one pass. Raises AttachmentError on a hash mismatch."""
+    async def download_encrypted(self, file: EncryptedFile) -> bytes:
+        """The attachment's ciphertext, as uploaded: decrypt it with `decrypt_file` (a worker thread may)."""
         response = await self.client.download(mxc=file.url)
         if not isinstance(response, nio.DownloadResponse):
             raise _error("downloading an attachment", response)
+        status = getattr(getattr(response, "transport_response", None), "status", 200)
+        if status == 429 or status >= 500:  # nio takes a proxy's error page for the file itself
+            raise TransientMatrixError(f"the homeserver answered {status} to a download; it will be retried")
+        if status != 200:
+            raise MatrixError(f"the homeserver answered {status} to a download")
         body = response.body
         if not isinstance(body, bytes):
             raise MatrixError("the download was not kept in memory")
-        return decrypt_attachment(body, key=file.key, iv=file.iv, sha256=file.sha256)
+        return body
 
     async def purge_media(self, mxc_url: str) -> PurgeOutcome:
         """Delete an upload from the homeserver's media store (needs a homeserver-admin token)."""
@@ -408,6 +413,11 @@ class MatrixGateway:
         if not isinstance(parsed, dict):
             raise MatrixError(f"{method} {path} answered something that is not a JSON object")
         return parsed
+
+
+def decrypt_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
+    """The plaintext of a downloaded attachment. Raises AttachmentError if it does not match its event."""
+    return decrypt_attachment(ciphertext, key=file.key, iv=file.iv, sha256=file.sha256)
 
 
 def _error(action: str, response: object) -> MatrixError:

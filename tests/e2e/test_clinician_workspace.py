@@ -150,6 +150,25 @@ async def test_view_then_delete_is_destroyed_at_the_end_of_the_viewing_window(
     assert vault_files(bot) == []
 
 
+async def test_a_kept_submissions_viewed_photos_are_taken_back_at_the_end_of_the_viewing_window(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """The copy posted for viewing leaves the room when the window ends; the kept photo stays in the vault."""
+    practice = await open_practice(make_bot, make_person, viewing_window="10s")
+    bot, clinician, room = practice.bot, practice.clinician, practice.clinician_room
+    patient = await make_person("patient")
+    _, reference = await submit(patient, bot)
+    await command(clinician, room, f"!keep {reference} baseline for comparison", "kept")
+    before = len(clinician.seen[room])
+    await command(clinician, room, f"!view {reference}", "Showing 1 photo")
+    await clinician.wait_until(lambda: len(images(clinician, room, before)) == 1)
+    [posted] = images(clinician, room, before)
+    await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=60)
+    assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
+    [(_, _, shown_id, shown_key)] = record_versions(bot, reference)
+    assert vault(bot).get(shown_id, shown_key), "the kept photo itself is still readable"
+
+
 async def test_an_outsider_in_the_clinician_room_can_do_nothing_and_read_nothing(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:

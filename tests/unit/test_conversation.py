@@ -350,6 +350,14 @@ def test_storage_choice_understands_numbers_and_words(choice: str, keep: bool) -
     assert "up to 3" in chat.reply
 
 
+def test_before_the_photos_the_patient_is_told_how_to_take_a_usable_one() -> None:
+    """The guidance names daylight, a plain background, focus, an overview and a close-up with a coin or ruler."""
+    chat = Chat.in_state(State.STORAGE_CHOICE)
+    chat.say("1")
+    for tip in ("daylight", "plain background", "in focus", "further away", "close-up", "coin or ruler"):
+        assert tip in chat.reply, tip
+
+
 # Photos ----------------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from bot.metrics import (
     LoopLag,
     MetricDefinitionError,
     Metrics,
+    PhotoTiming,
     escape_label_value,
     format_value,
     sample_loop_lag,
@@ -385,3 +386,71 @@ async def test_loop_lag_sampler_sees_a_blocked_loop_and_stops_on_request() -> No
 
     assert recent.count == histogram.count() >= 3
     assert recent.percentile(1.0) >= 0.08
+
+
+def _bot_metrics() -> tuple[Metrics, BotMetrics]:
+    async def none() -> Mapping[str, float]:
+        return {}
+
+    async def zero() -> float:
+        return 0
+
+    metrics = Metrics(prefix="photobot_")
+    return metrics, BotMetrics.create(metrics, BotGaugeSources(none, none, zero, zero))
+
+
+async def test_benchmark_reads_pipeline_cpu_and_forward_time_under_fixed_names() -> None:
+    """The scrape carries photobot_photo_pipeline_cpu_seconds and photobot_photo_forward_seconds histograms."""
+    metrics, bot = _bot_metrics()
+    bot.photo_pipeline_cpu_seconds.observe(0.012)
+    bot.photo_forward_seconds.observe(0.045)
+    scraped = (await metrics.render()).splitlines()
+
+    assert "photobot_photo_pipeline_cpu_seconds_sum 0.012" in scraped
+    assert "photobot_photo_pipeline_cpu_seconds_count 1" in scraped
+    assert 'photobot_photo_forward_seconds_bucket{le="0.05"} 1' in scraped
+    assert 'photobot_photo_forward_seconds_bucket{le="0.04"} 0' in scraped
+    assert "photobot_photo_forward_seconds_count 1" in scraped
+
+
+def _spin(seconds: float) -> int:
+    """Keep this thread busy for `seconds` of CPU time."""
+    end = time.thread_time() + seconds
+    turns = 0
+    while time.thread_time() < end:
+        turns += 1
+    return turns
+
+
+async def test_photo_timing_counts_cpu_of_worker_steps_not_waiting() -> None:
+    """A photo's CPU figure adds what its worker-thread steps computed, not time they spent waiting."""
+    _, bot = _bot_metrics()
+    timing = PhotoTiming(bot)
+
+    turns = await asyncio.to_thread(timing.cpu(_spin), 0.05)
+    await asyncio.to_thread(timing.cpu(time.sleep), 0.2)
+    timing.done()
+
+    assert turns > 0, "the wrapped step's result is returned"
+    assert bot.photo_pipeline_cpu_seconds.count() == 1
+    assert bot.photo_processing_seconds.count() == 1
+    cpu_line = next(line for line in bot.photo_pipeline_cpu_seconds.samples() if "_sum" in line)
+    wall_line = next(line for line in bot.photo_processing_seconds.samples() if "_sum" in line)
+    cpu, wall = float(cpu_line.split()[-1]), float(wall_line.split()[-1])
+    assert 0.05 <= cpu < 0.15, "the sleep added no CPU time"
+    assert wall >= 0.25, "the wall time includes the wait"
+
+
+async def test_photo_timing_keeps_the_cpu_of_a_step_that_raised() -> None:
+    """A step that fails still adds the CPU time it spent, and the error reaches the caller."""
+    _, bot = _bot_metrics()
+    timing = PhotoTiming(bot)
+
+    def spin_then_fail() -> None:
+        _spin(0.02)
+        raise ValueError("corrupt")
+
+    with pytest.raises(ValueError, match="corrupt"):
+        await asyncio.to_thread(timing.cpu(spin_then_fail))
+
+    assert timing.cpu_seconds >= 0.02

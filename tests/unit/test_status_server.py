@@ -14,8 +14,10 @@ import pytest
 from bot.metrics import Metrics
 from bot.status_server import (
     HealthReport,
+    Heartbeat,
     PublicBindRefusedError,
     StatusServer,
+    health_of,
     is_loopback,
     start_status_server,
 )
@@ -289,3 +291,51 @@ async def test_localhost_listens_on_one_port() -> None:
 def test_loopback_addresses_are_recognised(host: str, loopback: bool) -> None:
     """Loopback IPv4, IPv6 and the name localhost count as loopback; other addresses do not."""
     assert is_loopback(host) is loopback
+
+
+@dataclass
+class FakeMonotonic:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_sync_heartbeat_is_healthy_while_recent_and_unhealthy_when_stale() -> None:
+    """The sync check passes while the last sync is recent and fails once it is older than the limit."""
+    clock = FakeMonotonic()
+    heartbeat = Heartbeat(clock)
+    probe = heartbeat.probe("successful sync", max_age=120)
+
+    clock.now += 5
+    assert await probe() == (True, "no successful sync yet (5.0 s since start, limit 120 s)")
+    clock.now += 200
+    assert await probe() == (False, "no successful sync yet (205.0 s since start, limit 120 s)")
+    heartbeat.beat()
+    clock.now += 2.5
+    assert await probe() == (True, "last successful sync 2.5 s ago (limit 120 s)")
+    clock.now += 150
+    assert await probe() == (False, "last successful sync 152.5 s ago (limit 120 s)")
+
+
+async def test_health_is_ok_only_when_every_probe_is() -> None:
+    """/healthz is ok when all probes pass; one failing or crashing probe makes it unhealthy, named."""
+
+    async def fine() -> tuple[bool, str]:
+        return True, "answers"
+
+    async def stale() -> tuple[bool, str]:
+        return False, "last successful sync 300.0 s ago"
+
+    async def broken() -> tuple[bool, str]:
+        raise OSError("database is locked")
+
+    assert await health_of({"sync": fine, "database": fine})() == HealthReport(
+        ok=True, checks={"sync": "answers", "database": "answers"}
+    )
+    assert await health_of({"sync": stale, "database": fine})() == HealthReport(
+        ok=False, checks={"sync": "last successful sync 300.0 s ago", "database": "answers"}
+    )
+    assert await health_of({"sync": fine, "database": broken})() == HealthReport(
+        ok=False, checks={"sync": "answers", "database": "failed (OSError)"}
+    )

@@ -1,0 +1,95 @@
+"""`photobot key rotate`, `photobot backup DEST` and `photobot restore SRC`: the operator's maintenance commands.
+
+Key rotation and restore take the data-directory lock (`storage.data_dir_lock`), so they refuse to run while
+the bot runs, and the bot refuses to start while either is under way or was interrupted. A backup runs
+alongside the bot. Each prints what it did, with counts and times; none prints a key, an NHS number or an
+image id list longer than a few lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.clock import Clock
+from bot.faults import FaultInjector
+from bot.key_rotation import KeyRotation
+from bot.keyring import Keyring, load_master_key_file
+from bot.settings import Settings
+from storage.backup import DataPaths, make_backup, refuse_interrupted_restore, restore_backup
+from storage.data_dir_lock import DataDirLock
+from storage.database import Database
+from storage.deletion_ledger import ledger_path
+
+_SHOWN = 10
+
+
+def data_paths(settings: Settings) -> DataPaths:
+    return DataPaths(
+        data_dir=settings.data_dir,
+        database=settings.database_path,
+        vault=settings.vault_dir,
+        nio_store=settings.store_dir,
+        ledger=ledger_path(settings.data_dir),
+    )
+
+
+async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None]) -> int:
+    """Run (or finish) a master-key rotation; raises `KeyRotationError` with the operator's next step."""
+    with DataDirLock.acquire(settings.data_dir, "photobot key rotate"):
+        refuse_interrupted_restore(settings.data_dir)
+        database = await Database.open(settings.database_path)
+        try:
+            faults = FaultInjector(
+                settings.fault_points, enabled=settings.test_mode, fault_dir=settings.data_dir / "faults"
+            )
+            report = await KeyRotation(
+                master_key_file=settings.master_key_file,
+                database=database,
+                vault_dir=settings.vault_dir,
+                store_dir=settings.store_dir,
+                ledger_file=ledger_path(settings.data_dir),
+                clock=clock,
+                faults=faults,
+                say=say,
+            ).run()
+        finally:
+            await database.close()
+    say(f"Key rotation finished in {report.seconds:.1f} s.")
+    return 0
+
+
+async def backup(settings: Settings, destination: Path, clock: Clock, say: Callable[[str], None]) -> int:
+    """A consistent backup while the bot may run; 1 if an image it names could not be read back."""
+    keyring = Keyring(load_master_key_file(settings.master_key_file))
+    report = await make_backup(data_paths(settings), destination, keyring, clock)
+    say(
+        f"Backed up to {report.destination}: {report.images} image(s), each read back, "
+        f"{report.bytes / 1e6:.1f} MB in {report.seconds:.1f} s."
+    )
+    if report.replayed.replayed:
+        say(f"{report.replayed.replayed} deletion(s) made during the backup are reflected in it.")
+    say("The master key is not in the backup: keep your copy of it somewhere else.")
+    if report.unreadable:
+        shown = ", ".join(report.unreadable[:_SHOWN])
+        say(
+            f"WARNING: {len(report.unreadable)} image(s) named by the database could not be read (missing or "
+            f"damaged files in the vault): {shown}. Run `photobot check`."
+        )
+        return 1
+    return 0
+
+
+async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[[str], None]) -> int:
+    """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again."""
+    keyring = Keyring(load_master_key_file(settings.master_key_file))
+    report = await restore_backup(data_paths(settings), source, keyring, clock)
+    replayed = report.replayed
+    say(
+        f"Restored {report.images} image(s) from {report.source} in {report.seconds:.1f} s. The deletion "
+        f"ledger was replayed: {replayed.replayed} deletion(s) made since the backup carried out again "
+        f"({replayed.rows_changed} record(s) changed, {replayed.files_removed} file(s) removed)."
+    )
+    if replayed.rejected:
+        say(f"{replayed.rejected} line(s) of the deletion ledger did not verify and were ignored.")
+    return 0

@@ -1,0 +1,496 @@
+"""`photobot backup DEST` and `photobot restore SRC`: a consistent copy while the bot runs, and its return.
+
+A backup is a directory (mode 0700)::
+
+    manifest.json        format, time, the master key id it needs, schema version, counts
+    photobot.sqlite3     the database, copied with SQLite's online backup API: one consistent snapshot
+    vault/<id>.enc       every image file the copied database names (ciphertext; keys are in the database)
+    nio-store/           matrix-nio's store (the bot's device keys), its databases copied the same way
+
+Not in it, on purpose: the master key (keep its backup apart: a backup holding both protects nothing), the
+deletion ledger (so that no restore can roll it back; see `storage.deletion_ledger`), the lock file.
+
+Consistency while the bot runs. The database is copied first, in one read transaction (the bot goes on
+writing: WAL readers do not block writers); then exactly the vault files that copy names. Copying files
+first would miss an image stored between the file copy and the snapshot, whose row the snapshot holds.
+Files stored after the snapshot are not named by it and belong to the next backup. A file destroyed after
+the snapshot may be gone before it is copied; its destruction is in the deletion ledger (written before the
+destruction commits, so before the file is removed), and the ledger is replayed onto the copy after the
+files are copied: the copy then reflects that destruction too (its row and any copied file removed). Every
+image the copy still names is then read back (unwrap, decrypt, tag check); one that cannot be is listed in
+the manifest and reported (`photobot backup` then exits with status 1). The backup is built in ``.<DEST>.partial-<random>`` and
+renamed to DEST at the end, so a DEST that exists is complete.
+
+Restore refuses while the bot (or a key rotation) holds the data directory, and refuses a backup made under
+another master key (after a rotation, older backups cannot be read: their keys were destroyed). It writes
+a marker file first (the bot refuses to start while it exists), copies the backup into a staging directory,
+swaps the database and the vault for it, adds nio-store files the data directory lacks (never replacing the
+live device keys, which are newer than any backup), replays the deletion ledger (so an image deleted after
+the backup was made stays deleted) and removes the marker. Run again after a crash, it starts over.
+
+Exceptions::
+
+    BackupError                   the backup or restore cannot be made; the message says why and what to do
+    └── RestoreInterruptedError   a restore was interrupted: the bot must not start until it is re-run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.clock import Clock, iso
+from bot.keyring import CryptoError, Keyring, Sealer
+from storage.audit import AuditLog
+from storage.data_dir_lock import DataDirLock
+from storage.database import Database
+from storage.deletion_ledger import DeletionLedger, DeletionReplay, ReplayReport
+from storage.migrations import MIGRATIONS
+from storage.postings import PostingRepository
+from storage.submissions import SubmissionRepository
+from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, Vault
+
+MANIFEST_NAME = "manifest.json"
+DATABASE_NAME = "photobot.sqlite3"
+VAULT_NAME = "vault"
+NIO_STORE_NAME = "nio-store"
+BACKUP_FORMAT = "photobot-backup"
+BACKUP_VERSION = 1
+RESTORE_MARKER = "restore-in-progress"
+_STAGING = ".restore-staging"
+_REPLACED_VAULT = ".restore-replaced-vault"
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+# Every vault image a database names, with the wrapped key that opens it.
+_REFERENCED_IMAGES = (
+    "SELECT photo_id AS image_id, wrapped_key AS wrapped FROM photos"
+    " WHERE original_destroyed_at IS NULL AND length(wrapped_key) > 0"
+    " UNION ALL SELECT record_image_id, record_wrapped_key FROM photos WHERE record_image_id IS NOT NULL"
+    " ORDER BY 1"
+)
+
+
+class BackupError(Exception):
+    """The backup or restore cannot be made; the message is what the operator reads."""
+
+
+class RestoreInterruptedError(BackupError):
+    """A restore was interrupted; the bot must not start on a half-restored data directory."""
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where one installation keeps its data (from the settings)."""
+
+    data_dir: Path
+    database: Path
+    vault: Path
+    nio_store: Path
+    ledger: Path
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    destination: Path
+    images: int  # image files in the backup, each read back
+    unreadable: tuple[str, ...]  # image ids the copied database names but that cannot be read
+    replayed: ReplayReport  # destructions made while the backup was taken, carried out on the copy
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    source: Path
+    images: int
+    replayed: ReplayReport  # destructions made after the backup, carried out again
+    seconds: float
+
+
+def refuse_interrupted_restore(data_dir: Path) -> None:
+    """Raise `RestoreInterruptedError` if a restore into `data_dir` was started and not finished."""
+    marker = data_dir / RESTORE_MARKER
+    if marker.exists():
+        source = marker.read_text(encoding="utf-8", errors="replace").strip()
+        raise RestoreInterruptedError(
+            f"A restore from {source} into {data_dir} was interrupted. Run `photobot restore {source}` "
+            "again to finish it before starting the bot."
+        )
+
+
+def _replay(
+    ledger_file: Path, database: Database, vault: Vault, keyring: Keyring, clock: Clock
+) -> DeletionReplay:
+    sealer = Sealer(keyring)
+    return DeletionReplay(
+        DeletionLedger(ledger_file, keyring),
+        database,
+        vault,
+        submissions=SubmissionRepository(database, sealer),
+        postings=PostingRepository(database, sealer, clock),
+        audit=AuditLog(database, keyring, clock),
+        clock=clock,
+    )
+
+
+# ---- backup -----------------------------------------------------------------------------------------------
+
+
+async def make_backup(
+    paths: DataPaths,
+    destination: Path,
+    keyring: Keyring,
+    clock: Clock,
+    *,
+    after_snapshot: Callable[[], Awaitable[None]] | None = None,
+) -> BackupReport:
+    """Copy the installation to `destination` (a new directory) while the bot may be running.
+
+    `after_snapshot` runs between the database snapshot and the file copy: a test's seam for the bot
+    writing and deleting at exactly the worst moment.
+    """
+    started = time.monotonic()
+    refuse_interrupted_restore(paths.data_dir)
+    destination = destination.absolute()
+    if destination.exists() or destination.is_symlink():
+        raise BackupError(f"{destination} already exists; give the backup a new directory name.")
+    if not destination.parent.is_dir():
+        raise BackupError(f"The directory {destination.parent} does not exist; create it first.")
+    if not paths.database.exists():
+        raise BackupError(f"There is no database at {paths.database} to back up.")
+    partial = destination.with_name(f".{destination.name}.partial-{secrets.token_hex(6)}")
+    partial.mkdir(mode=0o700)
+    try:
+        report = await _fill_backup(paths, partial, keyring, clock, after_snapshot)
+        await asyncio.to_thread(_sync_tree, partial)
+        partial.rename(destination)
+        _fsync_directory(destination.parent)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return BackupReport(
+        destination,
+        report.images,
+        report.unreadable,
+        report.replayed,
+        _tree_size(destination),
+        time.monotonic() - started,
+    )
+
+
+async def _fill_backup(
+    paths: DataPaths,
+    partial: Path,
+    keyring: Keyring,
+    clock: Clock,
+    after_snapshot: Callable[[], Awaitable[None]] | None,
+) -> BackupReport:
+    database_copy = partial / DATABASE_NAME
+    await asyncio.to_thread(_snapshot_sqlite, paths.database, database_copy)
+    if after_snapshot is not None:
+        await after_snapshot()
+    copy = await Database.open(database_copy)
+    try:
+        await _refuse_snapshot(copy, keyring)
+        referenced = await _referenced(copy)
+        vault_copy = partial / VAULT_NAME
+        await asyncio.to_thread(_copy_images, paths.vault, vault_copy, [image for image, _ in referenced])
+        # Destructions committed after the snapshot, whose files may already be gone: carried out on the copy.
+        vault = Vault(vault_copy, keyring)
+        replayed = await _replay(paths.ledger, copy, vault, keyring, clock).run()
+        referenced = await _referenced(copy)
+        unreadable = await asyncio.to_thread(_unreadable, vault, referenced)
+        schema = await copy.schema_version()
+        await copy.shred_checkpoint()
+    finally:
+        await copy.close()
+    await asyncio.to_thread(_single_file, database_copy)
+    await asyncio.to_thread(_copy_nio_store, paths.nio_store, partial / NIO_STORE_NAME)
+    manifest = {
+        "format": BACKUP_FORMAT,
+        "version": BACKUP_VERSION,
+        "created_at": iso(clock.now()),
+        "master_key_id": keyring.current_key_id,
+        "schema_version": schema,
+        "images": len(referenced),
+        "unreadable_images": list(unreadable),
+    }
+    _write_new_file(partial / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    return BackupReport(partial, len(referenced), unreadable, replayed, 0, 0.0)
+
+
+async def _refuse_snapshot(copy: Database, keyring: Keyring) -> None:
+    async with copy.connection.execute("PRAGMA integrity_check") as cursor:
+        rows = [str(row[0]) for row in await cursor.fetchall()]
+    if rows != ["ok"]:
+        raise BackupError(f"The database failed its integrity check ({'; '.join(rows[:3])}); not backed up.")
+    async with copy.connection.execute(
+        "SELECT COUNT(*) FROM key_rotations WHERE finished_at IS NULL"
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is not None and row[0]:
+        raise BackupError(
+            "A master-key rotation is unfinished; finish it (`photobot key rotate`), then back up."
+        )
+    async with copy.connection.execute("SELECT access_token FROM bot_account") as cursor:
+        account = await cursor.fetchone()
+    if account is not None and Keyring.key_id_of(bytes(account[0])) != keyring.current_key_id:
+        raise BackupError("The master key changed while the backup was being made; run the backup again.")
+
+
+async def _referenced(database: Database) -> list[tuple[str, bytes]]:
+    async with database.connection.execute(_REFERENCED_IMAGES) as cursor:
+        return [(str(row[0]), bytes(row[1] or b"")) for row in await cursor.fetchall()]
+
+
+def _unreadable(vault: Vault, referenced: list[tuple[str, bytes]]) -> tuple[str, ...]:
+    bad = []
+    for image_id, wrapped in referenced:
+        try:
+            vault.get(image_id, wrapped)
+        except (ImageUnreadableError, CryptoError):
+            bad.append(image_id)
+    return tuple(bad)
+
+
+# ---- restore ----------------------------------------------------------------------------------------------
+
+
+async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock: Clock) -> RestoreReport:
+    """Replace the installation's database and vault by the backup at `source`, then replay the ledger."""
+    started = time.monotonic()
+    source = source.absolute()
+    with DataDirLock.acquire(paths.data_dir, "photobot restore"):
+        _refuse_unfinished_rotation(paths.database)
+        images = await asyncio.to_thread(_check_backup, source, keyring)
+        marker = paths.data_dir / RESTORE_MARKER
+        _write_file(marker, f"{source}\n".encode())
+        staging = paths.data_dir / _STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        await asyncio.to_thread(_stage, source, staging, images)
+        await asyncio.to_thread(_swap_in, paths, staging)
+        await asyncio.to_thread(_add_missing_nio_files, source / NIO_STORE_NAME, paths.nio_store)
+        database = await Database.open(paths.database)
+        try:
+            replayed = await _replay(
+                paths.ledger, database, Vault(paths.vault, keyring), keyring, clock
+            ).run()
+            await database.shred_checkpoint()
+        finally:
+            await database.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        marker.unlink()
+        _fsync_directory(paths.data_dir)
+    return RestoreReport(source, len(images), replayed, time.monotonic() - started)
+
+
+def _refuse_unfinished_rotation(database: Path) -> None:
+    if not database.exists():
+        return
+    connection = sqlite3.connect(database, timeout=10)
+    try:
+        tables = {
+            str(row[0]) for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "key_rotations" not in tables:
+            return
+        (unfinished,) = connection.execute(
+            "SELECT COUNT(*) FROM key_rotations WHERE finished_at IS NULL"
+        ).fetchone()
+    finally:
+        connection.close()
+    if unfinished:
+        raise BackupError(
+            "A master-key rotation is unfinished; finish it (`photobot key rotate`) before a restore."
+        )
+
+
+def _check_backup(source: Path, keyring: Keyring) -> list[str]:
+    """The image ids of a complete, readable backup made under the current key; `BackupError` otherwise."""
+    try:
+        manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise BackupError(f"{source} is not a photobot backup (no readable {MANIFEST_NAME}).") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
+        raise BackupError(f"{source} is not a photobot backup.")
+    if manifest.get("version") != BACKUP_VERSION:
+        raise BackupError(f"{source} is a backup format this version does not read; upgrade photobot.")
+    key_id = manifest.get("master_key_id")
+    if key_id != keyring.current_key_id:
+        raise BackupError(
+            f"{source} was made under master key {key_id}; the configured key is {keyring.current_key_id}. "
+            "A backup made before a key rotation cannot be read after it (the old key was destroyed)."
+        )
+    schema = manifest.get("schema_version")
+    if not isinstance(schema, int) or schema > MIGRATIONS[-1].version:
+        raise BackupError(f"{source} was made by a newer version of photobot; upgrade before restoring it.")
+    connection = sqlite3.connect(f"file:{source / DATABASE_NAME}?mode=ro", uri=True)
+    try:
+        check = [str(row[0]) for row in connection.execute("PRAGMA integrity_check")]
+        referenced = [(str(row[0]), bytes(row[1] or b"")) for row in connection.execute(_REFERENCED_IMAGES)]
+    except sqlite3.DatabaseError as error:
+        raise BackupError(f"The backup's database cannot be read ({error}).") from None
+    finally:
+        connection.close()
+    if check != ["ok"]:
+        raise BackupError(f"The backup's database failed its integrity check ({'; '.join(check[:3])}).")
+    unreadable = _unreadable(Vault(source / VAULT_NAME, keyring), referenced)
+    if unreadable:
+        raise BackupError(
+            f"{len(unreadable)} image(s) the backup names cannot be read from it (missing or damaged files); "
+            "not restored. Use another backup."
+        )
+    return [image for image, _ in referenced]
+
+
+def _stage(source: Path, staging: Path, images: list[str]) -> None:
+    _snapshot_sqlite(source / DATABASE_NAME, staging / DATABASE_NAME)
+    _copy_images(source / VAULT_NAME, staging / VAULT_NAME, images)
+    _sync_tree(staging)
+
+
+def _swap_in(paths: DataPaths, staging: Path) -> None:
+    """The staged database and vault take the place of the installation's (the marker guards the gap)."""
+    for suffix in _SQLITE_SIDECARS:  # a stale WAL would be applied to the restored file: never keep it
+        with contextlib.suppress(FileNotFoundError):
+            paths.database.with_name(paths.database.name + suffix).unlink()
+    (staging / DATABASE_NAME).replace(paths.database)
+    replaced = paths.data_dir / _REPLACED_VAULT
+    shutil.rmtree(replaced, ignore_errors=True)
+    if paths.vault.exists():
+        paths.vault.replace(replaced)
+    (staging / VAULT_NAME).replace(paths.vault)
+    _fsync_directory(paths.data_dir)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def _add_missing_nio_files(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        return
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and not path.is_symlink() and not (target / path.name).exists():
+            shutil.copyfile(path, target / path.name)
+            (target / path.name).chmod(0o600)
+    _fsync_directory(target)
+
+
+# ---- files ------------------------------------------------------------------------------------------------
+
+
+def _snapshot_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a (possibly live) SQLite database, as one self-contained file of mode 0600.
+
+    The backup API with pages=-1 copies every page in one step, inside one read transaction: a snapshot.
+    The source is opened read-write (a read-only connection cannot always open a WAL database) but only read.
+    """
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    origin = sqlite3.connect(source, timeout=30)
+    try:
+        copy = sqlite3.connect(target)
+        try:
+            origin.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        origin.close()
+    _single_file(target)
+
+
+def _single_file(path: Path) -> None:
+    """Leave the database at `path` in rollback-journal mode, so that it is one file, and synced."""
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        connection.close()
+    _fsync_file(path)
+
+
+def _copy_images(source: Path, target: Path, image_ids: list[str]) -> list[str]:
+    """Copy each named image file; returns the ids whose file was not there (destroyed meanwhile)."""
+    target.mkdir(mode=0o700, exist_ok=True)
+    missing = []
+    for image_id in image_ids:
+        if not IMAGE_ID_PATTERN.fullmatch(image_id):
+            missing.append(image_id)
+            continue
+        name = image_id + FILE_SUFFIX
+        try:
+            fd = os.open(source / name, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            missing.append(image_id)
+            continue
+        with os.fdopen(fd, "rb") as origin:
+            _write_new_file(target / name, origin.read())
+    _fsync_directory(target)
+    return missing
+
+
+def _copy_nio_store(source: Path, target: Path) -> None:
+    if not source.is_dir():
+        return
+    target.mkdir(mode=0o700)
+    for path in sorted(source.iterdir()):
+        if not path.is_file() or path.is_symlink() or path.name.endswith(_SQLITE_SIDECARS):
+            continue
+        if path.suffix == ".db":
+            _snapshot_sqlite(path, target / path.name)
+        else:
+            _write_new_file(target / path.name, path.read_bytes())
+    _fsync_directory(target)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _write_new_file(path, data)
+    _fsync_directory(path.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            _fsync_file(Path(directory) / name)
+        _fsync_directory(Path(directory))
+
+
+def _tree_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file())
