@@ -188,6 +188,34 @@ class Person:
         await self.wait_until(lambda: room_id in self.client.rooms)
         return room_id
 
+    async def create_encrypted_room(self, name: str, invite: list[UserID]) -> RoomID:
+        """A private, encrypted group room (a practice's clinician room), with these people invited."""
+        response = await self.client.room_create(
+            name=name,
+            invite=list(invite),
+            initial_state=[
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            ],
+        )
+        if not isinstance(response, nio.RoomCreateResponse):
+            raise RuntimeError("creating the room failed")
+        room_id = RoomID(response.room_id)
+        await self.wait_until(lambda: room_id in self.client.rooms)
+        return room_id
+
+    async def wait_joined(self, room_id: RoomID, user_id: UserID, timeout: float = 60.0) -> None:
+        """Wait until `user_id` has joined the room (not merely been invited), as this person sees it."""
+
+        def done() -> bool:
+            room = self.client.rooms.get(room_id)
+            return room is not None and user_id in room.users and user_id not in room.invited_users
+
+        await self.wait_until(done, timeout)
+
     async def say(self, room_id: RoomID, text: str, txn_id: str | None = None) -> EventID:
         return await self._send(room_id, {"msgtype": "m.text", "body": text}, txn_id)
 

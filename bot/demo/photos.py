@@ -1,7 +1,8 @@
 """Generated stand-ins for patients' photos: synthetic skin-like images, never real ones.
 
 A demo photo looks like what a phone sends: a detailed scene, camera metadata with GPS coordinates (made
-up), so the demo can show the bot removing it.
+up), so the demo can show the bot removing it. `describe_photo` says what anyone holding a photo file could
+tell about it, so the transcript can show a photo as one line, never as bytes.
 """
 
 from __future__ import annotations
@@ -60,3 +61,51 @@ def camera_heic(width: int = 1600, height: int = 1200, *, seed: int = 2) -> byte
     buffer = io.BytesIO()
     skin_scene(width, height, seed=seed).save(buffer, "HEIF", quality=85, exif=exif.tobytes())
     return buffer.getvalue()
+
+
+def thumbnail_jpeg(data: bytes, longest_side: int = 320) -> bytes:
+    """A small JPEG preview of a photo, like the separate thumbnail many Matrix apps upload with it."""
+    with Image.open(io.BytesIO(data)) as image:
+        preview = image.convert("RGB")
+    preview.thumbnail((longest_side, longest_side))
+    buffer = io.BytesIO()
+    preview.save(buffer, "JPEG", quality=80)
+    return buffer.getvalue()
+
+
+_FORMAT_NAMES = {"HEIF": "HEIC", "MPO": "JPEG"}
+_GPS_IFD = 0x8825
+_MAKE, _MODEL, _DATE_TIME = 0x010F, 0x0110, 0x0132
+
+
+def describe_photo(data: bytes) -> str:
+    """'1600x1200 JPEG, 110 KB; its metadata holds a GPS position, the camera model': one line."""
+    from pillow_heif import register_heif_opener  # noqa: PLC0415 (registers a Pillow plugin)
+
+    register_heif_opener()
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        kind = _FORMAT_NAMES.get(image.format or "", image.format or "image")
+        exif = image.getexif()
+        revealing = [
+            what
+            for what, present in (
+                ("a GPS position", bool(exif.get_ifd(_GPS_IFD))),
+                ("the camera model", _MAKE in exif or _MODEL in exif),
+                ("the time it was taken", _DATE_TIME in exif),
+            )
+            if present
+        ]
+    metadata = (
+        f"its metadata holds {_listed(revealing)}" if revealing else "no location, camera or time in it"
+    )
+    return f"{width}x{height} {kind}, {kilobytes(len(data))}; {metadata}"
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def kilobytes(size: int) -> str:
+    """A size as people read it: '110 KB'."""
+    return f"{max(1, round(size / 1024))} KB"

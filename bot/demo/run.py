@@ -1,150 +1,214 @@
-"""`photobot demo`: the patient's journey on a throwaway local homeserver, printed as a transcript.
+"""`photobot demo`: the whole journey on a throwaway local homeserver, printed as a transcript.
 
-It starts its own Synapse on 127.0.0.1 (from .venv-synapse), creates the bot's account and a scripted
-patient, runs the real bot as a process, plays the conversation with real encrypted messages and
-generated photos, then stops everything and removes its files (unless --keep is given).
+It starts its own Synapse on 127.0.0.1 (from .venv-synapse) and the real bot as a process, then plays:
+patient A (notice, NHS number, screening, "may be kept", two photos); the clinician (list, view, keep with
+a reason, crop, describe, export, delete); patient B ("view then delete"), whose photo the clinician views
+and describes so it is destroyed. It ends with what was deleted where, stops everything, and says where the
+exported record package is.
+
+Where things go
+    Without --keep, everything lives in a temporary folder that is removed at the end, and the record
+    package (synthetic data only) is copied to ./demo-output/, so the person who ran the demo can open it.
+    With --keep DIR, everything stays in DIR (the homeserver's data, the bot's data and log), the package
+    too; DIR must be new or empty.
+
+Leaving nothing running
+    Synapse and the bot run in process groups of their own, so a Ctrl-C in the terminal reaches only the
+    demo, which then stops them in order (SIGTERM, then SIGKILL); the same happens on SIGTERM and on any
+    error. Both also die with the demo if it is killed outright (`PR_SET_PDEATHSIG`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
+import signal
 import tempfile
-import textwrap
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
-from bot.demo.bot_process import BotProcess
-from bot.demo.people import Person
-from bot.demo.photos import camera_heic, camera_jpeg
-from bot.ids import RoomID
+from bot.demo.deletion_report import report_deletions
+from bot.demo.practice import open_practice
+from bot.demo.record_package_file import package_contents, save_package
+from bot.demo.scenes import (
+    Stage,
+    clinician_deletes,
+    clinician_reviews_keeps_and_exports,
+    clinician_views_and_describes,
+    patient_keeps_photos,
+    patient_views_then_deletes,
+)
+from bot.demo.transcript import DemoError, Transcript
 from bot.local_homeserver import LocalHomeserver, default_synapse_python
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SETTLE_SECONDS = 1.5
+PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
+OUTPUT_FOLDER: Final = Path("demo-output")
+INTERRUPTED: Final = 130  # the shell's code for a program stopped by Ctrl-C
+LOG_TAIL_LINES: Final = 25
 
 
-class Transcript:
-    def __init__(self, person: Person, room_id: RoomID) -> None:
-        self.person = person
-        self.room_id = room_id
-        self.shown = 0
-
-    async def bot_speaks(self, minimum: int = 1, timeout: float = 60.0) -> list[str]:
-        """Wait for at least `minimum` new bot messages, then until the bot falls quiet; print them."""
-        await self.person.wait_for(self.room_id, self.shown + minimum, timeout)
-        while True:
-            count = len(self.person.seen.get(self.room_id, []))
-            await asyncio.sleep(SETTLE_SECONDS)
-            if len(self.person.seen.get(self.room_id, [])) == count:
-                break
-        new = self.person.seen[self.room_id][self.shown :]
-        self.shown += len(new)
-        for message in new:
-            _print_turn("Bot", message.body)
-        return [message.body for message in new]
-
-    async def patient_says(self, text: str) -> list[str]:
-        _print_turn("Patient", text)
-        await self.person.say(self.room_id, text)
-        return await self.bot_speaks()
-
-    async def patient_sends(
-        self, label: str, data: bytes, *, filename: str, mimetype: str, as_file: bool
-    ) -> list[str]:
-        _print_turn("Patient", f"[sends {label}: {filename}, {len(data) // 1024} KB]")
-        await self.person.send_photo(
-            self.room_id, data, filename=filename, mimetype=mimetype, as_file=as_file
-        )
-        return await self.bot_speaks()
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
-def _print_turn(who: str, text: str) -> None:
-    lines = text.replace("**", "").splitlines() or [""]
-    print(f"\n{who:>8}: {textwrap.fill(lines[0], 100, subsequent_indent=' ' * 10)}")
-    for line in lines[1:]:
-        print(" " * 10 + textwrap.fill(line, 100, subsequent_indent=" " * 10))
+@dataclass(frozen=True)
+class SavedPackage:
+    path: Path
+    contents: list[str]
 
 
-def _step(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
-async def run_demo(keep: Path | None) -> int:  # noqa: PLR0915 (a script, read top to bottom)
-    base = keep or Path(tempfile.mkdtemp(prefix="photobot-demo-"))
-    base.mkdir(parents=True, exist_ok=True)
+async def run_demo(keep: Path | None) -> int:
+    """Play the demo; the exit code: 0 done, 1 failed, 2 unusable --keep folder, 130 interrupted."""
+    if keep is not None and keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        _say(f"--keep needs a new or empty folder; {keep} is not. Choose another.")
+        return 2
     started = time.monotonic()
-    homeserver = LocalHomeserver(
-        base / "synapse",
-        synapse_python=default_synapse_python(PROJECT_ROOT),
-        log=lambda line: print(f"   {line}"),
-    )
-    bot: BotProcess | None = None
-    patient: Person | None = None
-    try:
-        _step("Starting a throwaway Matrix homeserver (Synapse) on 127.0.0.1 ...")
-        await homeserver.start()
-        print(f"   ready at {homeserver.base_url} after {time.monotonic() - started:.1f} s")
-        admin = await homeserver.register_user("practiceadmin", "pw-demo-admin", admin=True)
-        bot_user = await homeserver.register_user("photobot", "pw-demo-bot")
-        env = {
-            "PHOTOBOT_HOMESERVER_URL": homeserver.base_url,
-            "PHOTOBOT_USER_ID": bot_user.user_id,
-            "PHOTOBOT_PASSWORD": "pw-demo-bot",
-            "PHOTOBOT_DATA_DIR": str(base / "bot-data"),
-            "PHOTOBOT_PRACTICE_NAME": "Riverside Surgery (demo)",
-            "PHOTOBOT_TEST_MODE": "true",
-            "PHOTOBOT_HOMESERVER_ADMIN_TOKEN": admin.access_token,
-        }
-        bot = BotProcess(env, base / "bot.log")
-        _step("photobot init: master key, the bot's device and its cross-signing identity")
-        for line in (await bot.init()).strip().splitlines():
-            print(f"   {line}")
-        _step("photobot run")
-        await bot.start()
-        print("   the bot is serving")
+    base = (keep or Path(tempfile.mkdtemp(prefix="photobot-demo-"))).absolute()
+    base.mkdir(parents=True, exist_ok=True)
+    package_folder = base if keep is not None else OUTPUT_FOLDER.absolute()
+    transcript = Transcript(_say)
+    where = "a temporary folder, removed at the end" if keep is None else "a folder kept at the end"
+    transcript.note(f"working in {where}: {base}")
 
-        _step("A patient opens an encrypted chat with the bot from their phone")
-        patient = await Person.sign_up(homeserver, "patient.demo", base / "patient-store")
-        room_id = await patient.open_direct_chat(bot_user.user_id)
-        chat = Transcript(patient, room_id)
-        await chat.bot_speaks()
-        await chat.patient_says("My name is Alex Example and I was born on 02/03/1961")
-        await chat.patient_says("999 765 4323")
-        await chat.patient_says("yes")
-        await chat.patient_says("no")
-        await chat.patient_says("1")
-        await chat.patient_says("1")
-        await chat.patient_sends(
-            "a photo with GPS metadata",
-            camera_jpeg(seed=3),
-            filename="IMG_2041.jpg",
-            mimetype="image/jpeg",
-            as_file=False,
-        )
-        await chat.patient_sends(
-            "an iPhone HEIC photo as a file",
-            camera_heic(seed=4),
-            filename="IMG_2042.HEIC",
-            mimetype="image/heic",
-            as_file=True,
-        )
-        await chat.patient_says("It's on my left forearm, for about a week")
-        await chat.patient_says("done")
-        removed = len(patient.redacted)
-        _step(f"What the patient's chat shows now: {removed} of their messages were removed by the bot")
-        print("   (the photos and the messages carrying personal data or the NHS number)")
-        return 0
-    finally:
-        _step("Stopping the bot and the homeserver")
-        if patient is not None:
-            await patient.close()
-        if bot is not None:
-            await bot.stop()
-        await homeserver.stop()
-        if keep is None:
-            shutil.rmtree(base, ignore_errors=True)
-            print("   removed every file the demo made")
-        else:
-            print(f"   the demo's files are kept in {base}")
-        print(f"   done in {time.monotonic() - started:.0f} s")
+    loop = asyncio.get_running_loop()
+    groups: list[int] = []  # the process groups of Synapse and the bot, to check they are gone
+    async with contextlib.AsyncExitStack() as cleanup:
+        play = asyncio.create_task(_play(base, package_folder, cleanup, groups, transcript))
+        stopper = _Stopper(play, transcript)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopper, signum)
+        try:
+            await asyncio.wait({play})
+        finally:
+            stopper.stopping = True
+            if not play.done():  # this coroutine itself was cancelled: stop the play before cleaning up
+                play.cancel()
+                await asyncio.wait({play})
+        code, saved = _outcome(play, stopper.signalled, transcript, base)
+        transcript.step("Stopping everything the demo started")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+    _make_sure_stopped(groups, transcript)
+    _finish(keep, base, saved, code, transcript)
+    transcript.note(f"done in {time.monotonic() - started:.0f} s")
+    return code
+
+
+@dataclass
+class _Stopper:
+    """The demo's Ctrl-C and SIGTERM handler: the first signal cancels the play, which leads to clean-up."""
+
+    play: asyncio.Task[SavedPackage]
+    transcript: Transcript
+    signalled: bool = False
+    stopping: bool = False
+
+    def __call__(self, signum: signal.Signals) -> None:
+        if self.signalled or self.stopping:
+            self.transcript.note("already stopping; the homeserver and the bot get a few seconds to end")
+            return
+        self.signalled = True
+        self.transcript.step(f"Interrupted ({signum.name}): stopping")
+        self.play.cancel()
+
+
+def _outcome(
+    play: asyncio.Task[SavedPackage], signalled: bool, transcript: Transcript, base: Path
+) -> tuple[int, SavedPackage | None]:
+    if play.cancelled():
+        return (INTERRUPTED if signalled else 1), None
+    error = play.exception()
+    if error is None:
+        return 0, play.result()
+    if isinstance(error, RuntimeError | TimeoutError):  # DemoError, HomeserverError: they say what happened
+        transcript.step(f"The demo failed: {error}")
+    else:
+        transcript.step("The demo failed unexpectedly:")
+        for line in "".join(traceback.format_exception(error)).splitlines():
+            transcript.note(line, wrap=False)
+    log = base / "bot.log"
+    # The bot's and Synapse's own start-up errors already carry the end of their logs.
+    if log.exists() and (isinstance(error, DemoError) or not isinstance(error, RuntimeError)):
+        transcript.note("the end of the bot's log:")
+        for line in log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]:
+            transcript.note(f"  {line}", wrap=False)
+    return 1, None
+
+
+def _make_sure_stopped(groups: list[int], transcript: Transcript) -> None:
+    """Check that no process of Synapse's or the bot's group is left; kill any that is (it should not be)."""
+    left = []
+    for group in groups:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            continue
+        left.append(group)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    if left:
+        transcript.note(f"killed what was left of process group(s) {', '.join(map(str, left))}")
+    transcript.note("nothing the demo started is still running")
+
+
+def _finish(
+    keep: Path | None, base: Path, saved: SavedPackage | None, code: int, transcript: Transcript
+) -> None:
+    if keep is None:
+        shutil.rmtree(base, ignore_errors=True)
+        transcript.note(f"removed the temporary folder {base} (homeserver, bot data, people's devices)")
+        if code == 1:
+            transcript.note("run `photobot demo --keep DIR` to keep every log for a look")
+    else:
+        transcript.note(f"kept in {base}: the homeserver's data, the bot's data and its log (bot.log)")
+    if saved is None:
+        return
+    transcript.step("The record package the clinician exported (synthetic data only)")
+    transcript.note(str(saved.path))
+    for line in saved.contents:
+        transcript.note(f"  {line}", wrap=False)
+    transcript.note("This is what a practice saves into its clinical system; open it with any zip tool.")
+
+
+async def _play(
+    base: Path,
+    package_folder: Path,
+    cleanup: contextlib.AsyncExitStack,
+    groups: list[int],
+    transcript: Transcript,
+) -> SavedPackage:
+    homeserver = LocalHomeserver(
+        base / "synapse", synapse_python=default_synapse_python(PROJECT_ROOT), log=transcript.note
+    )
+    cleanup.push_async_callback(homeserver.stop)
+    transcript.step("Starting a throwaway Matrix homeserver (Synapse) on 127.0.0.1 ...")
+    await homeserver.start()
+    groups.extend(pid for pid in (homeserver.pid,) if pid is not None)
+    transcript.note(f"Synapse is running (process {homeserver.pid})")
+    practice = await open_practice(homeserver, base, cleanup, groups, transcript)
+    stage = Stage(homeserver, practice, base, cleanup, transcript)
+    room = stage.clinician_room()
+
+    patient_a, reference_a = await patient_keeps_photos(stage)
+    package, package_name = await clinician_reviews_keeps_and_exports(stage, room, reference_a)
+    path = await asyncio.to_thread(save_package, package, package_name, package_folder)
+    transcript.note(f"(the clinician's download of the package is saved at {path})")
+    receipt = await clinician_deletes(stage, room, patient_a, reference_a)
+
+    patient_b, reference_b = await patient_views_then_deletes(stage)
+    await clinician_views_and_describes(stage, room, patient_b, reference_b)
+
+    await report_deletions(
+        transcript,
+        patients=[patient_a, patient_b],
+        room=room,
+        receipt=receipt,
+        viewed_then_deleted=reference_b,
+        vault_dir=practice.data_dir / "vault",
+    )
+    return SavedPackage(path, await asyncio.to_thread(package_contents, package))
