@@ -4,6 +4,7 @@ and the running bot reads configuration changes at its next sync)."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import secrets
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.app import prepare_data_dir
-from bot.clock import Clock
+from bot.clock import Clock, SystemClock
 from bot.errors import UserFacingError
 from bot.ids import EventID, RoomID, UserID
 from bot.keyring import Keyring, Sealer, load_master_key_file
@@ -107,7 +108,30 @@ async def verify_audit(settings: Settings, clock: Clock, say: Callable[[str], No
     return 1
 
 
-def make_poster(settings: Settings, practice_name: str, out_dir: Path, say: Callable[[str], None]) -> int:
+async def live_practice_name(settings: Settings, clock: Clock) -> str:
+    """The practice name in force: an admin's run-time change (`set practice_name`) over the environment's."""
+    keyring, database = await _open(settings)
+    try:
+        config = LiveConfig(defaults_from(settings), ConfigRepository(database, Sealer(keyring), clock))
+        return (await config.refresh()).practice_name
+    finally:
+        await database.close()
+
+
+def make_poster(
+    settings: Settings,
+    practice_name: str,
+    out_dir: Path,
+    say: Callable[[str], None],
+    *,
+    clock: Clock | None = None,
+) -> int:
+    """`photobot poster`: the A4 PDF and PNG in `out_dir`. Once the bot's database exists, the poster carries
+    the practice name in force (so a name an admin changed at run time is the one printed); before that,
+    `practice_name` (the environment's). A database that exists but cannot be opened (no master key) is an
+    error, not a reason to print a name that may be out of date."""
+    if settings.database_path.exists():
+        practice_name = asyncio.run(live_practice_name(settings, clock or SystemClock()))
     poster = render_poster(practice_name, settings.user_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)

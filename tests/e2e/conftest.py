@@ -34,8 +34,18 @@ class LeakScanTargets:
     master_keys: list[Path] = field(default_factory=list)
 
 
+LEAK_SCAN_SUMMARY = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The leak scan's figures at the end of every run, so CI logs show what was scanned and found."""
+    summary = config.stash.get(LEAK_SCAN_SUMMARY, None)
+    if summary is not None:
+        terminalreporter.write_line(summary)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def leak_scan_targets() -> Iterator[LeakScanTargets]:
+def leak_scan_targets(pytestconfig: pytest.Config) -> Iterator[LeakScanTargets]:
     """After the session, the leak scanner (`photobot leak-scan`) over everything the end-to-end tests made.
 
     The fixtures below register what they create: the homeserver's directory (its database, WAL and media
@@ -51,6 +61,10 @@ def leak_scan_targets() -> Iterator[LeakScanTargets]:
     except MasterKeyError as error:
         pytest.fail(f"the leak scan cannot use a bot's master key file: {error}", pytrace=False)
     problems = [str(finding) for finding in report.findings] + [f"not scanned: {p}" for p in report.problems]
+    pytestconfig.stash[LEAK_SCAN_SUMMARY] = (
+        f"leak scan: {report.files} files, {report.bytes / 1e6:.1f} MB (bot data, temp files, logs, homeserver "
+        f"database and media store), {len(report.findings)} finding(s), {len(report.problems)} not scanned"
+    )
     if problems:
         pytest.fail(
             f"the leak scan of {report.files} files found {len(problems)} problem(s):\n"
