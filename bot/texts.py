@@ -266,7 +266,8 @@ class Texts:
         "goes in your record instead."
     )
     deleted_from_chat: str = "Your photo messages have been removed from this chat."
-    deleted_from_server: str = "The copies on the chat server have been deleted too."
+    # Sent with the submission, before the purge has run: say what is under way, not what is done.
+    deleted_from_server: str = "The copies on the chat server are being deleted too."
     phone_copies: str = (
         "Copies may still be on your phone, for example in your photo gallery or camera roll, or in a "
         "cloud backup. You may want to delete them."
