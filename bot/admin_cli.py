@@ -16,6 +16,7 @@ from bot.app import prepare_data_dir
 from bot.clock import Clock, SystemClock
 from bot.errors import UserFacingError
 from bot.ids import EventID, RoomID, UserID
+from bot.key_rotation import KeyRotationUnfinishedError, refuse_unfinished_rotation
 from bot.keyring import Keyring, Sealer, load_master_key_file
 from bot.poster import render_poster
 from bot.settings import Settings
@@ -40,6 +41,12 @@ async def admin_command(
     """Run one admin command, exactly as in the admin room, audited as `cli:<login>`."""
     keyring, database = await _open(settings)
     try:
+        try:
+            # A value sealed now under the old key would be lost when the rotation destroys it.
+            await refuse_unfinished_rotation(database)
+        except KeyRotationUnfinishedError as error:
+            say(str(error))
+            return 2
         config = LiveConfig(defaults_from(settings), ConfigRepository(database, Sealer(keyring), clock))
         await config.refresh()
         audit = AuditLog(database, keyring, clock)

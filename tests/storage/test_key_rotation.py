@@ -214,6 +214,10 @@ async def test_a_rotation_killed_half_way_keeps_every_image_readable_and_finishe
         await _refuse(installation)
     bot = await asyncio.to_thread(_bot_process, installation, "run")
     assert bot.returncode == 2 and "rotation" in bot.stderr and "unfinished" in bot.stderr
+    admin = await asyncio.to_thread(_bot_process, installation, "admin", "set", "max_photos", "3")
+    assert admin.returncode == 2 and "unfinished" in admin.stdout + admin.stderr, (
+        "no value sealed mid-rotation"
+    )
 
     finished = await _rotate(installation)
     assert finished.returncode == 0, finished.stderr + finished.stdout
