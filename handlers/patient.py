@@ -339,7 +339,7 @@ class PatientHandler:
         async with self.database.transaction() as db:
             if photo is not None:
                 await self._insert_photo(db, event.room_id, new, step_input, photo)
-            if isinstance(event, MediaMessage) and event.media_urls:
+            if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
                 await self.media.add(db, event.room_id, event.event_id, event.media_urls)
             await self.handled.mark(db, event.event_id, event.room_id)
             about_photo = isinstance(step_input, PhotoStored)

@@ -72,6 +72,8 @@ class OtherMessage(Message):
     """A message the bot cannot use: sticker, location, poll... `kind` names it for the reply."""
 
     kind: str
+    # A sticker's image is an unencrypted upload even in an encrypted room: it is purged like a photo's.
+    media_urls: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,22 @@ def _base(event: Any, room_id: RoomID) -> dict[str, Any]:
     }
 
 
+def _plain_urls(content: object) -> tuple[str, ...]:
+    """The unencrypted uploads a message's content points at (`url`, `info.thumbnail_url`)."""
+    if not isinstance(content, dict):
+        return ()
+    info = content.get("info") if isinstance(content.get("info"), dict) else {}
+    assert isinstance(info, dict)
+    urls = (content.get("url"), info.get("thumbnail_url"))
+    return tuple(url for url in urls if isinstance(url, str) and url.startswith("mxc://"))
+
+
+def _sticker(event: Any, room_id: RoomID) -> OtherMessage:
+    source = getattr(event, "source", None)
+    content = source.get("content") if isinstance(source, dict) else None
+    return OtherMessage(**_base(event, room_id), kind="sticker", media_urls=_plain_urls(content))
+
+
 def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool) -> MediaMessage:
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     assert isinstance(info, dict)
@@ -157,7 +175,7 @@ def convert(event: Any, room_id: RoomID) -> Incoming | None:
             **_base(event, room_id), member=UserID(event.state_key), membership=event.membership
         )
     if isinstance(event, nio.StickerEvent):
-        return OtherMessage(**_base(event, room_id), kind="sticker")
+        return _sticker(event, room_id)
     if isinstance(event, nio.RoomMessageText | nio.RoomMessageEmote | nio.RoomMessageNotice):
         return TextMessage(**_base(event, room_id), body=event.body)
     source = getattr(event, "source", None)
@@ -168,7 +186,7 @@ def convert(event: Any, room_id: RoomID) -> Incoming | None:
     if not isinstance(content, dict):
         return None
     if event_type == "m.sticker":
-        return OtherMessage(**_base(event, room_id), kind="sticker")
+        return _sticker(event, room_id)
     if event_type != "m.room.message":
         kind = _OTHER_KINDS.get(str(event_type))
         return OtherMessage(**_base(event, room_id), kind=kind) if kind else None

@@ -232,6 +232,7 @@ async def test_messages_that_are_not_photos_are_refused_and_removed_at_the_photo
     await patient.wait_for_text(room_id, "I couldn't open your last message", after=before)
 
     await patient.wait_until(lambda: {video, voice, sticker, location, unencrypted} <= patient.redacted)
+    assert await _uploads_deleted(patient, [sticker_url]), "a sticker is an unencrypted upload: purged too"
     assert await _uploads_deleted(patient, [video_url, voice_url, plain_url])
     assert _nothing_stored(bot)
     assert bot.query("SELECT COUNT(*) FROM submissions") == [(0,)]
