@@ -61,7 +61,7 @@ class BotProcess:
         # Kept in the log too, so that whatever `photobot <command>` printed is checked with the rest.
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8", errors="replace") as log_file:
-            log_file.write(f"\n---- photobot {' '.join(args[:1])} ----\n{text}")
+            log_file.write(f"\n---- photobot {args[0] if args else ''} ----\n{text}")
         return process.returncode or 0, text
 
     async def init(self) -> str:

@@ -57,8 +57,7 @@ async def report_deletions(
     )
     transcript.note("Checked by the demo from outside the bot, now:")
     for chat in patients:
-        photos = {event_id for event_id, what in chat.sent.items() if not what.startswith("the message")}
-        await _wait_for_redactions(chat, photos)
+        await _wait_for_redactions(chat, set(chat.person.uploads))  # the photos they sent
         removed = chat.removed()
         transcript.note(
             f"- {chat.me}'s chat: the bot removed {_count(len(removed), 'message')} of theirs"

@@ -170,28 +170,28 @@ class Person:
 
     async def open_direct_chat(self, bot: UserID) -> RoomID:
         """What Element does for "Start chat": an encrypted, trusted private chat with the bot."""
-        response = await self.client.room_create(
-            is_direct=True,
-            invite=[bot],
-            preset=RoomPreset.trusted_private_chat,
-            initial_state=[
-                {
-                    "type": "m.room.encryption",
-                    "state_key": "",
-                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-                }
-            ],
+        return await self._create_encrypted(
+            "the chat", [bot], is_direct=True, preset=RoomPreset.trusted_private_chat
         )
-        if not isinstance(response, nio.RoomCreateResponse):
-            raise RuntimeError("creating the chat failed")
-        room_id = RoomID(response.room_id)
-        await self.wait_until(lambda: room_id in self.client.rooms)
-        return room_id
 
     async def create_encrypted_room(self, name: str, invite: list[UserID]) -> RoomID:
         """A private, encrypted group room (a practice's clinician room), with these people invited."""
+        return await self._create_encrypted("the room", invite, name=name)
+
+    async def _create_encrypted(
+        self,
+        what: str,
+        invite: list[UserID],
+        *,
+        name: str | None = None,
+        is_direct: bool = False,
+        preset: RoomPreset | None = None,
+    ) -> RoomID:
+        """Create a room with encryption on from the start; return once this person's client has it."""
         response = await self.client.room_create(
             name=name,
+            is_direct=is_direct,
+            preset=preset,
             invite=list(invite),
             initial_state=[
                 {
@@ -202,7 +202,7 @@ class Person:
             ],
         )
         if not isinstance(response, nio.RoomCreateResponse):
-            raise RuntimeError("creating the room failed")
+            raise RuntimeError(f"creating {what} failed")
         room_id = RoomID(response.room_id)
         await self.wait_until(lambda: room_id in self.client.rooms)
         return room_id

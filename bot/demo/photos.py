@@ -12,6 +12,9 @@ import random
 
 from PIL import Image, ImageDraw, ImageFilter
 
+_MAKE, _MODEL, _DATE_TIME, _ORIENTATION = 0x010F, 0x0110, 0x0132, 0x0112  # Exif tags
+_GPS_IFD = 0x8825
+
 
 def skin_scene(width: int, height: int, *, seed: int) -> Image.Image:
     """A skin-toned, textured image with a reddish patch: sharp enough to pass the quality check."""
@@ -37,11 +40,11 @@ def skin_scene(width: int, height: int, *, seed: int) -> Image.Image:
 def camera_jpeg(width: int = 1600, height: int = 1200, *, seed: int = 1) -> bytes:
     """A JPEG like a phone's: made-up GPS position, camera make and model, capture time."""
     exif = Image.Exif()
-    exif[0x010F] = "ExampleCam"  # Make
-    exif[0x0110] = "Model 7"  # Model
-    exif[0x0132] = "2026:11:20 09:15:00"  # DateTime
-    exif[0x0112] = 1  # Orientation
-    gps = exif.get_ifd(0x8825)
+    exif[_MAKE] = "ExampleCam"
+    exif[_MODEL] = "Model 7"
+    exif[_DATE_TIME] = "2026:11:20 09:15:00"
+    exif[_ORIENTATION] = 1
+    gps = exif.get_ifd(_GPS_IFD)
     gps[1], gps[2] = "N", (51.0, 30.0, 12.0)
     gps[3], gps[4] = "W", (0.0, 7.0, 40.0)
     buffer = io.BytesIO()
@@ -55,8 +58,8 @@ def camera_heic(width: int = 1600, height: int = 1200, *, seed: int = 2) -> byte
 
     register_heif_opener()
     exif = Image.Exif()
-    exif[0x010F] = "ExamplePhone"
-    gps = exif.get_ifd(0x8825)
+    exif[_MAKE] = "ExamplePhone"
+    gps = exif.get_ifd(_GPS_IFD)
     gps[1], gps[2] = "N", (51.0, 30.0, 12.0)
     buffer = io.BytesIO()
     skin_scene(width, height, seed=seed).save(buffer, "HEIF", quality=85, exif=exif.tobytes())
@@ -74,18 +77,29 @@ def thumbnail_jpeg(data: bytes, longest_side: int = 320) -> bytes:
 
 
 _FORMAT_NAMES = {"HEIF": "HEIC", "MPO": "JPEG"}
-_GPS_IFD = 0x8825
-_MAKE, _MODEL, _DATE_TIME = 0x010F, 0x0110, 0x0132
+
+
+def _open_photo(data: bytes) -> Image.Image:
+    from pillow_heif import register_heif_opener  # noqa: PLC0415 (registers a Pillow plugin)
+
+    register_heif_opener()
+    return Image.open(io.BytesIO(data))
+
+
+def _dimensions(image: Image.Image) -> str:
+    return f"{image.width}x{image.height} {_FORMAT_NAMES.get(image.format or '', image.format or 'image')}"
+
+
+def photo_dimensions(data: bytes) -> str:
+    """'1600x1200 JPEG': the size and format of a photo."""
+    with _open_photo(data) as image:
+        return _dimensions(image)
 
 
 def describe_photo(data: bytes) -> str:
     """'1600x1200 JPEG, 110 KB; its metadata holds a GPS position, the camera model': one line."""
-    from pillow_heif import register_heif_opener  # noqa: PLC0415 (registers a Pillow plugin)
-
-    register_heif_opener()
-    with Image.open(io.BytesIO(data)) as image:
-        width, height = image.size
-        kind = _FORMAT_NAMES.get(image.format or "", image.format or "image")
+    with _open_photo(data) as image:
+        dimensions = _dimensions(image)
         exif = image.getexif()
         revealing = [
             what
@@ -99,7 +113,7 @@ def describe_photo(data: bytes) -> str:
     metadata = (
         f"its metadata holds {_listed(revealing)}" if revealing else "no location, camera or time in it"
     )
-    return f"{width}x{height} {kind}, {kilobytes(len(data))}; {metadata}"
+    return f"{dimensions}, {kilobytes(len(data))}; {metadata}"
 
 
 def _listed(items: list[str]) -> str:

@@ -80,7 +80,8 @@ async def open_practice(
     transcript.step("photobot run")
     transcript.note("starting the bot ...")
     await bot.start()
-    groups.extend(pid for pid in (bot.pid,) if pid is not None)
+    if bot.pid is not None:
+        groups.append(bot.pid)
     transcript.note(f"the bot is serving (process {bot.pid}); waiting for it to join the clinician room")
     await clinician.wait_joined(clinician_room, bot_user.user_id)
     transcript.note("the bot joined the clinician room")

@@ -11,7 +11,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from bot.demo.photos import describe_photo, kilobytes
+from bot.demo.photos import kilobytes, photo_dimensions
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.zip")
 FALLBACK_NAME = "record-package.zip"
@@ -33,6 +33,6 @@ def package_contents(data: bytes) -> list[str]:
         for info in archive.infolist():
             line = f"{info.filename:<18} {kilobytes(info.file_size):>7}"
             if info.filename.startswith("photo-"):
-                line += f"  {describe_photo(archive.read(info)).split(',')[0]}"
+                line += f"  {photo_dimensions(archive.read(info))}"
             lines.append(line)
     return lines

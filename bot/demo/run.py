@@ -188,7 +188,8 @@ async def _play(
     cleanup.push_async_callback(homeserver.stop)
     transcript.step("Starting a throwaway Matrix homeserver (Synapse) on 127.0.0.1 ...")
     await homeserver.start()
-    groups.extend(pid for pid in (homeserver.pid,) if pid is not None)
+    if homeserver.pid is not None:
+        groups.append(homeserver.pid)
     transcript.note(f"Synapse is running (process {homeserver.pid})")
     practice = await open_practice(homeserver, base, cleanup, groups, transcript)
     stage = Stage(homeserver, practice, base, cleanup, transcript)

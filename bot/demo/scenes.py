@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from bot.conversation.reference import REFERENCE_ALPHABET, REFERENCE_PREFIX
 from bot.demo.people import Person, Seen
 from bot.demo.photos import camera_heic, camera_jpeg, thumbnail_jpeg
 from bot.demo.practice import DemoPractice
@@ -26,7 +27,7 @@ from bot.local_homeserver import LocalHomeserver
 
 NHS_NUMBER_A: Final = "999 765 4323"
 NHS_NUMBER_B: Final = "999 234 5675"
-_REFERENCE = re.compile(r"GP-[0-9A-Z]{4}-[0-9A-Z]{4}")
+_REFERENCE = re.compile(rf"{REFERENCE_PREFIX}-[{REFERENCE_ALPHABET}]{{4}}-[{REFERENCE_ALPHABET}]{{4}}")
 
 
 @dataclass(frozen=True)

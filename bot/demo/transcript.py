@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Final
 
 from bot.demo.people import Person, Seen
-from bot.demo.photos import describe_photo, kilobytes
+from bot.demo.photos import describe_photo, kilobytes, photo_dimensions
 from bot.ids import EventID, RoomID, UserID
 
 LINE_WIDTH: Final = 110
@@ -53,16 +53,7 @@ class Transcript:
         body = text.lstrip(" ")
         indent = "   " + " " * (len(text) - len(body))
         hanging = indent + ("  " if body.startswith("- ") else "")
-        self._write(
-            textwrap.fill(
-                body,
-                LINE_WIDTH,
-                initial_indent=indent,
-                subsequent_indent=hanging,
-                break_on_hyphens=False,
-                break_long_words=False,
-            )
-        )
+        self._write(_fill(body, indent, hanging))
 
     def said(self, room: str, who: str, text: str) -> None:
         if room != self._room:
@@ -73,18 +64,7 @@ class Transcript:
         self._write("")
         for number, line in enumerate(lines):
             lead = f"{who:>{SPEAKER_WIDTH}}: " if number == 0 and who else _INDENT
-            self._write(
-                textwrap.fill(
-                    line,
-                    LINE_WIDTH,
-                    initial_indent=lead,
-                    subsequent_indent=_INDENT,
-                    break_on_hyphens=False,  # a reference like GP-7KQ2-M4XD stays on one line
-                    break_long_words=False,
-                )
-                if line.strip()
-                else ""
-            )
+            self._write(_fill(line, lead, _INDENT) if line.strip() else "")
 
 
 class Chat:
@@ -133,7 +113,7 @@ class Chat:
     ) -> list[Seen]:
         """Send an encrypted photo (as an image, or as a file as iPhones often do), then wait as `say`."""
         how = "file" if as_file else "photo"
-        preview = f"; sent with a {describe_photo(thumbnail).split(',')[0]} thumbnail" if thumbnail else ""
+        preview = f"; sent with a {photo_dimensions(thumbnail)} thumbnail" if thumbnail else ""
         self.transcript.said(self.room, self.me, f"[{how} {filename}: {describe_photo(data)}{preview}]")
         event_id = await self.person.send_photo(
             self.room_id, data, filename=filename, mimetype=mimetype, as_file=as_file, thumbnail=thumbnail
@@ -196,6 +176,17 @@ class Chat:
         if seen.kind == "file":
             return f"[file {seen.body}: {kilobytes(len(data))}]"
         return f"[photo: {seen.body}: {describe_photo(data)}]"
+
+
+def _fill(text: str, first: str, rest: str) -> str:
+    return textwrap.fill(
+        text,
+        LINE_WIDTH,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_on_hyphens=False,  # a reference like GP-7KQ2-M4XD stays on one line
+        break_long_words=False,
+    )
 
 
 def _shortened(text: str, limit: int = 40) -> str:
