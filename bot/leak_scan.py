@@ -58,13 +58,19 @@ from pathlib import Path
 
 import nio
 
+from bot.key_rotation import next_key_path, previous_key_path
 from bot.keyring import MasterKey, MasterKeyError, load_master_key_file
 from bot.nhs_number import with_check_digit
 
 MASTER_KEY_FILE_NAME = "master.key"
-# While `photobot key rotate` runs, the new key waits in "<key file>.next" and, once installed, the old one in
-# "<key file>.previous" until every image is re-wrapped (bot/key_rotation.py): master key files too.
-ROTATION_SUFFIXES = (".next", ".previous")
+# With a rotation's new and old key files beside it, while `photobot key rotate` runs: master key files too.
+_KEY_FILE_NAMES = frozenset(
+    [
+        MASTER_KEY_FILE_NAME,
+        next_key_path(Path(MASTER_KEY_FILE_NAME)).name,
+        previous_key_path(Path(MASTER_KEY_FILE_NAME)).name,
+    ]
+)
 
 # Files are read in chunks; each chunk also sees this much of the next one, so a JPEG's first segments
 # (at most 64 KiB each) and any needle that straddles a chunk boundary are still seen whole.
@@ -216,15 +222,13 @@ def _nhs_numbers(data: bytes, start: int, stop: int) -> Iterator[int]:
         end = stop + len(run) - 1
         if classes.count(run, start, end) * 256 > stop - start:
             # Text full of digits (hex ids, numbers): one pass of the expression beats a call per run.
-            candidates: Iterator[re.Match[bytes]] = (
-                m for m in pattern.finditer(data, start) if m.start() < stop
-            )
+            candidates: Iterator[re.Match[bytes]] = pattern.finditer(data, start)
         else:
             candidates = _matches_at_runs(data, classes, run, pattern, start=start, end=end, width=width)
         for match in candidates:
             if match.start() >= stop:
                 break
-            if _glued_to_a_timestamp(data, match) and width == 1:
+            if width == 1 and _glued_to_a_timestamp(data, match):
                 continue
             if _valid_nhs_digits((match.group(1) + match.group(3) + match.group(4))[::width]):
                 yield match.start()
@@ -349,30 +353,26 @@ def scan_file(
 def _walk(paths: Iterable[Path]) -> Iterator[Path]:
     """Every regular file under `paths`, in a stable order; symbolic links are not followed."""
     for root in paths:
-        if root.is_symlink() or root.is_file():
-            if root.is_file() and not root.is_symlink():
-                yield root
+        if root.is_symlink():
+            continue
+        if root.is_file():
+            yield root
             continue
         for directory, subdirectories, files in os.walk(root):
             subdirectories.sort()
             for name in sorted(files):
                 path = Path(directory) / name
-                mode = path.lstat().st_mode
+                try:
+                    mode = path.lstat().st_mode
+                except FileNotFoundError:
+                    continue  # removed while we walked (a temporary file)
                 if stat.S_ISREG(mode):
                     yield path
 
 
-def _discover_master_key_files(paths: Iterable[Path]) -> list[Path]:
-    names = {MASTER_KEY_FILE_NAME, *(MASTER_KEY_FILE_NAME + suffix for suffix in ROTATION_SUFFIXES)}
-    return [path for path in _walk(paths) if path.name in names]
-
-
 def _rotation_files(key_file: Path) -> list[Path]:
-    return [
-        key_file.with_name(key_file.name + suffix)
-        for suffix in ROTATION_SUFFIXES
-        if key_file.with_name(key_file.name + suffix).is_file()
-    ]
+    """The key files a running `photobot key rotate` keeps beside `key_file` (bot/key_rotation.py)."""
+    return [path for path in (next_key_path(key_file), previous_key_path(key_file)) if path.is_file()]
 
 
 def scan_paths(paths: Sequence[Path], master_key_files: Sequence[Path] = ()) -> ScanReport:
@@ -387,8 +387,9 @@ def scan_paths(paths: Sequence[Path], master_key_files: Sequence[Path] = ()) -> 
     keys: dict[Path, MasterKey] = {}
     for path in master_key_files:
         keys[path.resolve()] = load_master_key_file(path)
+    files_to_scan = list(_walk(paths))
     rotating = [rotation for given in master_key_files for rotation in _rotation_files(given)]
-    discovered = [] if master_key_files else _discover_master_key_files(paths)
+    discovered = [] if master_key_files else [path for path in files_to_scan if path.name in _KEY_FILE_NAMES]
     for path in [*rotating, *discovered]:
         if path.resolve() in keys:
             continue
@@ -399,7 +400,7 @@ def scan_paths(paths: Sequence[Path], master_key_files: Sequence[Path] = ()) -> 
     needles = tuple(MasterKeyNeedles.of(key) for key in keys.values())
     findings: list[Finding] = []
     files = size = 0
-    for path in _walk(paths):
+    for path in files_to_scan:
         allowed = frozenset([FindingKind.MASTER_KEY]) if path.resolve() in keys else frozenset()
         try:
             findings += scan_file(path, needles, allowed=allowed)

@@ -592,10 +592,9 @@ class PhotoTiming:
     waiting for the disk or in other threads is not counted. The steps of one photo run one after another.
     """
 
-    def __init__(self, metrics: BotMetrics, now: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, metrics: BotMetrics) -> None:
         self._metrics = metrics
-        self._now = now
-        self._started = now()
+        self._started = time.perf_counter()
         self._cpu = 0.0
 
     @property
@@ -616,5 +615,5 @@ class PhotoTiming:
 
     def done(self) -> None:
         """The photo is through (stored or refused): observe its wall and CPU time."""
-        self._metrics.photo_processing_seconds.observe(self._now() - self._started)
+        self._metrics.photo_processing_seconds.observe(time.perf_counter() - self._started)
         self._metrics.photo_pipeline_cpu_seconds.observe(self._cpu)
