@@ -94,35 +94,33 @@ class MediaLedger:
 
     async def pending(self) -> list[MediaEntry]:
         """Every upload not yet deleted, whether or not its retry time has come."""
-        async with self._db.connection.execute(
-            "SELECT id, room_id, event_id, media, attempts FROM media_ledger WHERE status = ? ORDER BY id",
-            (PENDING,),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            MediaEntry(
-                row["id"],
-                RoomID(row["room_id"]),
-                EventID(row["event_id"]),
-                self._sealer.open(row["media"], context="media").decode(),
-                row["attempts"],
-            )
-            for row in rows
-        ]
+        return [self._entry(row) for row in await self._pending_rows()]
 
     async def due(self) -> list[MediaEntry]:
         """The uploads to try now: never tried, or refused long enough ago (`retry_delay`)."""
         now = self._clock.now()
-        async with self._db.connection.execute(
-            "SELECT id, attempts, updated_at FROM media_ledger WHERE status = ?", (PENDING,)
-        ) as cursor:
-            rows = await cursor.fetchall()
-        due_ids = {
-            row["id"]
-            for row in rows
+        return [
+            self._entry(row)
+            for row in await self._pending_rows()
             if datetime.fromisoformat(row["updated_at"]) + retry_delay(row["attempts"]) <= now
-        }
-        return [entry for entry in await self.pending() if entry.id in due_ids]
+        ]
+
+    async def _pending_rows(self) -> list[aiosqlite.Row]:
+        async with self._db.connection.execute(
+            "SELECT id, room_id, event_id, media, attempts, updated_at FROM media_ledger WHERE status = ?"
+            " ORDER BY id",
+            (PENDING,),
+        ) as cursor:
+            return list(await cursor.fetchall())
+
+    def _entry(self, row: aiosqlite.Row) -> MediaEntry:
+        return MediaEntry(
+            row["id"],
+            RoomID(row["room_id"]),
+            EventID(row["event_id"]),
+            self._sealer.open(row["media"], context="media").decode(),
+            row["attempts"],
+        )
 
     async def settle(self, entry_id: int, status: str) -> None:
         async with self._db.transaction() as db:

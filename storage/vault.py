@@ -183,11 +183,11 @@ class Vault:
             try:
                 os.fchmod(fd, 0o600)
                 _write_all(fd, _HEADER + nonce)
-                half = len(ciphertext) // 2
-                _write_all(fd, memoryview(ciphertext)[:half])
+                view, half = memoryview(ciphertext), len(ciphertext) // 2
+                _write_all(fd, view[:half])
                 if part_written is not None:
                     part_written()
-                _write_all(fd, memoryview(ciphertext)[half:])
+                _write_all(fd, view[half:])
                 os.fsync(fd)
             finally:
                 os.close(fd)

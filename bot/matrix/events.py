@@ -130,7 +130,11 @@ def _plain_urls(content: object) -> tuple[str, ...]:
         return ()
     info = content.get("info") if isinstance(content.get("info"), dict) else {}
     assert isinstance(info, dict)
-    urls = (content.get("url"), info.get("thumbnail_url"))
+    return _mxc_urls(content.get("url"), info.get("thumbnail_url"))
+
+
+def _mxc_urls(*urls: object) -> tuple[str, ...]:
+    """The uploads among `urls`: the strings that are mxc:// URLs."""
     return tuple(url for url in urls if isinstance(url, str) and url.startswith("mxc://"))
 
 
@@ -145,14 +149,10 @@ def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool
     assert isinstance(info, dict)
     file = EncryptedFile.from_content(content.get("file")) if encrypted else None
     thumbnail = EncryptedFile.from_content(info.get("thumbnail_file")) if encrypted else None
-    urls = [
-        url
-        for url in (
-            file.url if file else content.get("url"),
-            thumbnail.url if thumbnail else info.get("thumbnail_url"),
-        )
-        if isinstance(url, str) and url.startswith("mxc://")
-    ]
+    urls = _mxc_urls(
+        file.url if file else content.get("url"),
+        thumbnail.url if thumbnail else info.get("thumbnail_url"),
+    )
     size = info.get("size")
     return MediaMessage(
         **_base(event, room_id),
@@ -160,7 +160,7 @@ def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool
         file=file,
         thumbnail=thumbnail,
         declared_size=size if isinstance(size, int) else None,
-        media_urls=tuple(urls),
+        media_urls=urls,
     )
 
 
