@@ -51,7 +51,7 @@ from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, database_busy, purge_pending_media
+from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
@@ -65,7 +65,7 @@ from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database, DatabaseError
+from storage.database import Database, DatabaseError, database_busy
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import AlertChange, MediaLedger
@@ -395,6 +395,11 @@ def _gauge_sources(database: Database, clock: Clock) -> BotGaugeSources:
             rows = await cursor.fetchall()
         return {**known, **{str(row[0]): float(row[1]) for row in rows}}
 
+    async def count(sql: str, *params: str) -> float:
+        async with database.connection.execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row is not None else 0.0
+
     async def conversations_by_state() -> Mapping[str, float]:
         sql = "SELECT state, COUNT(*) FROM conversations GROUP BY state"
         return await counts(sql, dict.fromkeys((state.value for state in State), 0.0))
@@ -410,14 +415,10 @@ def _gauge_sources(database: Database, clock: Clock) -> BotGaugeSources:
             "SELECT (SELECT COUNT(*) FROM media_ledger WHERE status = 'pending')"
             " + (SELECT COUNT(*) FROM postings WHERE status != 'retracted' AND expires_at <= ?)"
         )
-        async with database.connection.execute(sql, (iso(clock.now()),)) as cursor:
-            row = await cursor.fetchone()
-        return float(row[0]) if row is not None else 0.0
+        return await count(sql, iso(clock.now()))
 
     async def outbox_backlog() -> float:
-        async with database.connection.execute("SELECT COUNT(*) FROM outbox") as cursor:
-            row = await cursor.fetchone()
-        return float(row[0]) if row is not None else 0.0
+        return await count("SELECT COUNT(*) FROM outbox")
 
     return BotGaugeSources(conversations_by_state, queue_by_status, purge_backlog, outbox_backlog)
 

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID, server_name
+from bot.logs import LOG_FORMATS
 
 T = TypeVar("T")
 
@@ -232,7 +233,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if len(admin_rooms) > 1:
         read.problems.append(f"{PREFIX}ADMIN_ROOM takes one room id.")
     log_format = read.text("LOG_FORMAT", "text").lower()
-    if log_format not in {"text", "json"}:
+    if log_format not in LOG_FORMATS:
         read.problems.append(f"{PREFIX}LOG_FORMAT must be text or json.")
     log_level = read.text("LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:

@@ -227,14 +227,7 @@ class ClinicianDesk:
                 await self.submissions.set_status(db, submission.submission_id, Status.DONE, cmd.now)
                 for photo in originals:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
-                if originals:
-                    await self.ledger.record(
-                        db,
-                        LedgerKind.IMAGES_DESTROYED,
-                        cmd.now,
-                        submission_id=submission.submission_id,
-                        image_ids=[photo.photo_id for photo in originals],
-                    )
+                await self._ledger_images(db, submission, [photo.photo_id for photo in originals], cmd.now)
                 await self._audit(
                     db,
                     cmd,
@@ -333,14 +326,7 @@ class ClinicianDesk:
                 )
                 if destroy_original:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
-                if doomed:
-                    await self.ledger.record(
-                        db,
-                        LedgerKind.IMAGES_DESTROYED,
-                        cmd.now,
-                        submission_id=submission.submission_id,
-                        image_ids=doomed,
-                    )
+                await self._ledger_images(db, submission, doomed, cmd.now)
                 await self._audit(
                     db,
                     cmd,
@@ -600,6 +586,19 @@ class ClinicianDesk:
 
     async def _post(self) -> None:
         await self.media.post_pending()
+
+    async def _ledger_images(
+        self, db: aiosqlite.Connection, submission: Submission, image_ids: list[str], now: datetime
+    ) -> None:
+        """Some of a submission's images (an edit's original, a replaced version) go: into the ledger too."""
+        if image_ids:
+            await self.ledger.record(
+                db,
+                LedgerKind.IMAGES_DESTROYED,
+                now,
+                submission_id=submission.submission_id,
+                image_ids=image_ids,
+            )
 
     async def _mark_destroyed(
         self,

@@ -74,7 +74,7 @@ from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database
+from storage.database import Database, database_busy
 from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
@@ -559,11 +559,6 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
             " are retried with backoff. Check the homeserver-admin credential (homeserver_admin_token).",
             refused,
         )
-
-
-def database_busy(error: sqlite3.OperationalError) -> bool:
-    """SQLite gave up waiting for a lock another process holds (after the connection's busy timeout)."""
-    return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def clinician_notice(notice: NotifyClinicians) -> str:

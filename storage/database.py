@@ -122,3 +122,8 @@ def _statements(sql: str) -> list[str]:
                 statements.append(current.strip())
             current = ""
     return statements
+
+
+def database_busy(error: sqlite3.OperationalError) -> bool:
+    """SQLite gave up waiting for a lock another process holds (after the connection's busy timeout)."""
+    return (error.sqlite_errorcode & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
