@@ -130,15 +130,13 @@ def make_poster(
     practice_name: str,
     out_dir: Path,
     say: Callable[[str], None],
-    *,
-    clock: Clock | None = None,
 ) -> int:
     """`photobot poster`: the A4 PDF and PNG in `out_dir`. Once the bot's database exists, the poster carries
     the practice name in force (so a name an admin changed at run time is the one printed); before that,
     `practice_name` (the environment's). A database that exists but cannot be opened (no master key) is an
     error, not a reason to print a name that may be out of date."""
     if settings.database_path.exists():
-        practice_name = asyncio.run(live_practice_name(settings, clock or SystemClock()))
+        practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
     poster = render_poster(practice_name, settings.user_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)

@@ -57,6 +57,7 @@ from bot.keyring import (
     MasterKeyError,
     create_master_key_file,
     destroy_master_key_file,
+    fsync_directory,
     load_master_key_file,
 )
 from bot.matrix.store_rekey import nio_store_opens, rekey_nio_store, store_database_path
@@ -64,10 +65,9 @@ from storage.audit import AuditLog
 from storage.database import Database
 from storage.deletion_ledger import DeletionLedger
 from storage.sealed_columns import check_all, columns_under_key, known_column, reseal_all
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import IMAGE_DIGEST_PURPOSE, ImageUnreadableError, Vault
 
 FAULT_POINT = "mid_key_rotation"
-IMAGE_DIGEST_PURPOSE = "image"  # the purpose storage.vault makes each image's keyed digest with
 _SHOWN_PROBLEMS = 20
 
 
@@ -85,7 +85,6 @@ class Rotation:
     old_key_id: str
     new_key_id: str
     phase: str
-    images_rewrapped: int
 
 
 @dataclass(frozen=True)
@@ -112,8 +111,7 @@ def previous_key_path(key_file: Path) -> Path:
 
 async def unfinished_rotation(database: Database) -> Rotation | None:
     async with database.connection.execute(
-        "SELECT rotation_id, old_key_id, new_key_id, phase, images_rewrapped FROM key_rotations"
-        " WHERE finished_at IS NULL"
+        "SELECT rotation_id, old_key_id, new_key_id, phase FROM key_rotations WHERE finished_at IS NULL"
     ) as cursor:
         row = await cursor.fetchone()
     if row is None:
@@ -123,7 +121,6 @@ async def unfinished_rotation(database: Database) -> Rotation | None:
         str(row["old_key_id"]),
         str(row["new_key_id"]),
         str(row["phase"]),
-        int(row["images_rewrapped"]),
     )
 
 
@@ -281,7 +278,7 @@ class KeyRotation:
         else:
             os.link(self._key_file, self._previous)
         self._next.replace(self._key_file)
-        _fsync_directory(self._key_file.parent)
+        fsync_directory(self._key_file.parent)
 
     def _load_previous(self, rotation: Rotation) -> MasterKey | None:
         """The old key from P.previous; None if it is gone or was half overwritten by a killed destroy."""
@@ -310,7 +307,7 @@ class KeyRotation:
             )
             rotation_id = cursor.lastrowid
         assert rotation_id is not None
-        return Rotation(rotation_id, old.key_id, new.key_id, "re-wrapping", 0)
+        return Rotation(rotation_id, old.key_id, new.key_id, "re-wrapping")
 
     async def _set_phase(self, rotation: Rotation, phase: str) -> None:
         async with self._db.transaction() as db:
@@ -453,11 +450,3 @@ class KeyRotation:
                         (digest, photo_id),
                     )
         return verified, problems
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -137,7 +137,8 @@ def _format_master_key_file(key: MasterKey) -> bytes:
     return f"{MASTER_KEY_FILE_MAGIC} {MASTER_KEY_FILE_VERSION} {key.key_id} {encoded}\n".encode("ascii")
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Sync `directory` itself, so that a file created, renamed or removed in it stays so after a crash."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -171,7 +172,7 @@ def create_master_key_file(path: Path) -> MasterKey:
         fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         try:
             os.fchmod(fd, 0o600)  # whatever the umask, exactly owner read/write
-            _write_all(fd, _format_master_key_file(key))
+            write_all(fd, _format_master_key_file(key))
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -190,11 +191,12 @@ def create_master_key_file(path: Path) -> MasterKey:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return key
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of `data` to `fd` (os.write may write less than asked)."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -214,12 +216,12 @@ def destroy_master_key_file(path: Path) -> bool:
         return False
     try:
         size = os.fstat(fd).st_size
-        _write_all(fd, bytes(size))
+        write_all(fd, bytes(size))
         os.fsync(fd)
     finally:
         os.close(fd)
     path.unlink()
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return True
 
 

@@ -45,11 +45,11 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.clock import Clock, iso
-from bot.keyring import CryptoError, Keyring, Sealer
+from bot.keyring import CryptoError, Keyring, Sealer, fsync_directory, write_all
 from storage.audit import AuditLog
 from storage.data_dir_lock import DataDirLock
 from storage.database import Database
@@ -173,17 +173,12 @@ async def make_backup(
         report = await _fill_backup(paths, partial, keyring, clock, after_snapshot)
         await asyncio.to_thread(_sync_tree, partial)
         partial.rename(destination)
-        _fsync_directory(destination.parent)
+        fsync_directory(destination.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return BackupReport(
-        destination,
-        report.images,
-        report.unreadable,
-        report.replayed,
-        _tree_size(destination),
-        time.monotonic() - started,
+    return replace(
+        report, destination=destination, bytes=_tree_size(destination), seconds=time.monotonic() - started
     )
 
 
@@ -225,7 +220,8 @@ async def _fill_backup(
         "unreadable_images": list(unreadable),
     }
     _write_new_file(partial / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    return BackupReport(partial, len(referenced), unreadable, replayed, 0, 0.0)
+    # make_backup fills in the final destination, the size and the time
+    return BackupReport(partial, len(referenced), unreadable, replayed, bytes=0, seconds=0.0)
 
 
 async def _refuse_snapshot(copy: Database, keyring: Keyring) -> None:
@@ -290,7 +286,7 @@ async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock
             await database.close()
         shutil.rmtree(staging, ignore_errors=True)
         marker.unlink()
-        _fsync_directory(paths.data_dir)
+        fsync_directory(paths.data_dir)
     return RestoreReport(source, len(images), replayed, time.monotonic() - started)
 
 
@@ -370,7 +366,7 @@ def _swap_in(paths: DataPaths, staging: Path) -> None:
     if paths.vault.exists():
         paths.vault.replace(replaced)
     (staging / VAULT_NAME).replace(paths.vault)
-    _fsync_directory(paths.data_dir)
+    fsync_directory(paths.data_dir)
     shutil.rmtree(replaced, ignore_errors=True)
 
 
@@ -382,7 +378,7 @@ def _add_missing_nio_files(source: Path, target: Path) -> None:
         if path.is_file() and not path.is_symlink() and not (target / path.name).exists():
             shutil.copyfile(path, target / path.name)
             (target / path.name).chmod(0o600)
-    _fsync_directory(target)
+    fsync_directory(target)
 
 
 # ---- files ------------------------------------------------------------------------------------------------
@@ -417,24 +413,20 @@ def _single_file(path: Path) -> None:
     _fsync_file(path)
 
 
-def _copy_images(source: Path, target: Path, image_ids: list[str]) -> list[str]:
-    """Copy each named image file; returns the ids whose file was not there (destroyed meanwhile)."""
+def _copy_images(source: Path, target: Path, image_ids: list[str]) -> None:
+    """Copy each named image file; one that is not there (destroyed meanwhile) is skipped."""
     target.mkdir(mode=0o700, exist_ok=True)
-    missing = []
     for image_id in image_ids:
         if not IMAGE_ID_PATTERN.fullmatch(image_id):
-            missing.append(image_id)
             continue
         name = image_id + FILE_SUFFIX
         try:
             fd = os.open(source / name, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
-            missing.append(image_id)
             continue
         with os.fdopen(fd, "rb") as origin:
             _write_new_file(target / name, origin.read())
-    _fsync_directory(target)
-    return missing
+    fsync_directory(target)
 
 
 def _copy_nio_store(source: Path, target: Path) -> None:
@@ -448,15 +440,13 @@ def _copy_nio_store(source: Path, target: Path) -> None:
             _snapshot_sqlite(path, target / path.name)
         else:
             _write_new_file(target / path.name, path.read_bytes())
-    _fsync_directory(target)
+    fsync_directory(target)
 
 
 def _write_new_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -466,7 +456,7 @@ def _write_file(path: Path, data: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     _write_new_file(path, data)
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _fsync_file(path: Path) -> None:
@@ -477,19 +467,11 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_tree(root: Path) -> None:
     for directory, _, files in os.walk(root):
         for name in files:
             _fsync_file(Path(directory) / name)
-        _fsync_directory(Path(directory))
+        fsync_directory(Path(directory))
 
 
 def _tree_size(root: Path) -> int:

@@ -60,7 +60,7 @@ from pathlib import Path
 import aiosqlite
 
 from bot.clock import Clock, iso
-from bot.keyring import Keyring, KeyUnavailableError
+from bot.keyring import Keyring, KeyUnavailableError, fsync_directory, write_all
 from storage.audit import AuditAction, AuditLog
 from storage.database import Database
 from storage.postings import PostingRepository
@@ -99,14 +99,6 @@ class LedgerContents:
 def ledger_path(data_dir: Path) -> Path:
     """Where the ledger of the bot whose data directory is `data_dir` lives."""
     return data_dir / LEDGER_FILE_NAME
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DeletionLedger:
@@ -150,12 +142,12 @@ class DeletionLedger:
                 size = os.fstat(fd).st_size
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line  # the last line was torn by a crash: start on a line of our own
-                _write_all(fd, line)
+                write_all(fd, line)
                 os.fsync(fd)
             finally:
                 os.close(fd)
             if created:
-                _fsync_directory(self.path.parent)
+                fsync_directory(self.path.parent)
 
     def _line(self, entry: LedgerEntry, key_id: str) -> bytes:
         fields: dict[str, object] = {
@@ -230,15 +222,6 @@ class DeletionLedger:
 
     # ---- key rotation ------------------------------------------------------------------------------
 
-    def needs_rekey(self) -> bool:
-        """True if a line is authenticated under a key other than the current one (or does not verify)."""
-        try:
-            content = self.path.read_bytes()
-        except FileNotFoundError:
-            return False
-        current = f'"key":"{self._keyring.current_key_id}"'.encode("ascii")
-        return any(line.strip() and current not in line for line in content.split(b"\n"))
-
     def rekey(self) -> LedgerContents:
         """Rewrite the file with every verified entry authenticated under the current key (atomic replace).
 
@@ -253,7 +236,7 @@ class DeletionLedger:
             try:
                 try:
                     for entry in contents.entries:
-                        _write_all(fd, self._line(entry, self._keyring.current_key_id))
+                        write_all(fd, self._line(entry, self._keyring.current_key_id))
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -262,15 +245,8 @@ class DeletionLedger:
                 with contextlib.suppress(FileNotFoundError):
                     temporary.unlink()
                 raise
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
             return LedgerContents(contents.entries, 0)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 async def mark_applied(db: aiosqlite.Connection, entry_id: str, now: datetime) -> None:

@@ -41,6 +41,12 @@ class SealedColumn:
     def context_of(self, row_key: object) -> str:
         return self.context.replace("{}", str(row_key))
 
+    @property
+    def sealed_rows(self) -> str:
+        """An SQL condition: the rows of the table whose column holds a sealed value."""
+        condition = f"typeof({self.column}) = 'blob' AND length({self.column}) > 0"
+        return f"{condition} AND {self.only_where}" if self.only_where else condition
+
 
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn("bot_account", "id", "access_token", "bot-account:token"),
@@ -81,11 +87,10 @@ class ResealReport:
 
 
 def _pending_rows_sql(column: SealedColumn) -> str:
-    condition = f" AND {column.only_where}" if column.only_where else ""
     return (
         f"SELECT {column.row_key} AS row_key, {column.column} AS sealed FROM {column.table}"  # noqa: S608
-        f" WHERE typeof({column.column}) = 'blob' AND length({column.column}) > 0"  # names from the registry
-        f" AND substr({column.column}, 1, ?) != ? AND {column.row_key} > ?{condition}"
+        f" WHERE {column.sealed_rows}"  # names from the registry
+        f" AND substr({column.column}, 1, ?) != ? AND {column.row_key} > ?"
         f" ORDER BY {column.row_key} LIMIT {BATCH_ROWS:d}"
     )
 
@@ -152,11 +157,9 @@ async def check_all(database: Database, keyring: Keyring) -> list[str]:
     problems: list[str] = []
     for column in SEALED_COLUMNS:
         lookup = column.lookup_column or "NULL"
-        condition = f" AND {column.only_where}" if column.only_where else ""
         async with database.connection.execute(
             f"SELECT {column.row_key} AS row_key, {column.column} AS sealed, {lookup} AS lookup"  # noqa: S608
-            f" FROM {column.table} WHERE typeof({column.column}) = 'blob'"  # names from the registry
-            f" AND length({column.column}) > 0{condition}"
+            f" FROM {column.table} WHERE {column.sealed_rows}"  # names from the registry
         ) as cursor:
             rows = await cursor.fetchall()
         for row in rows:

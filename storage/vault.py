@@ -57,6 +57,8 @@ from bot.keyring import (
     IntegrityCheckError,
     Keyring,
     KeyUnavailableError,
+    fsync_directory,
+    write_all,
 )
 
 IMAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -67,7 +69,7 @@ _FORMAT_VERSION = 1
 _HEADER = _MAGIC + bytes((_FORMAT_VERSION,))
 _IMAGE_AAD_PREFIX = b"photobot/image/v1:"
 _KEY_AAD_PREFIX = b"photobot/image-key/v1:"
-_DIGEST_PURPOSE = "image"
+IMAGE_DIGEST_PURPOSE = "image"  # the purpose of each image's keyed digest (key rotation checks it)
 
 
 class VaultError(Exception):
@@ -118,13 +120,6 @@ def _key_aad(image_id: str) -> bytes:
     return _KEY_AAD_PREFIX + image_id.encode("ascii")
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 class Vault:
     """Encrypted image files in one directory, each under its own key wrapped by `keyring`.
 
@@ -151,13 +146,6 @@ class Vault:
     def _path(self, image_id: str) -> Path:
         return self._directory / (_check_image_id(image_id) + FILE_SUFFIX)
 
-    def _fsync_directory(self) -> None:
-        fd = os.open(self._directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def put(
         self, image_id: str, plaintext: bytes, *, part_written: Callable[[], None] | None = None
     ) -> StoredImage:
@@ -175,19 +163,19 @@ class Vault:
             image_id=image_id,
             wrapped_key=self._keyring.wrap_key(data_key, aad=_key_aad(image_id)),
             size=len(plaintext),
-            digest=self._keyring.keyed_digest(plaintext, purpose=_DIGEST_PURPOSE),
+            digest=self._keyring.keyed_digest(plaintext, purpose=IMAGE_DIGEST_PURPOSE),
         )
         temporary = self._directory / f"{TEMPORARY_PREFIX}{secrets.token_hex(12)}"
         fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         try:
             try:
                 os.fchmod(fd, 0o600)
-                _write_all(fd, _HEADER + nonce)
+                write_all(fd, _HEADER + nonce)
                 view, half = memoryview(ciphertext), len(ciphertext) // 2
-                _write_all(fd, view[:half])
+                write_all(fd, view[:half])
                 if part_written is not None:
                     part_written()
-                _write_all(fd, view[half:])
+                write_all(fd, view[half:])
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -196,7 +184,7 @@ class Vault:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
             raise
-        self._fsync_directory()
+        fsync_directory(self._directory)
         return stored
 
     def get(self, image_id: str, wrapped_key: bytes) -> bytes:
@@ -251,7 +239,7 @@ class Vault:
             path.unlink()
         except FileNotFoundError:
             return False
-        self._fsync_directory()
+        fsync_directory(self._directory)
         return True
 
     def exists(self, image_id: str) -> bool:
@@ -278,7 +266,7 @@ class Vault:
                     path.unlink()
                     removed += 1
         if removed:
-            self._fsync_directory()
+            fsync_directory(self._directory)
         return removed
 
     def sweep_orphans(self, known_ids: Collection[str]) -> list[str]:
@@ -300,7 +288,7 @@ class Vault:
                     path.unlink()
                     removed.append(image_id)
         if removed:
-            self._fsync_directory()
+            fsync_directory(self._directory)
         return sorted(removed)
 
     def rewrap(self, image_id: str, wrapped_key: bytes) -> bytes:
