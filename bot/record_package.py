@@ -8,11 +8,12 @@ A pure function: no I/O, no clock, no state. The caller (the clinician's `export
 decrypts the record versions, builds the input, posts the zip encrypted to the clinician room, and audits it.
 
 What is in the zip (entries in sorted order, so `unzip -l` reads the same every time)
-    decisions.json     the package format, purpose, reference, the keep/destroy decision and its reason, the
-                       consents, each photo's file, type, size, SHA-256, received time and edits, and who
-                       exported the package when
+    decisions.json     the package format, purpose, reference, the NHS number, the patient's notes and
+                       captions (verbatim), the keep/destroy decision and its reason, the consents, each
+                       photo's file, type, size, SHA-256, received time and edits, and who exported it when
     description.txt    the clinician's description, UTF-8 exactly as written (empty if none was written)
-    fhir-bundle.json   a FHIR R4 Bundle of type "collection" with one `Media` resource per photo
+    fhir-bundle.json   a FHIR R4 Bundle of type "collection": one `DocumentReference` (the written record:
+                       description, decision, the patient's words) and one `Media` resource per photo
     photo-1.jpg, ...   the record versions, byte for byte, numbered in the order given
 
 Neutral names
@@ -24,8 +25,9 @@ Purposes, and the policy each one carries (rules 3 and 10 of the product brief)
     record          for the patient's record: the NHS number is the FHIR `subject`. No consent is needed.
     second-opinion  for a colleague: as `record`, and refused (`PackageRefusedError`) unless the latest consent
                     answer for "second-opinion" is "yes".
-    teaching        de-identified: no NHS number, no reference, no practice name is written anywhere, even
-                    if the input carries them, and the zip's name is random. Refused unless the latest
+    teaching        de-identified: no NHS number, no reference, no practice name and none of the patient's
+                    own words (notes, captions) are written anywhere, even if the input carries them, and
+                    the zip's name is random. Refused unless the latest
                     consent answer for "teaching" is "yes", and refused if the description or the decision's
                     reason quotes the NHS number (when the caller passes it, to be checked) or the reference:
                     free text cannot be scrubbed reliably, so the clinician edits it instead.
@@ -37,11 +39,16 @@ Deterministic
     permissions 0600 and the same compression settings; photos are STORED (they are compressed already),
     text is DEFLATED at level 9; JSON keys keep a fixed order. Only the name of a teaching zip is random.
 
-The FHIR resource (R4, https://hl7.org/fhir/R4/media.html; R4B's `Media` is the same)
-    Bundle      resourceType "Bundle", type "collection", timestamp = exported_at, one entry per photo
-                (no `entry` at all when there is no photo: FHIR JSON allows no empty arrays).
-                Each entry's fullUrl is a urn:uuid derived from the photo's SHA-256 and its position,
-                so it reveals nothing the photo itself does not.
+The FHIR resources (R4, https://hl7.org/fhir/R4/media.html; R4B's `Media` is the same)
+    Bundle      resourceType "Bundle", type "collection", timestamp = exported_at; the DocumentReference
+                first, then one entry per photo. Each photo entry's fullUrl is a urn:uuid derived from the
+                photo's SHA-256 and its position, so it reveals nothing the photo itself does not; the
+                document's from the reference (random for teaching).
+    DocumentReference  id "record"; status "current"; type text "Photo consultation record"; subject = the
+                NHS number as an identifier (left out for teaching); date = exported_at; one attachment,
+                text/plain UTF-8, holding the description, the decision and, verbatim and marked as the
+                patient's, their notes and captions. This is what files a view-then-delete description
+                (no photo left) against the patient.
     Media       id "photo-N"; status "completed"; type = media-type "image"; subject = the NHS number as an
                 identifier (system https://fhir.nhs.uk/Id/nhs-number), left out for teaching;
                 createdDateTime = when the photo was received; width and height; note = the description
@@ -141,6 +148,8 @@ class RecordPackageInput:
     exported_by: str
     exported_at: datetime
     purpose: str  # "record", "second-opinion" or "teaching"
+    notes: tuple[str, ...] = ()  # the patient's notes, verbatim (never written in a teaching package)
+    captions: tuple[tuple[int, str], ...] = ()  # (photo number, caption), verbatim (likewise)
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,11 @@ def _decisions(package: RecordPackageInput, names: list[str]) -> dict[str, objec
     if not teaching:
         decisions["reference"] = package.reference
         decisions["practice"] = package.practice_name
+        decisions["nhs_number"] = package.nhs_number
+        decisions["patient_notes"] = list(package.notes)
+        decisions["patient_captions"] = [
+            {"photo": number, "caption": text} for number, text in package.captions
+        ]
     decisions["submitted_at"] = iso(package.submitted_at)
     decision = package.decision
     decisions["decision"] = (
@@ -280,13 +294,67 @@ def _fhir_bundle(package: RecordPackageInput, names: list[str]) -> dict[str, obj
         "type": "collection",
         "timestamp": iso(package.exported_at),
     }
-    entries = [
+    entries = [{"fullUrl": _document_url(package), "resource": _document(package)}]
+    entries += [
         {"fullUrl": _full_url(photo, position), "resource": _media(package, photo, name)}
         for position, (name, photo) in enumerate(zip(names, package.photos, strict=True), 1)
     ]
-    if entries:
-        bundle["entry"] = entries
+    bundle["entry"] = entries
     return bundle
+
+
+def _subject(package: RecordPackageInput) -> dict[str, object] | None:
+    if package.purpose == TEACHING or package.nhs_number is None:
+        return None
+    return {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": package.nhs_number}}
+
+
+def document_text(package: RecordPackageInput) -> str:
+    """The written record, as the DocumentReference carries it: the clinician's words, then the patient's."""
+    teaching = package.purpose == TEACHING
+    lines = [] if teaching else [f"Reference: {package.reference}"]
+    lines += ["Clinician's description:", package.description or "(none written)"]
+    decision = package.decision
+    if decision is not None:
+        verdict = "kept for the record" if decision.kept else "not kept"
+        lines.append(f"Decision: {verdict}" + (f"; reason: {decision.reason}" if decision.reason else ""))
+    if not teaching:
+        lines.append("Patient-supplied text, verbatim:")
+        lines += [f"Note {number}: {note}" for number, note in enumerate(package.notes, 1)]
+        lines += [f"Caption of photo {number}: {caption}" for number, caption in package.captions]
+        if not package.notes and not package.captions:
+            lines.append("(none)")
+    return "\n".join(lines) + "\n"
+
+
+def _document(package: RecordPackageInput) -> dict[str, object]:
+    document: dict[str, object] = {
+        "resourceType": "DocumentReference",
+        "id": "record",
+        "status": "current",
+        "type": {"text": "Photo consultation record"},
+    }
+    subject = _subject(package)
+    if subject is not None:
+        document["subject"] = subject
+    document["date"] = iso(package.exported_at)
+    text = document_text(package).encode("utf-8")
+    document["content"] = [
+        {
+            "attachment": {
+                "contentType": "text/plain; charset=utf-8",
+                "data": base64.b64encode(text).decode("ascii"),
+                "size": len(text),
+                "title": "record.txt",
+            }
+        }
+    ]
+    return document
+
+
+def _document_url(package: RecordPackageInput) -> str:
+    named = "document/teaching" if package.purpose == TEACHING else f"document/{package.reference}"
+    return f"urn:uuid:{uuid.uuid5(_FULL_URL_NAMESPACE, named)}"
 
 
 def _media(package: RecordPackageInput, photo: PackagePhoto, name: str) -> dict[str, object]:
@@ -296,8 +364,9 @@ def _media(package: RecordPackageInput, photo: PackagePhoto, name: str) -> dict[
         "status": "completed",
         "type": {"coding": [{"system": MEDIA_TYPE_SYSTEM, "code": "image", "display": "Image"}]},
     }
-    if package.purpose != TEACHING and package.nhs_number is not None:
-        media["subject"] = {"identifier": {"system": NHS_NUMBER_SYSTEM, "value": package.nhs_number}}
+    subject = _subject(package)
+    if subject is not None:
+        media["subject"] = subject
     media["createdDateTime"] = iso(photo.taken_at)
     media["width"] = photo.width
     media["height"] = photo.height

@@ -36,6 +36,7 @@ from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
 from bot.texts import Texts
 from handlers.commands import Invocation, Outcome, UsageError, format_rows
+from handlers.identity import identity_header
 from handlers.staff_media import StaffMedia, outsiders
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -191,16 +192,39 @@ class ClinicianDesk:
                 await self._audit(db, cmd, AuditAction.VIEW, submission, {"photos": len(photos)})
 
             destroy_note = (
-                " This is a **view then delete** submission: it is destroyed once you save a description "
-                f"(`!describe {submission.reference} ...`) or when the window ends."
+                " This is a VIEW THEN DELETE submission: it is destroyed once you save a description "
+                f"(!describe {submission.reference} ...) or when the window ends."
                 if submission.view_then_delete
                 else ""
             )
-            reply = (
-                f"Showing {len(photos)} photo(s) of **{submission.reference}**{_flags(submission)}. They are "
+            header = await self._identity(submission, photos)
+            shown = (
+                f"Showing {len(photos)} photo(s) of {submission.reference}{_flags(submission)} below. They are "
                 f"removed from this room after {_minutes(window)}.{destroy_note}"
             )
-            return Outcome(reply, work, after=self._post)
+
+            async def work_and_audit(db: aiosqlite.Connection) -> None:
+                await work(db)
+                await self._audit(db, cmd, AuditAction.IDENTITY_SHOWN, submission, {"where": "view"})
+
+            # Plain text: the header quotes the patient verbatim (no HTML, no mentions).
+            return Outcome("\n".join([*header, "", shown]), work_and_audit, after=self._post, plain=True)
+
+    async def _identity(self, submission: Submission, photos: list[Photo]) -> list[str]:
+        try:
+            nhs_number: str | None = await self.submissions.nhs_number(submission.submission_id)
+        except LookupError:
+            nhs_number = None
+        requester = None
+        if submission.request_id:
+            requester_id = await self.submissions.requester(submission.request_id)
+            if requester_id is not None:
+                name = await self.media.gateway.display_name(UserID(requester_id))
+                requester = f"{name} ({requester_id})" if name and name != requester_id else requester_id
+        words = await self.submissions.patient_words(submission.submission_id)
+        return identity_header(
+            submission, nhs_number=nhs_number, words=words, photos=photos, requester=requester
+        )
 
     # ---- deciding -----------------------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ class Outcome:
     work: Work | None = None
     after: After | None = None
     notify: tuple[tuple[RoomID, str], ...] = ()  # other rooms to tell (e.g. the patient: "deleted")
+    plain: bool = False  # the reply quotes patient-supplied text: sent as plain text, never HTML or mentions
 
 
 Handler = Callable[[Invocation], Awaitable[Outcome]]

@@ -16,6 +16,7 @@ from bot.errors import TransientError
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
 from bot.matrix.gateway import MatrixError, MatrixGateway
+from bot.matrix.message_content import content_of
 from bot.metrics import BotMetrics
 from storage.outbox import Outbox, OutboxItem
 
@@ -64,7 +65,7 @@ class Delivery:
 
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
-            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id)
+            await self._gateway.send_message(item.room_id, content_of(item.payload), item.txn_id)
             self._metrics.replies_sent_total.inc()
         elif item.kind == "redaction":
             await self._gateway.redact(

@@ -81,6 +81,7 @@ from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig, PracticeConfig
 from storage.rooms import RoomKind, RoomRepository
+from storage.submissions import store_caption
 from storage.vault import StoredImage, Vault
 
 log = logging.getLogger(__name__)
@@ -338,7 +339,8 @@ class PatientHandler:
         self.faults.hit("before_commit")
         async with self.database.transaction() as db:
             if photo is not None:
-                await self._insert_photo(db, event.room_id, new, step_input, photo)
+                caption = event.caption if isinstance(event, MediaMessage) else None
+                await self._insert_photo(db, event.room_id, new, step_input, photo, caption=caption)
             if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
                 await self.media.add(db, event.room_id, event.event_id, event.media_urls)
             await self.handled.mark(db, event.event_id, event.room_id)
@@ -484,6 +486,8 @@ class PatientHandler:
         conversation: Conversation,
         step_input: Input,
         photo: tuple[CleanPhoto, StoredImage],
+        *,
+        caption: str | None = None,
     ) -> None:
         if not isinstance(step_input, PhotoStored) or step_input.photo_id not in conversation.all_photo_ids:
             return  # the step did not keep it (over the limit, cancelled): its file is destroyed below
@@ -505,6 +509,7 @@ class PatientHandler:
                 iso(step_input.now),
             ),
         )
+        await store_caption(db, self.sealer, step_input.photo_id, caption)
 
     async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
         submission_id = submit.conversation_id

@@ -56,9 +56,11 @@ class RecordPackages:
             if c.answer and c.answered_at
         )
         decision = submission.decision
+        teaching = purpose == TEACHING
+        words = await self.submissions.patient_words(submission_id)
         package = RecordPackageInput(
             reference=submission.reference,
-            nhs_number=None if purpose == TEACHING else await self.submissions.nhs_number(submission_id),
+            nhs_number=None if teaching else await self.submissions.nhs_number(submission_id),
             practice_name=self.config.current.practice_name,
             submitted_at=submission.created_at,
             description=submission.description,
@@ -70,6 +72,8 @@ class RecordPackages:
             exported_by=exported_by,
             exported_at=self.clock.now(),
             purpose=purpose,
+            notes=() if teaching else words.notes,
+            captions=() if teaching else words.captions,
         )
         try:
             return await self.pool.run(build_record_package, package)

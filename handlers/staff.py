@@ -157,9 +157,10 @@ class StaffRooms:
             if outcome.work is not None:
                 await outcome.work(db)
             await self.handled.mark(db, cmd.event_id, cmd.room_id)
-            await self.outbox.add(
-                db, cmd.room_id, derive_txn_id(cmd.event_id, 0), "message", {"text": outcome.reply}
-            )
+            reply: dict[str, object] = {"text": outcome.reply}
+            if outcome.plain:
+                reply["plain"] = True
+            await self.outbox.add(db, cmd.room_id, derive_txn_id(cmd.event_id, 0), "message", reply)
             for index, (room_id, text) in enumerate(outcome.notify, start=1):
                 await self.outbox.add(
                     db, room_id, derive_txn_id(cmd.event_id, index), "message", {"text": text}

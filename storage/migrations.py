@@ -232,4 +232,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "photo captions: the patient's words sent with a photo, shown to the clinician and in the package",
+        """
+        ALTER TABLE photos ADD COLUMN caption BLOB;  -- sealed: the image event's caption, or NULL
+        """,
+    ),
 )

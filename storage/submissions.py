@@ -98,6 +98,7 @@ class Photo:
     record_size: int | None
     edits: tuple[str, ...]
     original_destroyed: bool
+    caption: str | None = field(default=None, repr=False)  # the patient's words sent with it
 
     @property
     def image_id(self) -> str:
@@ -115,6 +116,23 @@ class Photo:
         """Every vault image this photo still has."""
         ids = () if self.original_destroyed else (self.photo_id,)
         return ids + ((self.record_image_id,) if self.record_image_id else ())
+
+
+@dataclass(frozen=True)
+class PatientWords:
+    """What the patient wrote, verbatim: their notes, each photo's caption (by photo number), and the area a
+    clinician's request asked for. Never rendered as HTML or mentions (see `handlers.identity`)."""
+
+    notes: tuple[str, ...] = field(default=(), repr=False)
+    captions: tuple[tuple[int, str], ...] = field(default=(), repr=False)
+    requested_area: str | None = field(default=None, repr=False)
+
+
+async def store_caption(db: aiosqlite.Connection, sealer: Sealer, photo_id: str, caption: str | None) -> None:
+    """Seal a photo's caption into its row (in the caller's transaction); nothing when there is none."""
+    if caption:
+        sealed = sealer.seal(caption.encode("utf-8"), context=f"photo-caption:{photo_id}")
+        await db.execute("UPDATE photos SET caption = ? WHERE photo_id = ?", (sealed, photo_id))
 
 
 def normalise_reference(text: str) -> str:
@@ -225,7 +243,7 @@ class SubmissionRepository:
     async def photos(self, submission_id: str) -> list[Photo]:
         async with self._db.connection.execute(
             "SELECT photo_id, mime, size, wrapped_key, created_at, quality, record_image_id, record_wrapped_key,"
-            " record_size, record_edits, original_destroyed_at FROM photos WHERE submission_id = ?"
+            " record_size, record_edits, original_destroyed_at, caption FROM photos WHERE submission_id = ?"
             " ORDER BY created_at, photo_id",
             (submission_id,),
         ) as cursor:
@@ -244,9 +262,51 @@ class SubmissionRepository:
                 record_size=row["record_size"],
                 edits=tuple(json.loads(row["record_edits"])) if row["record_edits"] else (),
                 original_destroyed=row["original_destroyed_at"] is not None,
+                caption=self._caption(str(row["photo_id"]), row["caption"]),
             )
             for index, row in enumerate(rows, start=1)
         ]
+
+    def _caption(self, photo_id: str, sealed: bytes | None) -> str | None:
+        if not sealed:
+            return None
+        return self._sealer.open(sealed, context=f"photo-caption:{photo_id}").decode("utf-8")
+
+    async def _details(self, submission_id: str) -> dict[str, Any]:
+        async with self._db.connection.execute(
+            "SELECT details FROM submissions WHERE submission_id = ?", (submission_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or not row["details"]:
+            return {}  # unknown, or erased by a delete
+        details = self._sealer.open_json(row["details"], context=f"submission-details:{submission_id}")
+        return details if isinstance(details, dict) else {}
+
+    async def patient_words(self, submission_id: str) -> PatientWords:
+        """The notes and requested area from the submission; captions from its photos while they exist, and
+        from the copy kept in the submission once the photos are destroyed."""
+        details = await self._details(submission_id)
+        photos = await self.photos(submission_id)
+        if photos:
+            captions = tuple((photo.number, photo.caption) for photo in photos if photo.caption)
+        else:
+            captions = tuple(
+                (int(item[0]), str(item[1])) for item in details.get("captions", []) if len(item) == 2
+            )
+        area = details.get("requested_area")
+        return PatientWords(
+            notes=tuple(str(note) for note in details.get("notes", [])),
+            captions=captions,
+            requested_area=str(area) if area else None,
+        )
+
+    async def requester(self, request_id: str) -> str | None:
+        """The Matrix id of the clinician whose `!request` a submission answers."""
+        async with self._db.connection.execute(
+            "SELECT requested_by FROM photo_requests WHERE request_id = ?", (request_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row["requested_by"]) if row is not None else None
 
     async def nhs_number(self, submission_id: str) -> str:
         async with self._db.connection.execute(
@@ -303,7 +363,17 @@ class SubmissionRepository:
         )
 
     async def images_destroyed(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
-        """The images' rows go (their wrapped keys with them: crypto-shredding); the submission stays."""
+        """The images' rows go (their wrapped keys with them: crypto-shredding); the submission stays, with the
+        photos' captions copied into its sealed details: the patient's words outlive the photos."""
+        photos = await self.photos(submission_id)
+        captions = [[photo.number, photo.caption] for photo in photos if photo.caption]
+        if captions:
+            details = await self._details(submission_id)
+            details["captions"] = captions
+            sealed = self._sealer.seal_json(details, context=f"submission-details:{submission_id}")
+            await db.execute(
+                "UPDATE submissions SET details = ? WHERE submission_id = ?", (sealed, submission_id)
+            )
         await db.execute("DELETE FROM photos WHERE submission_id = ?", (submission_id,))
         await db.execute(
             "UPDATE submissions SET images_destroyed_at = ?, updated_at = ? WHERE submission_id = ?",

@@ -228,8 +228,10 @@ class Person:
         mimetype: str,
         as_file: bool = False,
         thumbnail: bytes | None = None,
+        caption: str | None = None,
     ) -> EventID:
-        """Encrypt and upload a photo (and a thumbnail, as many apps do), then send it as m.image or m.file."""
+        """Encrypt and upload a photo (and a thumbnail, as many apps do), then send it as m.image or m.file.
+        With a caption, as Element X sends one: the caption is the `body`, the file name is `filename`."""
         upload = encrypt_attachment(data)
         url = await self._upload(upload.ciphertext)
         urls = [url]
@@ -242,10 +244,12 @@ class Person:
             info["thumbnail_info"] = {"mimetype": "image/jpeg", "size": len(thumbnail)}
         content = {
             "msgtype": "m.file" if as_file else "m.image",
-            "body": filename,
+            "body": caption if caption is not None else filename,
             "info": info,
             "file": upload.file_content(url),
         }
+        if caption is not None:
+            content["filename"] = filename
         event_id = await self._send(room_id, content)
         self.uploads[event_id] = urls
         return event_id

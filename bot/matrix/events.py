@@ -56,6 +56,8 @@ class Message:
 @dataclass(frozen=True)
 class TextMessage(Message):
     body: str = field(repr=False)
+    thread_root: EventID | None = None  # the root of the thread it was sent in (`m.thread`)
+    reply_to: EventID | None = None  # the event it replies to (`m.in_reply_to`)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class MediaMessage(Message):
     thumbnail: EncryptedFile | None
     declared_size: int | None
     media_urls: tuple[str, ...] = field(repr=False)  # every upload this event points at, for purging
+    # The patient's words sent with the photo: Element X puts a caption in `body` and the file name in
+    # `filename`, so there is a caption when `filename` is present and differs from `body`.
+    caption: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,10 @@ def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool
         thumbnail.url if thumbnail else info.get("thumbnail_url"),
     )
     size = info.get("size")
+    body, filename = content.get("body"), content.get("filename")
+    caption = (
+        body.strip() if isinstance(body, str) and isinstance(filename, str) and body != filename else None
+    )
     return MediaMessage(
         **_base(event, room_id),
         kind=_MEDIA_KINDS[content["msgtype"]],
@@ -161,6 +170,21 @@ def _media(event: Any, room_id: RoomID, content: dict[str, Any], encrypted: bool
         thumbnail=thumbnail,
         declared_size=size if isinstance(size, int) else None,
         media_urls=urls,
+        caption=caption or None,
+    )
+
+
+def relations(content: object) -> tuple[EventID | None, EventID | None]:
+    """(thread root, replied-to event) of a message's `m.relates_to`; (None, None) when absent or malformed."""
+    relates = content.get("m.relates_to") if isinstance(content, dict) else None
+    if not isinstance(relates, dict):
+        return None, None
+    root = relates.get("event_id") if relates.get("rel_type") == "m.thread" else None
+    in_reply = relates.get("m.in_reply_to")
+    reply = in_reply.get("event_id") if isinstance(in_reply, dict) else None
+    return (
+        EventID(root) if isinstance(root, str) and root.startswith("$") else None,
+        EventID(reply) if isinstance(reply, str) and reply.startswith("$") else None,
     )
 
 
@@ -177,7 +201,8 @@ def convert(event: Any, room_id: RoomID) -> Incoming | None:
     if isinstance(event, nio.StickerEvent):
         return _sticker(event, room_id)
     if isinstance(event, nio.RoomMessageText | nio.RoomMessageEmote | nio.RoomMessageNotice):
-        return TextMessage(**_base(event, room_id), body=event.body)
+        root, reply = relations(getattr(event, "source", {}).get("content"))
+        return TextMessage(**_base(event, room_id), body=event.body, thread_root=root, reply_to=reply)
     source = getattr(event, "source", None)
     if not isinstance(source, dict) or not isinstance(getattr(event, "event_id", None), str):
         return None

@@ -15,10 +15,8 @@ What it takes care of (numbers refer to ../shared/matrix-notes.md):
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from enum import Enum
@@ -35,6 +33,7 @@ from bot.errors import TransientError
 from bot.ids import DeviceID, EventID, RoomID, UserID
 from bot.matrix.attachments import decrypt_attachment
 from bot.matrix.events import EncryptedFile, Incoming, Invite, convert
+from bot.matrix.message_content import message_content
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +82,6 @@ def new_client(homeserver_url: str, user_id: UserID, store_dir: Path, pickle_pas
         max_timeout_retry_wait_time=10,
     )
     return AsyncClient(homeserver_url, user_id, store_path=str(store_dir), config=config)
-
-
-def render_markdown(text: str) -> str:
-    """The little Markdown our texts use (**bold**, line breaks), as Matrix HTML."""
-    escaped = html.escape(text, quote=False)
-    bold = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", escaped)
-    return bold.replace("\n", "<br>")
 
 
 class MatrixGateway:
@@ -295,13 +287,7 @@ class MatrixGateway:
         return EventID(response.event_id)
 
     async def send_text(self, room_id: RoomID, text: str, txn_id: str) -> EventID:
-        content = {
-            "msgtype": "m.notice",
-            "body": text.replace("**", ""),
-            "format": "org.matrix.custom.html",
-            "formatted_body": render_markdown(text),
-        }
-        return await self.send_message(room_id, content, txn_id)
+        return await self.send_message(room_id, message_content(text), txn_id)
 
     async def upload(self, ciphertext: bytes) -> str:
         """Upload already-encrypted bytes in one piece (matrix-notes #11) under a neutral name; the mxc URL."""

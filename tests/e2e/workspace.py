@@ -126,7 +126,9 @@ def read_zip(data: bytes) -> dict[str, bytes]:
 
 def fhir_media(package: dict[str, bytes]) -> list[dict[str, object]]:
     bundle = json.loads(package["fhir-bundle.json"])
-    return [entry["resource"] for entry in bundle.get("entry", [])]
+    return [
+        entry["resource"] for entry in bundle.get("entry", []) if entry["resource"]["resourceType"] == "Media"
+    ]
 
 
 def write_clock_offset(path: Path, seconds: float) -> None:

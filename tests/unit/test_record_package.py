@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.documentreference import DocumentReference
 from fhir.resources.R4B.media import Media
 from PIL import Image
 
@@ -38,6 +39,8 @@ PRACTICE = "Riverside Surgery"
 DESCRIPTION = "Raised red rash on the left forearm, 3 cm across, itchy for two weeks. Éczema? — no 湿疹 🙂"
 AREA_WORDS = ("rash", "forearm", "left", "arm", "skin", "eczema", "lesion")
 T0 = datetime(2025, 3, 4, 9, 15, 30, tzinfo=UTC)
+NOTES = ("@room it's on my <b>left</b> side", "three weeks now")
+CAPTIONS = ((2, "the itchy bit, close up"),)
 NEUTRAL_ENTRY = re.compile(
     r"photo-[1-9][0-9]*\.(jpg|png|webp)|decisions\.json|description\.txt|fhir-bundle\.json"
 )
@@ -86,6 +89,8 @@ def package_input(purpose: str = "record", /, **changes: object) -> RecordPackag
         exported_by="@dr.khan:practice.example",
         exported_at=T0 + timedelta(days=1),
         purpose=purpose,
+        notes=NOTES,
+        captions=CAPTIONS,
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -99,8 +104,22 @@ def media_of(data: bytes) -> list[Media]:
     bundle = Bundle.model_validate_json(entries(data)["fhir-bundle.json"])
     assert bundle.type == "collection"
     resources = [entry.resource for entry in bundle.entry or []]
-    assert all(isinstance(resource, Media) for resource in resources)
+    assert isinstance(resources[0], DocumentReference)
+    assert all(isinstance(resource, Media) for resource in resources[1:])
     return [resource for resource in resources if isinstance(resource, Media)]
+
+
+def document_of(data: bytes) -> DocumentReference:
+    bundle = Bundle.model_validate_json(entries(data)["fhir-bundle.json"])
+    document = (bundle.entry or [])[0].resource
+    assert isinstance(document, DocumentReference)
+    return document
+
+
+def document_text(document: DocumentReference) -> str:
+    attachment = document.content[0].attachment
+    assert attachment.contentType == "text/plain; charset=utf-8" and attachment.data is not None
+    return attachment.data.decode("utf-8")
 
 
 def test_zip_holds_the_photos_unchanged_under_numbered_names_beside_the_three_documents() -> None:
@@ -159,12 +178,12 @@ def test_every_media_parses_as_fhir_and_carries_the_image_the_nhs_number_and_the
 def test_fhir_json_carries_base64_data_and_hash_exactly() -> None:
     """The raw JSON's data and hash fields are standard base64 of the image and of its SHA-1."""
     bundle = json.loads(entries(build_record_package(package_input()).data)["fhir-bundle.json"])
-    for entry, photo in zip(bundle["entry"], photos(), strict=True):
+    for entry, photo in zip(bundle["entry"][1:], photos(), strict=True):
         content = entry["resource"]["content"]
         assert base64.b64decode(content["data"], validate=True) == photo.data
         assert base64.b64decode(content["hash"], validate=True) == hashlib.sha1(photo.data).digest()  # noqa: S324
         assert entry["fullUrl"].startswith("urn:uuid:")
-    assert len({entry["fullUrl"] for entry in bundle["entry"]}) == 3
+    assert len({entry["fullUrl"] for entry in bundle["entry"]}) == 4
 
 
 def test_teaching_package_identifies_no_one_anywhere() -> None:
@@ -179,6 +198,10 @@ def test_teaching_package_identifies_no_one_anywhere() -> None:
     for secret in identifying:
         assert secret.encode() not in package.data
     assert all(resource.subject is None for resource in media_of(package.data))
+    assert document_of(package.data).subject is None
+    for words in (*NOTES, CAPTIONS[0][1]):  # the patient's own words may identify them
+        assert words.encode() not in package.data
+        assert words not in document_text(document_of(package.data))
     decisions = json.loads(texts["decisions.json"])
     assert decisions["purpose"] == "teaching"
     assert decisions["consents"][1] == {
@@ -249,7 +272,26 @@ def test_decisions_file_records_what_was_decided_consented_edited_and_exported()
     ]
     assert decisions["exported_by"] == "@dr.khan:practice.example"
     assert decisions["exported_at"] == "2025-03-05T09:15:30.000+00:00"
-    assert NHS_NUMBER not in json.dumps(decisions)
+    assert decisions["nhs_number"] == NHS_NUMBER
+    assert decisions["patient_notes"] == list(NOTES)
+    assert decisions["patient_captions"] == [{"photo": 2, "caption": "the itchy bit, close up"}]
+
+
+def test_the_document_files_the_description_and_the_patients_words_against_the_patient() -> None:
+    """The DocumentReference has the NHS number as subject and carries the description, the decision and
+    the patient's notes and captions verbatim; every resource in the Bundle has the patient as subject."""
+    data = build_record_package(package_input()).data
+    document = document_of(data)
+    assert document.status == "current"
+    assert document.subject is not None and document.subject.identifier is not None
+    assert document.subject.identifier.value == NHS_NUMBER
+    text = document_text(document)
+    assert DESCRIPTION in text and "needed to compare at review" in text
+    assert f"Note 1: {NOTES[0]}" in text and f"Note 2: {NOTES[1]}" in text
+    assert "Caption of photo 2: the itchy bit, close up" in text
+    for media in media_of(data):
+        assert media.subject is not None and media.subject.identifier is not None
+        assert media.subject.identifier.value == NHS_NUMBER
 
 
 def test_times_in_other_zones_are_written_in_utc() -> None:
@@ -304,12 +346,16 @@ def test_teaching_refuses_free_text_that_quotes_an_identifier(quoted: str) -> No
         build_record_package(package_input("teaching", description=f"Patient {quoted}: rash"))
 
 
-def test_package_without_photos_is_a_valid_empty_bundle() -> None:
-    """A description-only package (the photo was destroyed) still parses as a FHIR Bundle, with no entries."""
+def test_package_without_photos_still_files_the_description_against_the_patient() -> None:
+    """A description-only package (view then delete: the photo was destroyed) parses as a FHIR Bundle whose
+    one DocumentReference carries the NHS number as subject, the description and the patient's notes."""
     package = build_record_package(package_input(photos=()))
     assert sorted(entries(package.data)) == ["decisions.json", "description.txt", "fhir-bundle.json"]
     assert media_of(package.data) == []
-    assert "entry" not in json.loads(entries(package.data)["fhir-bundle.json"])
+    document = document_of(package.data)
+    assert document.subject is not None and document.subject.identifier is not None
+    assert document.subject.identifier.value == NHS_NUMBER
+    assert DESCRIPTION in document_text(document) and NOTES[0] in document_text(document)
 
 
 @pytest.mark.parametrize(
