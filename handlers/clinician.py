@@ -35,6 +35,7 @@ from bot.faults import NO_FAULTS, FaultInjector
 from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
 from bot.texts import Texts
+from handlers.alerts import alert
 from handlers.commands import Invocation, Outcome, UsageError, format_rows
 from handlers.identity import identity_header
 from handlers.staff_media import StaffMedia, outsiders
@@ -603,7 +604,8 @@ class ClinicianDesk:
             )
             for index, (room, text) in enumerate(notes):
                 source = f"{action.value}:{submission.submission_id}:{room}"
-                await self.outbox.add(db, room, derive_txn_id(source, index), "message", {"text": text})
+                payload = {"text": text} if room == submission.room_id else alert(text, self.config.current)
+                await self.outbox.add(db, room, derive_txn_id(source, index), "message", payload)
         await self._destroy_files([image for photo in photos for image in photo.image_ids])
 
     # ---- helpers ------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ from bot.matrix.events import (
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
+from handlers.alerts import alert
 from handlers.delivery import PHOTO_CONFIRMATION, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
@@ -431,7 +432,9 @@ class PatientHandler:
                 case NotifyClinicians():
                     for clinician_room in sorted(self.clinician_rooms):
                         text = clinician_notice(effect)
-                        await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
+                        await self.outbox.add(
+                            db, clinician_room, txn_id, "message", alert(text, self.config.current)
+                        )
                 case PurgeMedia():
                     pass  # the media ledger already lists the event's uploads; purged after the commit
                 case RecordConsent():
@@ -459,7 +462,7 @@ class PatientHandler:
             f"at {iso(effect.answered_at)[:16].replace('T', ' ')} UTC."
         )
         for clinician_room in sorted(self.clinician_rooms):
-            await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
+            await self.outbox.add(db, clinician_room, txn_id, "message", alert(text, self.config.current))
 
     async def _after_commit(self, room_id: RoomID, effects: tuple[Effect, ...]) -> None:
         destroyed = [

@@ -22,6 +22,7 @@ import aiosqlite
 
 from bot.clock import Clock, iso
 from bot.durations import format_duration
+from handlers.alerts import alert
 from handlers.clinician import ClinicianDesk
 from storage.audit import AuditAction, AuditLog
 from storage.database import Database
@@ -149,7 +150,9 @@ class RetentionJob:
         config = self.config.current
         rooms = sorted(config.clinician_rooms) + ([config.admin_room] if admins and config.admin_room else [])
         for room in rooms:
-            await self.outbox.add(db, room, derive_txn_id(f"{source}:{room}", 0), "message", {"text": text})
+            await self.outbox.add(
+                db, room, derive_txn_id(f"{source}:{room}", 0), "message", alert(text, config)
+            )
 
     async def _audit(self, db: aiosqlite.Connection, action: AuditAction, submission: Submission) -> None:
         await self.audit.append(db, actor="bot", action=action, subject=submission.reference, details={})
