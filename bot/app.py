@@ -54,6 +54,7 @@ from handlers.delivery import Delivery
 from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
+from handlers.reminders import ReminderJob
 from handlers.retention import RetentionJob
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
@@ -116,6 +117,7 @@ class App:
     desk: ClinicianDesk
     media: StaffMedia
     retention: RetentionJob
+    reminders: ReminderJob
     metrics: BotMetrics
     metrics_registry: Metrics
     sync_heartbeat: Heartbeat
@@ -380,6 +382,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         desk=desk,
         media=media,
         retention=retention,
+        reminders=ReminderJob(database, submissions, outbox, config, clock, settings.reminders),
         metrics=metrics,
         metrics_registry=metrics_registry,
         sync_heartbeat=Heartbeat(),
@@ -553,6 +556,7 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
             await app.media.retract_due()
             await app.media.post_pending()
             await app.retention.run()
+            await app.reminders.run()
             if current.homeserver_admin_token.value != admin_token:
                 admin_token = current.homeserver_admin_token.value
                 await app.patient.media.retry_now()  # a new credential: no waiting out the old one's backoff

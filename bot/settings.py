@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID, server_name
 from bot.logs import LOG_FORMATS
+from bot.reminders import WEEKDAYS, ReminderPolicy, parse_days, parse_hours, parse_time
 
 T = TypeVar("T")
 
@@ -80,6 +82,7 @@ class Settings:
     status_port: int = 0  # 0: the metrics and health endpoint is off
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
+    reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
 
     @property
     def store_dir(self) -> Path:
@@ -276,7 +279,48 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         status_port=read.integer("STATUS_PORT", 0, 0, 65535),
         status_public=read.flag("STATUS_PUBLIC", False),
         test_clock_file=_test_clock_file(read),
+        reminders=_reminder_policy(read),
     )
     if read.problems:
         raise SettingsError(read.problems)
     return settings
+
+
+def default_reminder_policy() -> ReminderPolicy:
+    return ReminderPolicy(
+        after=timedelta(hours=2),
+        days=WEEKDAYS,
+        start=time(8),
+        end=time(18, 30),
+        digest_at=time(8),
+        zone=ZoneInfo("Europe/London"),
+    )
+
+
+def _reminder_policy(read: _Reader) -> ReminderPolicy:
+    """The practice's time zone, working days and hours, reminder delay and digest time."""
+    default = default_reminder_policy()
+    zone_name = read.text("TIME_ZONE", "Europe/London")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        read.problems.append(f"{PREFIX}TIME_ZONE must be a time zone like Europe/London.")
+        zone = default.zone
+    days = parse_days(read.text("WORKING_DAYS", "mon-fri"))
+    if days is None:
+        read.problems.append(f"{PREFIX}WORKING_DAYS must be days like mon-fri or mon,tue,thu.")
+    hours = parse_hours(read.text("WORKING_HOURS", "08:00-18:30"))
+    if hours is None:
+        read.problems.append(f"{PREFIX}WORKING_HOURS must be like 08:00-18:30 (00:00-24:00 for all day).")
+    digest_text = read.text("DIGEST_AT", "08:00").lower()
+    digest_at = None if digest_text in {"", "off", "none"} else parse_time(digest_text)
+    if digest_at is None and digest_text not in {"", "off", "none"}:
+        read.problems.append(f"{PREFIX}DIGEST_AT must be a time like 08:00, or off.")
+    return ReminderPolicy(
+        after=read.duration("REMINDER_AFTER", default.after, timedelta(minutes=5), timedelta(days=14)),
+        days=days or default.days,
+        start=hours[0] if hours else default.start,
+        end=hours[1] if hours else default.end,
+        digest_at=digest_at,
+        zone=zone,
+    )

@@ -239,4 +239,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE photos ADD COLUMN caption BLOB;  -- sealed: the image event's caption, or NULL
         """,
     ),
+    Migration(
+        6,
+        "reminders of unclaimed requests: when the clinician room was reminded of each",
+        """
+        ALTER TABLE submissions ADD COLUMN reminded_at TEXT;  -- NULL until the room is reminded of it
+        """,
+    ),
 )

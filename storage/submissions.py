@@ -73,6 +73,7 @@ class Submission:
     retention_warned_at: datetime | None
     images_destroyed_at: datetime | None
     photo_count: int
+    reminded_at: datetime | None = None  # when the clinician room was reminded that it waits unclaimed
 
     @property
     def view_then_delete(self) -> bool:
@@ -152,7 +153,7 @@ class SubmissionRepository:
     _COLUMNS = (
         "s.submission_id, s.reference, s.room_id, s.status, s.keep_in_record, s.intimate,"
         " s.acting_for_someone, s.created_at, s.request_id, s.claimed_by, s.first_viewed_at, s.decision,"
-        " s.description, s.retention_warned_at, s.images_destroyed_at,"
+        " s.description, s.retention_warned_at, s.images_destroyed_at, s.reminded_at,"
         " (SELECT COUNT(*) FROM photos p WHERE p.submission_id = s.submission_id) AS photo_count"
     )
 
@@ -185,6 +186,7 @@ class SubmissionRepository:
             retention_warned_at=_moment(row["retention_warned_at"]),
             images_destroyed_at=_moment(row["images_destroyed_at"]),
             photo_count=int(row["photo_count"]),
+            reminded_at=_moment(row["reminded_at"]),
         )
 
     async def by_reference(self, reference: str) -> Submission | None:
@@ -220,6 +222,22 @@ class SubmissionRepository:
         ) as cursor:
             rows = await cursor.fetchall()
         return [self._row(row) for row in rows], total
+
+    async def waiting(self) -> list[Submission]:
+        """New and claimed submissions, oldest first (reminders and the daily digest)."""
+        async with self._db.connection.execute(
+            f"SELECT {self._COLUMNS} FROM submissions s WHERE s.status IN ('new', 'claimed')"  # noqa: S608
+            " ORDER BY s.created_at, s.reference",  # fixed columns only
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._row(row) for row in rows]
+
+    async def status_counts(self) -> dict[Status, int]:
+        async with self._db.connection.execute(
+            "SELECT status, COUNT(*) FROM submissions GROUP BY status"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {Status(row[0]): int(row[1]) for row in rows}
 
     async def unkept_with_images(self) -> list[Submission]:
         """Submissions still holding images that nobody kept for the record (the retention job's concern).
@@ -354,6 +372,11 @@ class SubmissionRepository:
         await db.execute(
             "UPDATE submissions SET description = ?, updated_at = ? WHERE submission_id = ?",
             (sealed, iso(now), submission_id),
+        )
+
+    async def reminded(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+        await db.execute(
+            "UPDATE submissions SET reminded_at = ? WHERE submission_id = ?", (iso(now), submission_id)
         )
 
     async def warned(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
