@@ -61,6 +61,7 @@ from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
 from handlers.staff_media import StaffMedia
 from storage.account import AccountRepository, BotAccount
+from storage.alert_events import AlertEvents
 from storage.audit import AuditLog
 from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
@@ -276,7 +277,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     # Always counted (cheap, in memory); only served when PHOTOBOT_STATUS_PORT is set (see `run`).
     metrics_registry = Metrics(prefix="photobot_")
     metrics = BotMetrics.create(metrics_registry, _gauge_sources(database, clock))
-    delivery = Delivery(outbox, gateway, faults, metrics)
+    alerts = AlertEvents(database, clock)
+    delivery = Delivery(outbox, gateway, faults, metrics, alerts)
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
@@ -337,10 +339,12 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         open_request=requests.open,
         faults=faults,
         ledger=ledger,
+        alerts=alerts,
+        zone=settings.reminders.zone,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics)
+    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics, alerts)
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:

@@ -24,21 +24,26 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import aiosqlite
 
 from bot.clock import Clock, iso
 from bot.conversation.consent import PURPOSES as SHARING_PURPOSES
+from bot.conversation.effects import NotifyClinicians
 from bot.errors import UserFacingError
 from bot.executor import CpuPool
 from bot.faults import NO_FAULTS, FaultInjector
 from bot.ids import RoomID, UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
+from bot.reminders import local_time
 from bot.texts import Texts
 from handlers.alerts import alert
 from handlers.commands import Invocation, Outcome, UsageError, format_rows
 from handlers.identity import identity_header
+from handlers.patient import clinician_notice
 from handlers.staff_media import StaffMedia, outsiders
+from storage.alert_events import AlertEvents
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
 from storage.database import Database
@@ -114,6 +119,8 @@ class ClinicianDesk:
     open_request: RequestOpener
     ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
     faults: FaultInjector = NO_FAULTS
+    alerts: AlertEvents | None = None  # each submission's alert, edited (m.replace) as its status changes
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
 
     # ---- looking ------------------------------------------------------------------------------------
 
@@ -157,9 +164,12 @@ class ClinicianDesk:
                 return Outcome(f"You have already claimed {submission.reference}.")
             before = submission.claimed_by
 
+            who = await self._who(cmd.sender)
+
             async def work(db: aiosqlite.Connection) -> None:
                 await self.submissions.claim(db, submission.submission_id, cmd.sender, cmd.now)
                 await self._audit(db, cmd, AuditAction.CLAIM, submission, {"previously": before or ""})
+                await self._edit_alerts(db, cmd, submission, f"claimed by {who}")
 
             note = f" (it was claimed by {before})" if before else ""
             return Outcome(f"You've claimed **{submission.reference}**{note}.", work)
@@ -246,6 +256,7 @@ class ClinicianDesk:
             photos = await self.submissions.photos(submission.submission_id)
             originals = [photo for photo in photos if photo.record_image_id and not photo.original_destroyed]
             decision = Decision(True, reason, cmd.sender, cmd.now)
+            who = await self._who(cmd.sender)
 
             async def work(db: aiosqlite.Connection) -> None:
                 await self.submissions.decide(db, submission.submission_id, decision)
@@ -260,6 +271,7 @@ class ClinicianDesk:
                     submission,
                     {"reason": reason, "originals_destroyed": len(originals)},
                 )
+                await self._edit_alerts(db, cmd, submission, f"kept for the record by {who}")
 
             async def after() -> None:
                 await self._destroy_files([photo.photo_id for photo in originals])
@@ -286,9 +298,13 @@ class ClinicianDesk:
                 and submission.has_images
             )
 
+            who = await self._who(cmd.sender)
+
             async def work(db: aiosqlite.Connection) -> None:
                 await self.submissions.describe(db, submission.submission_id, text, cmd.now)
                 await self._audit(db, cmd, AuditAction.DESCRIBE, submission, {"characters": len(text)})
+                gone = "; photos destroyed" if destroy else ""
+                await self._edit_alerts(db, cmd, submission, f"described by {who}{gone}")
                 if destroy:
                     await self._mark_destroyed(db, submission, cmd.now)
                     await self._audit(
@@ -416,6 +432,7 @@ class ClinicianDesk:
         present = outsiders(self.media.gateway, self.config, cmd.room_id)
         if present:
             return Outcome(_withheld(present))
+        who = await self._who(cmd.sender)
 
         async def work(db: aiosqlite.Connection) -> None:
             await self.postings.add(
@@ -428,6 +445,7 @@ class ClinicianDesk:
                 expires_at=cmd.now + self.config.current.viewing_window,
             )
             await self._audit(db, cmd, action, submission, {"purpose": purpose})
+            await self._edit_alerts(db, cmd, submission, f"{purpose} package exported by {who}")
 
         what = "record package" if purpose == "record" else f"{purpose} package"
         deidentified = " It carries no NHS number." if purpose == "teaching" else ""
@@ -517,6 +535,7 @@ class ClinicianDesk:
 
         Once the commit is made the delete cannot be half done: a crash after it leaves files whose keys are
         gone, which start-up sweeps, and postings already due for retraction."""
+        who = await self._who(cmd.sender)
         async with self.database.transaction() as db:
             await self._mark_destroyed(db, submission, cmd.now, LedgerKind.SUBMISSION_DELETED)
             await self.submissions.set_status(db, submission.submission_id, Status.DELETED, cmd.now)
@@ -528,6 +547,7 @@ class ClinicianDesk:
                 submission,
                 {"reason": reason, "vault_images": len(images)},
             )
+            await self._edit_alerts(db, cmd, submission, f"deleted by {who}")
             notice = self._patient_text("photos_deleted_by_practice", submission)
             await self.outbox.add(
                 db, submission.room_id, derive_txn_id(cmd.event_id, 1), "message", {"text": notice}
@@ -609,6 +629,31 @@ class ClinicianDesk:
         await self._destroy_files([image for photo in photos for image in photo.image_ids])
 
     # ---- helpers ------------------------------------------------------------------------------------
+
+    async def _who(self, user_id: UserID) -> str:
+        """A person as the room should see them: display name, with the Matrix id that identifies them."""
+        name = await self.media.gateway.display_name(user_id)
+        return f"{name} ({user_id})" if name and name != user_id else str(user_id)
+
+    async def _edit_alerts(
+        self, db: aiosqlite.Connection, cmd: Invocation, submission: Submission, status: str
+    ) -> None:
+        """Edit (m.replace) the submission's alert in every clinician room to show its current status."""
+        if self.alerts is None:
+            return
+        headline = clinician_notice(
+            NotifyClinicians(
+                submission.reference,
+                submission.photo_count,
+                submission.keep_in_record,
+                submission.intimate,
+                submission.acting_for_someone,
+            )
+        )
+        text = f"{headline}\nStatus: **{status}**, {local_time(cmd.now, self.zone)}."
+        for index, (room, event_id) in enumerate(await self.alerts.of_reference(submission.reference)):
+            payload = {"text": text, "msgtype": "m.text", "replaces": event_id}
+            await self.outbox.add(db, room, derive_txn_id(cmd.event_id, 60 + index), "message", payload)
 
     async def _post(self) -> None:
         await self.media.post_pending()

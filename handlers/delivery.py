@@ -18,18 +18,26 @@ from bot.ids import EventID, RoomID
 from bot.matrix.gateway import MatrixError, MatrixGateway
 from bot.matrix.message_content import content_of
 from bot.metrics import BotMetrics
+from storage.alert_events import AlertEvents
 from storage.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+ALERT_OF = "alert_of"  # a message payload's field: this alert announces that submission (its reference)
 PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
 
 
 class Delivery:
     def __init__(
-        self, outbox: Outbox, gateway: MatrixGateway, faults: FaultInjector, metrics: BotMetrics
+        self,
+        outbox: Outbox,
+        gateway: MatrixGateway,
+        faults: FaultInjector,
+        metrics: BotMetrics,
+        alerts: AlertEvents | None = None,
     ) -> None:
+        self._alerts = alerts  # where a sent alert's event id is kept: the root of the submission's thread
         self._outbox = outbox
         self._gateway = gateway
         self._faults = faults
@@ -65,7 +73,12 @@ class Delivery:
 
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
-            await self._gateway.send_message(item.room_id, content_of(item.payload), item.txn_id)
+            event_id = await self._gateway.send_message(item.room_id, content_of(item.payload), item.txn_id)
+            reference = item.payload.get(ALERT_OF)
+            if self._alerts is not None and isinstance(reference, str):
+                # Before the item is done: a crash re-sends it under the same transaction id, the homeserver
+                # answers with the same event id, and it is recorded then.
+                await self._alerts.record(item.room_id, event_id, reference)
             self._metrics.replies_sent_total.inc()
         elif item.kind == "redaction":
             await self._gateway.redact(

@@ -70,7 +70,7 @@ from bot.matrix.events import (
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
 from handlers.alerts import alert
-from handlers.delivery import PHOTO_CONFIRMATION, Delivery
+from handlers.delivery import ALERT_OF, PHOTO_CONFIRMATION, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -432,9 +432,8 @@ class PatientHandler:
                 case NotifyClinicians():
                     for clinician_room in sorted(self.clinician_rooms):
                         text = clinician_notice(effect)
-                        await self.outbox.add(
-                            db, clinician_room, txn_id, "message", alert(text, self.config.current)
-                        )
+                        payload = alert(text, self.config.current) | {ALERT_OF: effect.reference}
+                        await self.outbox.add(db, clinician_room, txn_id, "message", payload)
                 case PurgeMedia():
                     pass  # the media ledger already lists the event's uploads; purged after the commit
                 case RecordConsent():

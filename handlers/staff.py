@@ -9,12 +9,13 @@ committed in one transaction; then the command's follow-up runs (posting images,
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.errors import TransientError, UserFacingError
-from bot.ids import RoomID
+from bot.ids import EventID, RoomID
 from bot.matrix.events import Incoming, TextMessage
 from bot.metrics import BotMetrics
 from handlers.admin import AdminDesk
@@ -34,13 +35,33 @@ from handlers.commands import (
     usage_reply,
 )
 from handlers.delivery import Delivery
+from storage.alert_events import AlertEvents
 from storage.database import Database
 from storage.handled_events import HandledEvents
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.rooms import RoomKind
+from storage.submissions import normalise_reference
 
 log = logging.getLogger(__name__)
+
+TYPED_REFERENCE = re.compile(r"GP[- ]?[A-Z0-9]{4}[- ]?[A-Z0-9]{4}", re.IGNORECASE)
+
+
+def names_a_reference(word: str, thread_reference: str) -> bool:
+    """Whether a command typed in a submission's thread names a reference itself (its own, or another written
+    out with its GP prefix); otherwise the thread's reference is meant ('!keep changing mole')."""
+    return normalise_reference(word) == thread_reference or TYPED_REFERENCE.fullmatch(word) is not None
+
+
+def without_reply_fallback(body: str) -> str:
+    """A reply's body without the quoted fallback some clients put first ('> <@bot:x> New request...')."""
+    lines = body.split("\n")
+    if not lines or not lines[0].startswith("> "):
+        return body
+    while lines and lines[0].startswith(">"):
+        lines.pop(0)
+    return "\n".join(lines).strip()
 
 
 def command_table(
@@ -98,6 +119,8 @@ class StaffRooms:
     clock: Clock
     table: dict[str, Command]
     metrics: BotMetrics
+    alerts: AlertEvents | None = None  # alerts are thread roots: a command in one needs no reference
+    _threads: dict[EventID, EventID] = field(default_factory=dict)  # command -> the thread to answer in
 
     async def help(self, cmd: Invocation) -> Outcome:
         role = Role.ADMIN if cmd.config.admin_room == cmd.room_id else Role.CLINICIAN
@@ -112,7 +135,7 @@ class StaffRooms:
     async def handle(self, kind: RoomKind, event: Incoming) -> None:
         if not isinstance(event, TextMessage):
             return
-        parsed = parse_command(event.body)
+        parsed = parse_command(without_reply_fallback(event.body))
         if parsed is None:
             return
         name, words, body = parsed
@@ -120,10 +143,18 @@ class StaffRooms:
         config = self.config.current
         if name == "help" and role is Role.ADMIN:
             name = "help-admin"
+        command = self.table.get(name)
+        thread = await self._thread_of(event)
+        if thread is not None and command is not None and " REF" in command.usage:
+            reference = thread[1]
+            if not words or not names_a_reference(words[0], reference):
+                words, body = (reference, *words), f"{reference} {body}"
         cmd = Invocation(
             name, words, body, event.sender, event.room_id, event.event_id, self.clock.now(), config
         )
-        command = self.table.get(name)
+        root = thread[0] if thread is not None else event.thread_root
+        if root is not None:
+            self._threads[event.event_id] = root
         label = "unknown" if command is None else name  # a metric label: never what an unknown name said
         if not allowed(config, role, event.sender):
             log.info("refused a command from a user not on the practice's list")
@@ -151,8 +182,21 @@ class StaffRooms:
             raise
         await self._commit(cmd, outcome, counted=(label, result))
 
+    async def _thread_of(self, event: TextMessage) -> tuple[EventID, str] | None:
+        """(thread root, reference) when the command was sent in an alert's thread or as a reply to an alert."""
+        if self.alerts is None:
+            return None
+        for anchor in (event.thread_root, event.reply_to):
+            if anchor is not None:
+                reference = await self.alerts.reference_of(event.room_id, anchor)
+                if reference is not None:
+                    return anchor, reference
+        return None
+
     async def _commit(self, cmd: Invocation, outcome: Outcome, *, counted: tuple[str, str]) -> None:
-        """Commit the command's changes and reply; `counted` is its (command, outcome) for the metrics."""
+        """Commit the command's changes and reply; `counted` is its (command, outcome) for the metrics. A
+        command sent in a thread (or as a reply to an alert) is answered in that thread."""
+        thread_root = self._threads.pop(cmd.event_id, None)
         async with self.database.transaction() as db:
             if outcome.work is not None:
                 await outcome.work(db)
@@ -160,6 +204,8 @@ class StaffRooms:
             reply: dict[str, object] = {"text": outcome.reply}
             if outcome.plain:
                 reply["plain"] = True
+            if thread_root is not None:
+                reply |= {"thread_root": thread_root, "reply_to": cmd.event_id}
             await self.outbox.add(db, cmd.room_id, derive_txn_id(cmd.event_id, 0), "message", reply)
             for index, (room_id, text) in enumerate(outcome.notify, start=1):
                 await self.outbox.add(

@@ -246,4 +246,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE submissions ADD COLUMN reminded_at TEXT;  -- NULL until the room is reminded of it
         """,
     ),
+    Migration(
+        7,
+        "the alert that announced each submission in each clinician room: the root of its thread",
+        """
+        CREATE TABLE alert_events (
+            room_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,              -- the alert message: the root of the submission's thread
+            reference TEXT NOT NULL,             -- the submission it announced
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (room_id, event_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX alert_events_by_reference ON alert_events (reference);
+        """,
+    ),
 )

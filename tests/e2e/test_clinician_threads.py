@@ -1,0 +1,78 @@
+"""Each submission lives in the thread of its alert: commands there need no reference, answers stay there,
+and the alert is edited to show the current status. Real homeserver, real encrypted clients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.demo.people import Person, Seen
+from bot.ids import EventID, RoomID
+from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.workspace import command, open_practice, submit
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def relation(seen: Seen) -> dict[str, Any]:
+    relates = seen.content.get("m.relates_to")
+    return relates if isinstance(relates, dict) else {}
+
+
+async def say_in(person: Person, room: RoomID, text: str, relates_to: dict[str, Any]) -> Seen:
+    """Send a command with a relation (thread or reply) and wait for the bot's next message that is not an edit."""
+    before = len(person.seen.get(room, []))
+    await person.send_content(room, {"msgtype": "m.text", "body": text, "m.relates_to": relates_to})
+
+    def answer() -> Seen | None:
+        later = person.seen.get(room, [])[before:]
+        return next((seen for seen in later if relation(seen).get("rel_type") != "m.replace"), None)
+
+    await person.wait_until(lambda: answer() is not None)
+    found = answer()
+    assert found is not None
+    return found
+
+
+def latest_edit(person: Person, room: RoomID, alert: EventID) -> str | None:
+    edits = [
+        seen.content["m.new_content"]["body"]
+        for seen in person.seen.get(room, [])
+        if relation(seen) == {"rel_type": "m.replace", "event_id": alert}
+    ]
+    return edits[-1] if edits else None
+
+
+async def test_commands_in_the_alerts_thread_or_replying_to_it_need_no_reference(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """`!claim` in the alert's thread and `!keep` as a reply to the alert act on that submission, the bot
+    answers in the thread, the alert's latest edit shows the status, and `!queue` still works in the room."""
+    practice = await open_practice(make_bot, make_person)
+    clinician, room = practice.clinician, practice.clinician_room
+    patient = await make_person("patient")
+    _, reference = await submit(patient, practice.bot)
+    alert = await clinician.wait_for_text(room, f"New photo request {reference}")
+
+    in_thread = {"rel_type": "m.thread", "event_id": alert.event_id, "is_falling_back": True,
+                 "m.in_reply_to": {"event_id": alert.event_id}}  # fmt: skip
+    claimed = await say_in(clinician, room, "!claim", in_thread)
+    assert f"claimed {reference}" in claimed.body.replace("**", "")
+    assert relation(claimed)["rel_type"] == "m.thread" and relation(claimed)["event_id"] == alert.event_id
+    await clinician.wait_until(lambda: "claimed by" in (latest_edit(clinician, room, alert.event_id) or ""))
+    assert clinician.user_id in (latest_edit(clinician, room, alert.event_id) or "")
+
+    kept = await say_in(
+        clinician, room, "!keep changing mole", {"m.in_reply_to": {"event_id": alert.event_id}}
+    )
+    assert reference in kept.body and "kept for the record" in kept.body
+    assert relation(kept)["rel_type"] == "m.thread" and relation(kept)["event_id"] == alert.event_id
+    await clinician.wait_until(
+        lambda: "kept for the record by" in (latest_edit(clinician, room, alert.event_id) or "")
+    )
+
+    before = len(clinician.seen[room])
+    await command(clinician, room, "!queue all", reference)
+    listing = next(seen for seen in clinician.seen[room][before:] if reference in seen.body)
+    assert relation(listing) == {}  # the main timeline
