@@ -75,7 +75,7 @@ lock() {
     check_python
     [ -x .venv-lock/bin/uv ] || { "$PYTHON" -m venv .venv-lock && pip_install .venv-lock "uv==$UV_VERSION"; }
     local compile=(.venv-lock/bin/uv pip compile pyproject.toml --quiet --generate-hashes --universal
-                   --python-version 3.11 --no-header --annotation-style line)
+                   --python-version 3.11 --annotation-style line --custom-compile-command "bash dev.sh lock")
     "${compile[@]}" -o requirements.lock
     # The dev lock is constrained by the runtime one, so tests run on exactly the versions practices get.
     "${compile[@]}" --extra dev -c requirements.lock -o requirements-dev.lock
