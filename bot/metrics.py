@@ -95,7 +95,7 @@ class _Guard:
     def __init__(self, name: str, label_names: tuple[str, ...], max_series: int) -> None:
         self.name = name
         self.label_names = label_names
-        self._max_series = max_series
+        self.max_series = max_series
         self._lock = threading.Lock()
         self._known: set[LabelValues] = set()
 
@@ -111,8 +111,8 @@ class _Guard:
         if not admit:
             return key
         with self._lock:
-            if key not in self._known and len(self._known) >= self._max_series:
-                raise LabelError(f"{self.name} already has {self._max_series} label combinations")
+            if key not in self._known and len(self._known) >= self.max_series:
+                raise LabelError(f"{self.name} already has {self.max_series} label combinations")
             self._known.add(key)
         return key
 
@@ -233,8 +233,8 @@ class ScrapeGauge:
         """Take this scrape's values (checked like any label), or none if the source failed."""
         family = self._empty()
         if values is not None:
-            if len(values) > self._guard._max_series:
-                raise LabelError(f"{self.name}: source returned more than {self._guard._max_series} series")
+            if len(values) > self._guard.max_series:
+                raise LabelError(f"{self.name}: source returned more than {self._guard.max_series} series")
             for key in sorted(values):
                 if not isinstance(key, tuple) or len(key) != len(self._guard.label_names):
                     raise LabelError(
