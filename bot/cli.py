@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
 from bot.app import NotInitialisedError, initialise, open_app, run
 from bot.clock import Clock, OffsetClock, SystemClock
@@ -103,6 +104,7 @@ async def _check(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="photobot", description="GP Photo Bot")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--env-file", type=Path, default=None, help="settings file (default: ./.env)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser(

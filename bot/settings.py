@@ -82,6 +82,8 @@ class Settings:
     status_port: int = 0  # 0: the metrics and health endpoint is off
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
+    practice_phone: str = ""  # printed on the poster when set
+    opening_times: str = ""  # printed on the poster when set
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
 
     @property
@@ -279,6 +281,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         status_port=read.integer("STATUS_PORT", 0, 0, 65535),
         status_public=read.flag("STATUS_PUBLIC", False),
         test_clock_file=_test_clock_file(read),
+        practice_phone=read.text("PRACTICE_PHONE", ""),
+        opening_times=read.text("OPENING_TIMES", ""),
         reminders=_reminder_policy(read),
     )
     if read.problems:
@@ -304,7 +308,10 @@ def _reminder_policy(read: _Reader) -> ReminderPolicy:
     try:
         zone = ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
-        read.problems.append(f"{PREFIX}TIME_ZONE must be a time zone like Europe/London.")
+        read.problems.append(
+            f"{PREFIX}TIME_ZONE must be a time zone like Europe/London (if it is one, the system's time zone"
+            " data is missing: install the tzdata package)."
+        )
         zone = default.zone
     days = parse_days(read.text("WORKING_DAYS", "mon-fri"))
     if days is None:
