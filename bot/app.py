@@ -65,6 +65,7 @@ from storage.alert_events import AlertEvents
 from storage.audit import AuditLog
 from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
+from storage.confirmations import PendingConfirmations
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database, DatabaseError, database_busy
@@ -341,10 +342,12 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ledger=ledger,
         alerts=alerts,
         zone=settings.reminders.zone,
+        undo_window=settings.undo_window,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics, alerts)
+    confirmations = PendingConfirmations(database, sealer)
+    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics, alerts, confirmations)
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
@@ -538,7 +541,9 @@ class ClockWatch:
 
 async def housekeeping(app: App, stop: asyncio.Event) -> None:
     """Every little while: expire idle conversations, retry media deletions and unsent replies."""
-    interval = min(60.0, max(1.0, app.settings.conversation_timeout.total_seconds() / 4))
+    # Often enough that idle conversations end, and described view-then-delete photos go, close to on time.
+    shortest = min(app.settings.conversation_timeout, app.settings.undo_window).total_seconds()
+    interval = min(60.0, max(1.0, shortest / 4))
     watch = ClockWatch(app.clock)
     admin_token = app.config.current.homeserver_admin_token.value
     while not stop.is_set():

@@ -85,6 +85,7 @@ class Settings:
     practice_phone: str = ""  # printed on the poster when set
     opening_times: str = ""  # printed on the poster when set
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
+    undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos wait this long
 
     @property
     def store_dir(self) -> Path:
@@ -284,6 +285,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         practice_phone=read.text("PRACTICE_PHONE", ""),
         opening_times=read.text("OPENING_TIMES", ""),
         reminders=_reminder_policy(read),
+        undo_window=read.duration(
+            "UNDO_WINDOW", timedelta(minutes=2), timedelta(seconds=10), timedelta(hours=1)
+        ),
     )
     if read.problems:
         raise SettingsError(read.problems)

@@ -120,6 +120,7 @@ class ClinicianDesk:
     ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
     faults: FaultInjector = NO_FAULTS
     alerts: AlertEvents | None = None  # each submission's alert, edited (m.replace) as its status changes
+    undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos stay this long
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
 
     # ---- looking ------------------------------------------------------------------------------------
@@ -297,34 +298,55 @@ class ClinicianDesk:
                 and submission.first_viewed_at is not None
                 and submission.has_images
             )
+            if destroy and not cmd.confirmed:
+                return Outcome(
+                    f"Saving this description destroys the photos of **{submission.reference}** (view then delete)"
+                    " once the undo window ends. Reply **yes** within a minute, or send the same command again, to"
+                    " save it.",
+                    confirm=cmd.typed,
+                )
+            destroy_at = cmd.now + self.undo_window
 
             who = await self._who(cmd.sender)
 
             async def work(db: aiosqlite.Connection) -> None:
                 await self.submissions.describe(db, submission.submission_id, text, cmd.now)
                 await self._audit(db, cmd, AuditAction.DESCRIBE, submission, {"characters": len(text)})
-                gone = "; photos destroyed" if destroy else ""
+                gone = f"; photos destroyed at {local_time(destroy_at, self.zone)}" if destroy else ""
                 await self._edit_alerts(db, cmd, submission, f"described by {who}{gone}")
                 if destroy:
-                    await self._mark_destroyed(db, submission, cmd.now)
-                    await self._audit(
-                        db, cmd, AuditAction.IMAGES_DESTROYED, submission, {"why": "viewed and described"}
-                    )
+                    await self.submissions.schedule_destruction(db, submission.submission_id, destroy_at)
 
             if not destroy:
                 return Outcome(f"Description saved for **{submission.reference}**.", work)
-            photos = await self.submissions.photos(submission.submission_id)
-
-            async def after() -> None:
-                await self._destroy_files([image for photo in photos for image in photo.image_ids])
-                await self.media.retract_due()
-
             return Outcome(
-                f"Description saved for **{submission.reference}**. As a view-then-delete submission, its "
-                "photos are now destroyed and removed from this room. The patient is told.",
+                f"Description saved for **{submission.reference}**. As a view-then-delete submission, its photos"
+                f" are destroyed at {local_time(destroy_at, self.zone)} (in {_minutes(self.undo_window)}) and removed"
+                f" from this room; the patient is then told. `!undo {submission.reference}` before then keeps them.",
                 work,
-                after,
-                notify=((submission.room_id, self._patient_text("photos_viewed_and_deleted", submission)),),
+            )
+
+    async def undo(self, cmd: Invocation) -> Outcome:
+        async with self.lock:
+            submission = await self._find(cmd, with_images=True)
+            if submission.destroy_at is None or submission.destroy_at <= cmd.now:
+                raise UserFacingError(
+                    f"There is nothing to undo for {submission.reference}: its photos are not waiting to be destroyed."
+                )
+
+            async def work(db: aiosqlite.Connection) -> None:
+                await self.submissions.schedule_destruction(db, submission.submission_id, None)
+                await self._audit(db, cmd, AuditAction.UNDO, submission, {"kept": "photos"})
+                await self._edit_alerts(
+                    db, cmd, submission, f"destruction undone by {await self._who(cmd.sender)}"
+                )
+
+            window_end = (submission.first_viewed_at or cmd.now) + self.config.current.viewing_window
+            return Outcome(
+                f"The photos of **{submission.reference}** are kept; your description stays saved. As a view-then-"
+                f"delete submission they are still destroyed when its viewing window ends"
+                f" ({local_time(window_end, self.zone)}), or when you describe it again.",
+                work,
             )
 
     async def edit(self, cmd: Invocation) -> Outcome:
@@ -522,6 +544,13 @@ class ClinicianDesk:
                 await self.database.shred_checkpoint()
                 raise UserFacingError(f"{submission.reference} was already deleted.")
             reason = cmd.rest(1, "The reason for deleting it")
+            if not cmd.confirmed:
+                return Outcome(
+                    f"This destroys **{submission.reference}** everywhere, for good: its photos, their keys and "
+                    "the patient's details. Reply **yes** within a minute, or send the same command again, to "
+                    "delete it.",
+                    confirm=cmd.typed,
+                )
             photos = await self.submissions.photos(submission.submission_id)
             images = [image for photo in photos for image in photo.image_ids]
             # The destruction happens before the reply is queued, so the receipt is what was done.
@@ -578,6 +607,12 @@ class ClinicianDesk:
         window = self.config.current.viewing_window
         finished = 0
         async with self.lock:
+            for submission in await self.submissions.due_for_destruction(now):
+                told = [(submission.room_id, self._patient_text("photos_viewed_and_deleted", submission))]
+                await self._destroy_images(
+                    submission, now, AuditAction.IMAGES_DESTROYED, {"why": "viewed and described"}, told
+                )
+                finished += 1
             for submission in await self.submissions.viewed_view_then_delete():
                 viewed = submission.first_viewed_at
                 if viewed is None or viewed + window > now:

@@ -50,6 +50,12 @@ class Invocation:
     event_id: EventID
     now: datetime
     config: PracticeConfig
+    confirmed: bool = False  # the clinician confirmed it ("yes", or the same command again within a minute)
+
+    @property
+    def typed(self) -> str:
+        """The command as typed (with the reference a thread supplied), to repeat or confirm."""
+        return f"!{self.name} {' '.join(self.body.split())}".strip()
 
     def word(self, index: int, what: str) -> str:
         if index >= len(self.words):
@@ -80,6 +86,7 @@ class Outcome:
     after: After | None = None
     notify: tuple[tuple[RoomID, str], ...] = ()  # other rooms to tell (e.g. the patient: "deleted")
     plain: bool = False  # the reply quotes patient-supplied text: sent as plain text, never HTML or mentions
+    confirm: str | None = None  # nothing was done yet: this command waits for the clinician's confirmation
 
 
 Handler = Callable[[Invocation], Awaitable[Outcome]]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from bot.clock import Clock
 from bot.errors import TransientError, UserFacingError
@@ -36,6 +37,7 @@ from handlers.commands import (
 )
 from handlers.delivery import Delivery
 from storage.alert_events import AlertEvents
+from storage.confirmations import PendingConfirmations
 from storage.database import Database
 from storage.handled_events import HandledEvents
 from storage.outbox import Outbox, derive_txn_id
@@ -45,6 +47,7 @@ from storage.submissions import normalise_reference
 
 log = logging.getLogger(__name__)
 
+YES = frozenset({"yes", "y", "confirm", "yes please"})
 TYPED_REFERENCE = re.compile(r"GP[- ]?[A-Z0-9]{4}[- ]?[A-Z0-9]{4}", re.IGNORECASE)
 
 
@@ -82,7 +85,8 @@ def command_table(
         Command("export", c, "!export REF", "the record package: photos, description, decisions, FHIR", clinic.export),
         Command("consent", c, "!consent REF <second-opinion|teaching>", "ask the patient's consent to share", clinic.consent),
         Command("share", c, "!share REF <second-opinion|teaching>", "a package to share (needs the patient's consent)", clinic.share),
-        Command("delete", c, "!delete REF <reason>", "destroy it everywhere, with a receipt", clinic.delete),
+        Command("delete", c, "!delete REF <reason>", "destroy it everywhere, with a receipt (asks you to confirm)", clinic.delete),
+        Command("undo", c, "!undo REF", "keep the photos of a view-then-delete you just described", clinic.undo),
         Command("request", c, "!request @patient:server <area> [-- note]", "ask a patient for a photo", clinic.request),
         Command("audit", c, "!audit REF", "its audit trail", clinic.audit_trail),
         *admin_commands(admin, help_for),
@@ -120,6 +124,7 @@ class StaffRooms:
     table: dict[str, Command]
     metrics: BotMetrics
     alerts: AlertEvents | None = None  # alerts are thread roots: a command in one needs no reference
+    confirmations: PendingConfirmations | None = None  # destructive commands waiting for "yes"
     _threads: dict[EventID, EventID] = field(default_factory=dict)  # command -> the thread to answer in
 
     async def help(self, cmd: Invocation) -> Outcome:
@@ -135,10 +140,11 @@ class StaffRooms:
     async def handle(self, kind: RoomKind, event: Incoming) -> None:
         if not isinstance(event, TextMessage):
             return
-        parsed = parse_command(without_reply_fallback(event.body))
-        if parsed is None:
+        now = self.clock.now()
+        found = await self._command_in(event, now)
+        if found is None:
             return
-        name, words, body = parsed
+        (name, words, body), confirmed = found
         role = _role(kind)
         config = self.config.current
         if name == "help" and role is Role.ADMIN:
@@ -150,8 +156,12 @@ class StaffRooms:
             if not words or not names_a_reference(words[0], reference):
                 words, body = (reference, *words), f"{reference} {body}"
         cmd = Invocation(
-            name, words, body, event.sender, event.room_id, event.event_id, self.clock.now(), config
+            name, words, body, event.sender, event.room_id, event.event_id, now, config, confirmed
         )
+        if not confirmed and self.confirmations is not None:
+            waiting = await self.confirmations.waiting(event.room_id, event.sender, now)
+            if waiting is not None and waiting == cmd.typed:  # the same command again, within the minute
+                cmd = replace(cmd, confirmed=True)
         root = thread[0] if thread is not None else event.thread_root
         if root is not None:
             self._threads[event.event_id] = root
@@ -182,6 +192,21 @@ class StaffRooms:
             raise
         await self._commit(cmd, outcome, counted=(label, result))
 
+    async def _command_in(
+        self, event: TextMessage, now: datetime
+    ) -> tuple[tuple[str, tuple[str, ...], str], bool] | None:
+        """The command a message gives, and whether it confirms one: a "yes" from the clinician asked to
+        confirm a destructive command carries out that command. Anything else that is not a command: None."""
+        text = without_reply_fallback(event.body)
+        parsed = parse_command(text)
+        if parsed is not None:
+            return parsed, False
+        if self.confirmations is None or text.strip().lower().rstrip(".!") not in YES:
+            return None
+        waiting = await self.confirmations.waiting(event.room_id, event.sender, now)
+        parsed = parse_command(waiting) if waiting is not None else None
+        return (parsed, True) if parsed is not None else None  # a "yes" that confirms nothing: staff talk
+
     async def _thread_of(self, event: TextMessage) -> tuple[EventID, str] | None:
         """(thread root, reference) when the command was sent in an alert's thread or as a reply to an alert."""
         if self.alerts is None:
@@ -201,6 +226,10 @@ class StaffRooms:
             if outcome.work is not None:
                 await outcome.work(db)
             await self.handled.mark(db, cmd.event_id, cmd.room_id)
+            if self.confirmations is not None and cmd.confirmed:
+                await self.confirmations.done(db, cmd.room_id, cmd.sender)
+            if self.confirmations is not None and outcome.confirm is not None:
+                await self.confirmations.ask(db, cmd.room_id, cmd.sender, outcome.confirm, cmd.now)
             reply: dict[str, object] = {"text": outcome.reply}
             if outcome.plain:
                 reply["plain"] = True

@@ -106,6 +106,7 @@ class AuditAction(StrEnum):
     RETENTION_DESTROY = "retention_destroy"
     RETENTION_REFUSED = "retention_refused"
     IMAGES_DESTROYED = "images_destroyed"
+    UNDO = "undo"  # a clinician kept the photos a description was about to destroy
     IDENTITY_SHOWN = "identity_shown"  # a clinician was shown the NHS number (the `!view` header)
 
 

@@ -260,4 +260,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX alert_events_by_reference ON alert_events (reference);
         """,
     ),
+    Migration(
+        8,
+        "destructive commands waiting for confirmation; a described view-then-delete's undo window",
+        """
+        CREATE TABLE pending_commands (
+            key TEXT PRIMARY KEY,                -- '<room id>|<clinician id>': one waiting command each
+            command BLOB NOT NULL,               -- sealed: the command as typed, with its reference
+            asked_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        ALTER TABLE submissions ADD COLUMN destroy_at TEXT;  -- described view-then-delete: photos go then
+        """,
+    ),
 )

@@ -74,6 +74,7 @@ class Submission:
     images_destroyed_at: datetime | None
     photo_count: int
     reminded_at: datetime | None = None  # when the clinician room was reminded that it waits unclaimed
+    destroy_at: datetime | None = None  # described view then delete: its photos go then, unless undone
 
     @property
     def view_then_delete(self) -> bool:
@@ -153,7 +154,7 @@ class SubmissionRepository:
     _COLUMNS = (
         "s.submission_id, s.reference, s.room_id, s.status, s.keep_in_record, s.intimate,"
         " s.acting_for_someone, s.created_at, s.request_id, s.claimed_by, s.first_viewed_at, s.decision,"
-        " s.description, s.retention_warned_at, s.images_destroyed_at, s.reminded_at,"
+        " s.description, s.retention_warned_at, s.images_destroyed_at, s.reminded_at, s.destroy_at,"
         " (SELECT COUNT(*) FROM photos p WHERE p.submission_id = s.submission_id) AS photo_count"
     )
 
@@ -187,6 +188,7 @@ class SubmissionRepository:
             images_destroyed_at=_moment(row["images_destroyed_at"]),
             photo_count=int(row["photo_count"]),
             reminded_at=_moment(row["reminded_at"]),
+            destroy_at=_moment(row["destroy_at"]),
         )
 
     async def by_reference(self, reference: str) -> Submission | None:
@@ -372,6 +374,18 @@ class SubmissionRepository:
         await db.execute(
             "UPDATE submissions SET description = ?, updated_at = ? WHERE submission_id = ?",
             (sealed, iso(now), submission_id),
+        )
+
+    async def due_for_destruction(self, now: datetime) -> list[Submission]:
+        """Described view-then-delete submissions whose undo window has ended."""
+        return await self._holding_images(f"s.destroy_at IS NOT NULL AND s.destroy_at <= '{iso(now)}'")
+
+    async def schedule_destruction(
+        self, db: aiosqlite.Connection, submission_id: str, when: datetime | None
+    ) -> None:
+        await db.execute(
+            "UPDATE submissions SET destroy_at = ? WHERE submission_id = ?",
+            (iso(when) if when else None, submission_id),
         )
 
     async def reminded(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:

@@ -64,6 +64,8 @@ async def open_practice(
         "PHOTOBOT_HOMESERVER_ADMIN_TOKEN": media_admin.access_token,
         # Test mode accepts the NHS's test-range numbers (999 ...), which are never issued to a person.
         "PHOTOBOT_TEST_MODE": "true",
+        # A described view-then-delete's photos wait this long for an `!undo` (2 minutes in a practice).
+        "PHOTOBOT_UNDO_WINDOW": "10s",
     }
     bot = BotProcess(env, base / "bot.log", own_process_group=True)
 

@@ -138,9 +138,10 @@ async def clinician_reviews_keeps_and_exports(stage: Stage, room: Chat, referenc
 async def clinician_deletes(stage: Stage, room: Chat, patient: Chat, reference: str) -> str:
     """Delete with a reason; the patient is told. The bot's receipt of what it destroyed where."""
     stage.transcript.step("Saved into the clinical record, the clinician deletes the submission from the bot")
-    receipt = await room.say(
-        f"!delete {reference} Saved to the clinical record; no other copy is needed.", expect="Receipt"
+    await room.say(
+        f"!delete {reference} Saved to the clinical record; no other copy is needed.", expect="Reply yes"
     )
+    receipt = await room.say("yes", expect="Receipt")
     await patient.replies("deleted by the practice")
     return containing(receipt, "Receipt")
 
@@ -172,6 +173,7 @@ async def clinician_views_and_describes(stage: Stage, room: Chat, patient: Chat,
     await room.say(f"!view {reference}", expect="view then delete", attachments=1)
     await room.say(
         f"!describe {reference} Single 1 cm raised red papule, left forearm, no surrounding change.",
-        expect="destroyed",
+        expect="Reply yes",
     )
+    await room.say("yes", expect="destroyed at")
     await patient.replies("have now been deleted")

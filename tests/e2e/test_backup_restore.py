@@ -52,7 +52,8 @@ async def test_a_photo_deleted_after_a_backup_stays_deleted_after_a_restore(
     backup = tmp_path / "backup-before-delete"
     code, output = await bot.process.command("backup", str(backup))
     assert code == 0, output
-    await command(clinician, room, f"!delete {reference} sent to the wrong practice", "Receipt")
+    await command(clinician, room, f"!delete {reference} sent to the wrong practice", "Reply yes")
+    await command(clinician, room, "yes", "Receipt")
     assert _readable(bot, photos) == []
     await bot.process.stop()
 

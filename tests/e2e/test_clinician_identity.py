@@ -13,7 +13,7 @@ from bot.demo.people import Person
 from bot.ids import RoomID
 from bot.texts import Texts
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
-from tests.e2e.journey import answer, reach_photos, send_photo
+from tests.e2e.journey import answer, reach_photos, send_photo, vault_files
 from tests.e2e.push_rules import would_notify
 from tests.e2e.workspace import Practice, command, images, open_practice, read_zip
 from tests.unit.image_factory import make_jpeg
@@ -140,13 +140,17 @@ async def test_a_view_then_delete_package_still_names_the_patient_and_keeps_thei
 ) -> None:
     """After a view-then-delete submission is viewed and described (photos destroyed), its package still
     carries the NHS number, the notes and the caption, and the description filed against the patient."""
-    practice = await open_practice(make_bot, make_person)
+    practice = await open_practice(
+        make_bot, make_person, undo_window="10s", test_conversation_timeout_seconds="8"
+    )
     patient = await make_person("patient")
     notes, caption = ["on my back", "since Monday"], "the darker patch"
     _, reference = await submit_with_words(patient, practice.bot, notes, caption, keep=False)
     room = practice.clinician_room
     await view_header(practice, reference)
-    await command(practice.clinician, room, f"!describe {reference} 2 cm oval patch, no scale", "destroyed")
+    await command(practice.clinician, room, f"!describe {reference} 2 cm oval patch, no scale", "Reply yes")
+    await command(practice.clinician, room, "yes", "destroyed at")
+    await practice.clinician.wait_until(lambda: vault_files(practice.bot) == [], timeout=60)
     package = await exported_package(practice, reference)
     assert not any(name.startswith("photo-") for name in package)
     text = check_package(package, notes, caption)

@@ -92,7 +92,9 @@ async def test_delete_destroys_everything_and_gives_a_receipt(
     await clinician.wait_until(lambda: len(images(clinician, room, before)) == 2)
     posted = images(clinician, room, before)
 
-    receipt = await command(clinician, room, f"!delete {reference} sent to the wrong practice", "Receipt")
+    await command(clinician, room, f"!delete {reference} sent to the wrong practice", "Reply yes")
+    assert len(vault_files(bot)) == 2  # nothing destroyed before the confirmation
+    receipt = await command(clinician, room, "yes", "Receipt")
     assert "2 image key(s) and file(s) destroyed" in receipt
     assert "2 posted image message(s) redacted" in receipt
     assert "2 deleted" in receipt
@@ -111,7 +113,9 @@ async def test_view_then_delete_is_destroyed_after_view_and_description(
 ) -> None:
     """A view-then-delete submission is destroyed once viewed and described: the posted image is redacted
     and purged, and the patient is told."""
-    practice = await open_practice(make_bot, make_person)
+    practice = await open_practice(
+        make_bot, make_person, undo_window="10s", test_conversation_timeout_seconds="8"
+    )
     bot, clinician, room = practice.bot, practice.clinician, practice.clinician_room
     patient = await make_person("patient")
     patient_room, reference = await submit(patient, bot, keep=False)
@@ -121,10 +125,10 @@ async def test_view_then_delete_is_destroyed_after_view_and_description(
     await command(clinician, room, f"!view {reference}", "view then delete")
     await clinician.wait_until(lambda: len(images(clinician, room, before)) == 1)
     [posted] = images(clinician, room, before)
-    await command(
-        clinician, room, f"!describe {reference} 2 cm oval erythematous patch, left forearm", "destroyed"
-    )
-    await clinician.wait_until(lambda: posted.event_id in clinician.redacted)
+    description = f"!describe {reference} 2 cm oval erythematous patch, left forearm"
+    await command(clinician, room, description, "Reply yes")
+    await command(clinician, room, description, "destroyed at")  # the same command again confirms it
+    await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=60)
     assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
     assert vault_files(bot) == []
     await patient.wait_for_text(patient_room, "have now been deleted")

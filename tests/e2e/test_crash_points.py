@@ -393,9 +393,8 @@ async def _delete_round(
         assert len(versions) == PHOTOS_PER_SUBMISSION == 3, "each delete hits its point twice"
         images[reference] = [(photo_id, key) for photo_id, key, _, _ in versions]
     await bot.process.stop()
-    await _commands(
-        clinician, room, [f"!delete {reference} sent for a crash test" for reference in references]
-    )
+    deletes = [f"!delete {reference} sent for a crash test" for reference in references]
+    await _commands(clinician, room, [typed for delete in deletes for typed in (delete, delete)])  # confirmed
     record = await _kill_repeatedly(bot, "mid_delete", pattern=DELETE_HIT_PATTERN)
     await bot.process.start()
 

@@ -45,6 +45,7 @@ JOURNEY = [
     "Clinician: !export",
     "Bot: [file record-GP-",
     "Clinician: !delete",
+    "Clinician: yes",
     "Receipt:",
     "have been deleted by the practice",
     "Patient B: 999 234 5675",
@@ -52,7 +53,8 @@ JOURNEY = [
     "Patient B: [photo IMG_0311.jpg",
     "view then delete",
     "Clinician: !describe",
-    "its photos are now destroyed",
+    "Clinician: yes",
+    "its photos are destroyed at",
     "have now been deleted",  # patient B is told
     "What was deleted, where",
     "the bot's encrypted photo vault: 0 files left",
