@@ -140,7 +140,8 @@ class ClinicianDesk:
         if not rows:
             return Outcome(f"No {which} submissions" + (f" on page {page}." if page > 1 else "."))
         pages = (total + 9) // 10
-        lines = [_summary(row) for row in rows]
+        people = {row.claimed_by: await self._who(UserID(row.claimed_by)) for row in rows if row.claimed_by}
+        lines = [_summary(row, self.zone, people.get(row.claimed_by or "")) for row in rows]
         more = f" Page {page} of {pages}: `!queue {which} {page + 1}` for more." if page < pages else ""
         return Outcome(f"**{total} {which}** (newest first).{more}\n" + format_rows(lines))
 
@@ -150,11 +151,12 @@ class ClinicianDesk:
         if not entries:
             return Outcome(f"No audit entries for {submission.reference}.")
         lines = [
-            f"{entry.seq}. {iso(entry.at)[:19].replace('T', ' ')} {entry.actor}: {entry.action}"
+            f"{entry.seq}. {entry.at.astimezone(self.zone):%Y-%m-%d %H:%M:%S} {entry.actor}: {entry.action}"
             + (f" ({_details(entry.details)})" if entry.details else "")
             for entry in entries
         ]
-        return Outcome(f"**Audit trail of {submission.reference}**\n" + format_rows(lines))
+        zone = f"times in {self.zone.key}"
+        return Outcome(f"**Audit trail of {submission.reference}** ({zone})\n" + format_rows(lines))
 
     # ---- claiming and viewing -----------------------------------------------------------------------
 
@@ -528,7 +530,7 @@ class ClinicianDesk:
             )
 
         return Outcome(
-            f"{opened} The request expires {iso(expires)[:16].replace('T', ' ')} UTC; the submission will show "
+            f"{opened} The request expires {local_time(expires, self.zone)}; the submission will show "
             "it answers your request.",
             work,
         )
@@ -779,12 +781,12 @@ class ClinicianDesk:
         )
 
 
-def _summary(submission: Submission) -> str:
-    when = iso(submission.created_at)[:16].replace("T", " ")
+def _summary(submission: Submission, zone: ZoneInfo, claimed_by: str | None) -> str:
+    when = local_time(submission.created_at, zone)
     photos = f"{submission.photo_count} photo(s)" if submission.has_images else "photos destroyed"
-    claimed = f", claimed by {submission.claimed_by}" if submission.claimed_by else ""
+    claimed = f", claimed by {claimed_by or submission.claimed_by}" if submission.claimed_by else ""
     kept = ", kept" if submission.decision and submission.decision.kept else ""
-    return f"**{submission.reference}** {when} UTC, {photos}, {submission.status.value}{claimed}{kept}{_flags(submission)}"
+    return f"**{submission.reference}** {when}, {photos}, {submission.status.value}{claimed}{kept}{_flags(submission)}"
 
 
 def _flags(submission: Submission) -> str:

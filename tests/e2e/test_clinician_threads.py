@@ -76,3 +76,5 @@ async def test_commands_in_the_alerts_thread_or_replying_to_it_need_no_reference
     await command(clinician, room, "!queue all", reference)
     listing = next(seen for seen in clinician.seen[room][before:] if reference in seen.body)
     assert relation(listing) == {}  # the main timeline
+    assert f"({clinician.user_id})" in listing.body  # who claimed it: display name and Matrix id
+    assert "UTC" not in listing.body  # times in the practice's time zone
