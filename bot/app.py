@@ -55,6 +55,7 @@ from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
+from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
@@ -345,6 +346,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
+    guard = RoomGuard(gateway, patient)
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -360,6 +362,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
             RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
         },
         metrics=metrics,
+        admit_patient_room=guard.admit,
+        still_private=guard.still_private,
     )
     return App(
         settings=settings,

@@ -49,6 +49,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "consent_recorded_no": frozenset({"reference"}),
     "photos_viewed_and_deleted": frozenset({"reference"}),
     "photos_deleted_by_practice": frozenset({"reference"}),
+    "room_joined_by_other_with_photos": frozenset({"photos"}),
 }
 
 # Templates that are themselves the value of a common placeholder: only `{practice}` makes sense there.
@@ -292,6 +293,33 @@ class Texts:
     status_refused: str = "This chat can't accept photos for this request. {how_to_contact}"
     status_cancelled: str = "This request was cancelled."
     status_expired: str = "This request has expired."
+
+    # Chats that are not private, or that the bot cannot keep safe: it says why, then leaves.
+    room_not_private: str = (
+        "Hello, this is {practice}'s photo service. I can only help in a private chat between you and me, "
+        "and this chat has other people in it, so I'm leaving it. To send a photo, start a new chat with "
+        "me on your own."
+    )
+    room_cannot_remove: str = (
+        "Hello, this is {practice}'s photo service. This chat's settings don't let me remove messages, so "
+        "it isn't safe for your NHS number or photos, and I'm leaving it. Please start a new chat with me "
+        "on your own (in most apps: Start chat, then my name)."
+    )
+    room_not_encrypted: str = (
+        "Hello, this is {practice}'s photo service. This chat is not encrypted and its settings don't let me "
+        "turn encryption on, so it isn't safe for your NHS number or photos, and I'm leaving it. Please "
+        "start a new chat with me on your own (in most apps: Start chat, then my name)."
+    )
+    room_joined_by_other: str = (
+        "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "
+        "details safe I've stopped, and nothing more was sent to the practice. I'm leaving this chat. To "
+        "send photos, start a new chat with me on your own."
+    )
+    room_joined_by_other_with_photos: str = (
+        "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "
+        "details safe I've stopped and deleted {photos} you sent; nothing more was sent to the practice. "
+        "I'm leaving this chat. To send photos, start a new chat with me on your own."
+    )
 
     # A clinician's photo request that was not answered in time.
     request_expired: str = (

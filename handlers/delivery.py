@@ -64,8 +64,14 @@ class Delivery:
 
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
-            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id)
+            # `plain`: the bot's own fixed words for a chat it is leaving because it cannot encrypt it.
+            plain = bool(item.payload.get("plain"))
+            await self._gateway.send_text(
+                item.room_id, str(item.payload["text"]), item.txn_id, allow_unencrypted=plain
+            )
             self._metrics.replies_sent_total.inc()
+        elif item.kind == "leave":
+            await self._gateway.leave(item.room_id)
         elif item.kind == "redaction":
             await self._gateway.redact(
                 item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id

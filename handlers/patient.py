@@ -44,6 +44,7 @@ from bot.conversation import (
     Redact,
     Refuse,
     Reply,
+    RoomUnsafe,
     State,
     Submit,
     Text,
@@ -63,12 +64,14 @@ from bot.matrix.events import (
     Incoming,
     MediaKind,
     MediaMessage,
+    MembershipChange,
     OtherMessage,
     TextMessage,
     UndecryptableMessage,
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
+from bot.room_safety import Unsafe
 from handlers.delivery import PHOTO_CONFIRMATION, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
@@ -102,6 +105,7 @@ def patient_policy(config: PracticeConfig, *, test_mode: bool) -> Policy:
         test_mode=test_mode,
         media_purge_enabled=bool(config.homeserver_admin_token),
         texts=config.patient_texts(),
+        screening_memory=config.screening_memory,
     )
 
 
@@ -158,13 +162,20 @@ class PatientHandler:
     # ---- entry points ---------------------------------------------------------------------------------
 
     async def start(self, room_id: RoomID, patient: UserID) -> None:
-        """The bot joined a patient's chat: record the room and greet (sent once the room is known)."""
-        if await self.rooms.get(room_id) is not None:
+        """The bot joined a patient's chat: record the room and greet (sent once the room is known).
+        A room the bot closed earlier and was invited back into (found safe again) starts afresh."""
+        room = await self.rooms.get(room_id)
+        if room is not None and not room.closed:
             return
-        conversation, effects = step(None, Begin(_new_id(), self.clock.now()), self.policy)
+        begin = Begin(_new_id(), self.clock.now())
+        earlier = await self._load(room_id) if room is not None else None
+        conversation, effects = step(earlier, begin, self.policy)
         async with self.database.transaction() as db:
-            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
-            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
+            if room is None:
+                await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            else:
+                await self.rooms.reopen(db, room_id, patient)
+            await self._commit(db, room_id, f"begin:{begin.conversation_id}", conversation, effects)
 
     async def start_requested(
         self,
@@ -200,6 +211,59 @@ class PatientHandler:
                 await self._commit(db, room_id, f"consent:{ask.consent_id}", new, effects)
         await self.delivery.flush(room_id)
         return True
+
+    # ---- chats that are not private, or cannot be made safe (see bot.room_safety) ---------------------
+
+    async def refuse_room(
+        self, room_id: RoomID, patient: UserID, problem: Unsafe, *, encrypted: bool
+    ) -> None:
+        """A chat just joined that cannot hold the journey: say why (in clear only if the chat is not
+        encrypted: these words carry nothing about anyone), then leave. Nothing is asked, nothing kept."""
+        texts = self.policy.texts
+        wording = {
+            Unsafe.NOT_PRIVATE: texts.room_not_private,
+            Unsafe.CANNOT_REMOVE: texts.room_cannot_remove,
+            Unsafe.NOT_ENCRYPTED: texts.room_not_encrypted,
+        }.get(problem)  # CANNOT_SEND: the bot may not post at all, so it leaves without a word
+        source = f"refuse:{room_id}:{iso(self.clock.now())}"
+        async with self.database.transaction() as db:
+            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            await self.rooms.close(db, room_id, problem.value)
+            if wording is not None:
+                text = texts.fill(wording, practice=self.policy.practice_name)
+                payload = {"text": text, "plain": not encrypted}
+                await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", payload)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 1), "leave", {})
+        await self.delivery.flush(room_id)
+
+    async def close_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
+        """Someone else joined or was invited (called under the room's lock, before any event of the batch
+        is handled): the conversation ends and everything the bot holds of it is destroyed, the patient's
+        messages of this batch are removed unread (a photo's upload deleted too), the patient is told
+        why, and the bot leaves. A submission already made belongs to the practice and stays."""
+        conversation = await self._load(room_id)
+        now = self.clock.now()
+        effects: tuple[Effect, ...] = ()
+        new: Conversation | None = None
+        if conversation is not None:
+            new, effects = step(conversation, RoomUnsafe(now), self.policy)
+        reason = self.policy.texts.redact_reason_number
+        source = f"unsafe:{room_id}:{iso(now)}"
+        async with self.database.transaction() as db:
+            for index, event in enumerate(events):
+                if event.sender != patient or isinstance(event, MembershipChange):
+                    continue
+                payload = {"event_id": event.event_id, "reason": reason}
+                await self.outbox.add(db, room_id, derive_txn_id(source, 100 + index), "redaction", payload)
+                if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
+                    await self.media.add(db, room_id, event.event_id, event.media_urls)
+            if new is not None:
+                await self._commit(db, room_id, source, new, effects)
+            await self.rooms.close(db, room_id, Unsafe.NOT_PRIVATE.value)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+        log.info("a patient chat gained another member: the conversation was ended and the bot leaves it")
+        await self._after_commit(room_id, effects)
+        await purge_pending_media(self.media, self.gateway)
 
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
@@ -508,7 +572,12 @@ class PatientHandler:
 
     async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
         submission_id = submit.conversation_id
-        details: dict[str, Any] = {"notes": list(submit.notes), "requested_area": submit.requested_area}
+        details: dict[str, Any] = {
+            "notes": list(submit.notes),
+            "requested_area": submit.requested_area,
+            "warnings": list(submit.warnings),
+            "earlier_screenings": [screening.to_dict() for screening in submit.earlier_screenings],
+        }
         await db.execute(
             "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
             " intimate, acting_for_someone, details, status, created_at, request_id)"
@@ -571,7 +640,8 @@ def clinician_notice(notice: NotifyClinicians) -> str:
         flags.append("sent by someone acting for the patient")
     extra = f" ({'; '.join(flags)})" if flags else ""
     photos = "1 photo" if notice.photo_count == 1 else f"{notice.photo_count} photos"
-    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}."
+    warnings = "".join(f"\n⚠️ {warning}" for warning in notice.warnings)
+    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}.{warnings}"
 
 
 def _new_id() -> str:

@@ -232,4 +232,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "patient rooms the bot closed (not private, or it could not make them safe) and left",
+        """
+        ALTER TABLE rooms ADD COLUMN closed_at TEXT;      -- NULL while the bot serves the room
+        ALTER TABLE rooms ADD COLUMN closed_reason TEXT;  -- 'not_private', 'cannot_remove', 'not_encrypted'...
+        """,
+    ),
 )

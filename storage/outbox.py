@@ -32,7 +32,7 @@ class OutboxItem:
     id: int
     room_id: RoomID
     txn_id: str
-    kind: str  # 'message' | 'redaction'
+    kind: str  # 'message' | 'redaction' | 'leave' (the bot leaves the room, after what came before)
     payload: dict[str, Any] = field(repr=False)
     attempts: int
 

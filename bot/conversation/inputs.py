@@ -117,8 +117,17 @@ class AskConsent:
     now: datetime
 
 
+@dataclass(frozen=True)
+class RoomUnsafe:
+    """The chat stopped being safe: someone else joined or was invited. The conversation ends at once,
+    whatever its state, and the bot leaves the chat after saying why."""
+
+    now: datetime
+
+
 Input = (
     Begin
+    | RoomUnsafe
     | AskConsent
     | Text
     | PhotoStored
