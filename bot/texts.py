@@ -427,6 +427,7 @@ class Texts:
     # Shown by some apps next to a removed message.
     redact_reason_personal: str = "Removed to protect your privacy: only the NHS number is needed."
     redact_reason_number: str = "Removed to keep your NHS number private."
+    redact_reason_not_private: str = "Removed: this chat is no longer private."
     redact_reason_photo: str = "Removed from the chat to keep your photo private."
     redact_reason_unsupported: str = "Removed: this chat only takes photos and typed messages."
 

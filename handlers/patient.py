@@ -247,16 +247,9 @@ class PatientHandler:
         new: Conversation | None = None
         if conversation is not None:
             new, effects = step(conversation, RoomUnsafe(now), self.policy)
-        reason = self.policy.texts.redact_reason_number
         source = f"unsafe:{room_id}:{iso(now)}"
         async with self.database.transaction() as db:
-            for index, event in enumerate(events):
-                if event.sender != patient or isinstance(event, MembershipChange):
-                    continue
-                payload = {"event_id": event.event_id, "reason": reason}
-                await self.outbox.add(db, room_id, derive_txn_id(source, 100 + index), "redaction", payload)
-                if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
-                    await self.media.add(db, room_id, event.event_id, event.media_urls)
+            await self._remove_unread(db, room_id, patient, events)
             if new is not None:
                 await self._commit(db, room_id, source, new, effects)
             await self.rooms.close(db, room_id, Unsafe.NOT_PRIVATE.value)
@@ -264,6 +257,29 @@ class PatientHandler:
         log.info("a patient chat gained another member: the conversation was ended and the bot leaves it")
         await self._after_commit(room_id, effects)
         await purge_pending_media(self.media, self.gateway)
+
+    async def remove_from_closed_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
+        """What the patient sent to a closed chat before the bot left it: removed unread (uploads deleted)."""
+        async with self.database.transaction() as db:
+            if not await self._remove_unread(db, room_id, patient, events):
+                return
+        await self.delivery.flush(room_id)
+        await purge_pending_media(self.media, self.gateway)
+
+    async def _remove_unread(
+        self, db: aiosqlite.Connection, room_id: RoomID, patient: UserID, events: list[Incoming]
+    ) -> int:
+        """Queue the removal of each of the patient's messages among `events`; how many."""
+        removed = 0
+        for event in events:
+            if event.sender != patient or isinstance(event, MembershipChange):
+                continue
+            payload = {"event_id": event.event_id, "reason": self.policy.texts.redact_reason_not_private}
+            await self.outbox.add(db, room_id, derive_txn_id(event.event_id, 96), "redaction", payload)
+            if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
+                await self.media.add(db, room_id, event.event_id, event.media_urls)
+            removed += 1
+        return removed
 
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""

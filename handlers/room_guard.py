@@ -40,9 +40,13 @@ class RoomGuard:
         return False
 
     async def still_private(self, room: Room, events: list[Incoming]) -> bool:
-        """True if only the bot and the patient are in the chat; otherwise the chat is closed now."""
+        """True if only the bot and the patient are in the chat; otherwise the chat is closed now. In a chat
+        already closed (the bot has not left yet), whatever the patient still sent is removed unread."""
         if room.member is None:
             return True
+        if room.closed:
+            await self.patient.remove_from_closed_room(room.room_id, room.member, events)
+            return False
         changes = [
             (event.member, event.membership) for event in events if isinstance(event, MembershipChange)
         ]

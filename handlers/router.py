@@ -115,9 +115,10 @@ class Router:
                 room = await self._rooms.get(room_id)
                 if room is None:
                     room = await self._adopt(room_id, events)
-                if room is None or room.kind is not RoomKind.PATIENT or room.closed:
+                if room is None or room.kind is not RoomKind.PATIENT:
                     return True
-                # Before anything of this batch is accepted: a chat that gained a member is closed now.
+                # Before anything of this batch is accepted: a chat that gained a member is closed now (and
+                # a closed chat's events are never handled).
                 if not await self._still_private(room, events):
                     return True
                 kind = room.kind
