@@ -346,6 +346,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
+    delivery.when_removal_refused(patient.removal_refused)
     guard = RoomGuard(gateway, patient)
     router = Router(
         gateway=gateway,

@@ -50,6 +50,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "photos_viewed_and_deleted": frozenset({"reference"}),
     "photos_deleted_by_practice": frozenset({"reference"}),
     "room_joined_by_other_with_photos": frozenset({"photos"}),
+    "room_removal_refused_with_photos": frozenset({"photos"}),
 }
 
 # Templates that are themselves the value of a common placeholder: only `{practice}` makes sense there.
@@ -314,6 +315,18 @@ class Texts:
         "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "
         "details safe I've stopped, and nothing more was sent to the practice. I'm leaving this chat. To "
         "send photos, start a new chat with me on your own."
+    )
+    room_removal_refused: str = (
+        "I couldn't remove your message from this chat: its settings no longer let me, so it isn't safe "
+        "for your NHS number or photos. I've stopped, and nothing more was sent to the practice. Please "
+        "delete your messages that show your NHS number yourself (press and hold one, then Remove). I'm "
+        "leaving this chat. To send photos, start a new chat with me on your own."
+    )
+    room_removal_refused_with_photos: str = (
+        "I couldn't remove your message from this chat: its settings no longer let me, so it isn't safe "
+        "for your NHS number or photos. I've stopped and deleted {photos} you sent; nothing more was sent "
+        "to the practice. Please delete your messages that show your NHS number yourself (press and hold "
+        "one, then Remove). I'm leaving this chat. To send photos, start a new chat with me on your own."
     )
     room_joined_by_other_with_photos: str = (
         "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "

@@ -53,7 +53,7 @@ from bot.conversation import (
     photo_admission,
     step,
 )
-from bot.errors import StorageFullError, TransientError
+from bot.errors import StorageFullError, TransientError, error_reference
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID, UserID
@@ -72,7 +72,7 @@ from bot.matrix.events import (
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
 from bot.room_safety import Unsafe
-from handlers.delivery import PHOTO_CONFIRMATION, Delivery
+from handlers.delivery import PHOTO_CONFIRMATION, REMOVAL_REQUIRED, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -140,6 +140,7 @@ class PatientHandler:
     ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
     _policy: tuple[PracticeConfig, Policy] | None = None
     _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
+    _closing: dict[RoomID, asyncio.Task[None]] = field(default_factory=dict)  # rooms a refusal is closing
     _photos_in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PHOTOS_IN_FLIGHT))
 
     @property
@@ -257,6 +258,47 @@ class PatientHandler:
         log.info("a patient chat gained another member: the conversation was ended and the bot leaves it")
         await self._after_commit(room_id, effects)
         await purge_pending_media(self.media, self.gateway)
+
+    def removal_refused(self, room_id: RoomID, item_id: int) -> None:
+        """Delivery's word that the homeserver forbade a required removal: the chat is closed in a task of
+        its own, under the room's lock (delivery may run under it now). Once per room at a time."""
+        if room_id in self._closing:
+            return
+        task = asyncio.create_task(self._close_after_refusal(room_id, item_id))
+        self._closing[room_id] = task
+        task.add_done_callback(lambda _: self._closing.pop(room_id, None))
+
+    async def _close_after_refusal(self, room_id: RoomID, item_id: int) -> None:
+        """The bot may no longer remove the patient's messages: say so honestly (never "removed"), destroy
+        what it holds, and leave. Everything still queued for the room is replaced by that."""
+        try:
+            async with self.locks(room_id):
+                room = await self.rooms.get(room_id)
+                if room is None or room.kind is not RoomKind.PATIENT or room.closed:
+                    await self.outbox.done(item_id)  # already closed: the removal is given up
+                    effects: tuple[Effect, ...] = ()
+                else:
+                    effects = await self._close_for_refused_removal(room_id)
+            await self._after_commit(room_id, effects)
+        except Exception:
+            log.exception("closing a chat after a refused removal failed (ref %s)", error_reference())
+
+    async def _close_for_refused_removal(self, room_id: RoomID) -> tuple[Effect, ...]:
+        conversation = await self._load(room_id)
+        now = self.clock.now()
+        source = f"cannot-remove:{room_id}:{iso(now)}"
+        effects: tuple[Effect, ...] = ()
+        async with self.database.transaction() as db:
+            await self.outbox.discard_room(db, room_id)
+            if conversation is not None:
+                new, effects = step(conversation, RoomUnsafe(now, "cannot_remove"), self.policy)
+                await self._commit(db, room_id, source, new, effects)
+            await self.rooms.close(db, room_id, Unsafe.CANNOT_REMOVE.value)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+        log.info(
+            "the bot may not remove messages in a patient chat: the conversation was ended and it leaves"
+        )
+        return effects
 
     async def remove_from_closed_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
         """What the patient sent to a closed chat before the bot left it: removed unread (uploads deleted)."""
@@ -495,9 +537,10 @@ class PatientHandler:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)
                 case Redact(event_id=event_id, reason=reason):
-                    await self.outbox.add(
-                        db, room_id, txn_id, "redaction", {"event_id": event_id, "reason": reason}
-                    )
+                    # Required: if the homeserver forbids it, the chat is closed and nothing after it
+                    # (such as "I've removed your message") is ever sent.
+                    redaction = {"event_id": event_id, "reason": reason, REMOVAL_REQUIRED: True}
+                    await self.outbox.add(db, room_id, txn_id, "redaction", redaction)
                 case DestroyPhotos(photo_ids=photo_ids):
                     await self.ledger.record(
                         db, LedgerKind.IMAGES_DESTROYED, self.clock.now(), image_ids=photo_ids

@@ -80,7 +80,7 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
     if isinstance(event, AskConsent):
         return consent.ask(conversation, event, say)
     if isinstance(event, RoomUnsafe):
-        return _room_unsafe(_touch(conversation, event.now), say)
+        return _room_unsafe(_touch(conversation, event.now), event.reason, say)
     conversation = _touch(conversation, event.now)
     if _request_expired(conversation):
         t = say.texts
@@ -215,24 +215,29 @@ def _cancel(conversation: Conversation, say: Writer) -> Outcome:
     return _end(conversation, State.CANCELLED, say, plain=t.cancelled, with_photos=t.cancelled_with_photos)
 
 
-def _room_unsafe(conversation: Conversation, say: Writer) -> Outcome:
-    """Someone else is in the chat: end the conversation, whatever its state. Everything the bot holds of
-    it goes (photos destroyed, the NHS-number messages removed); a finished submission already belongs to
-    the practice and stays. The reply never says "start again here": the bot leaves this chat."""
+def _room_unsafe(conversation: Conversation, reason: str, say: Writer) -> Outcome:
+    """Someone else is in the chat, or the bot may not remove messages there: end the conversation,
+    whatever its state. Everything the bot holds of it goes (photos destroyed, the NHS-number messages
+    removed where it still may); a finished submission already belongs to the practice and stays. The reply
+    never says "start again here" (the bot leaves this chat) nor that a removal happened that did not."""
     t = say.texts
+    refused = reason == "cannot_remove"
+    plain, with_photos = (
+        (t.room_removal_refused, t.room_removal_refused_with_photos)
+        if refused
+        else (t.room_joined_by_other, t.room_joined_by_other_with_photos)
+    )
     if conversation.state.finished:
-        return replace(conversation, consent=None), (Reply(say(t.room_joined_by_other)),)
-    effects: list[Effect] = [
-        Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
-    ]
+        return replace(conversation, consent=None), (Reply(say(plain)),)
+    effects: list[Effect] = []
+    if not refused:
+        effects += [
+            Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
+        ]
     if conversation.all_photo_ids:
         effects.append(DestroyPhotos(conversation.all_photo_ids))
     count = conversation.photo_count
-    text = (
-        say(t.room_joined_by_other_with_photos, photos=count_photos(count))
-        if count
-        else say(t.room_joined_by_other)
-    )
+    text = say(with_photos, photos=count_photos(count)) if count else say(plain)
     return _finish(conversation, State.CANCELLED), (*effects, Reply(text))
 
 

@@ -43,6 +43,10 @@ class MatrixError(Exception):
     """The homeserver refused a request, for a reason that retrying will not fix."""
 
 
+class ForbiddenError(MatrixError):
+    """The homeserver refused because the bot lacks the permission (M_FORBIDDEN): retrying will not help."""
+
+
 class TransientMatrixError(MatrixError, TransientError):
     """The homeserver could not be reached or was busy: try again later, nothing is lost."""
 
@@ -449,6 +453,8 @@ def _error(action: str, response: object) -> MatrixError:
     http_status = getattr(transport, "status", 0) or 0
     if http_status >= 500:
         return TransientMatrixError(f"{action}: the homeserver answered {http_status}")
+    if status == "M_FORBIDDEN" or http_status == 403:
+        return ForbiddenError(f"{action} was forbidden ({status or http_status})")
     return MatrixError(f"{action} failed ({status or http_status})")
 
 

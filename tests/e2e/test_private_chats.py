@@ -11,7 +11,7 @@ from nio.api import RoomPreset
 from bot.demo.people import Person
 from bot.ids import RoomID, UserID
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
-from tests.e2e.journey import reach_photos, send_photo, vault_files
+from tests.e2e.journey import NHS_NUMBER, answer, reach_photos, send_photo, vault_files
 from tests.unit.image_factory import make_jpeg
 
 pytestmark = pytest.mark.e2e
@@ -20,10 +20,18 @@ ENCRYPTION = {"type": "m.room.encryption", "state_key": "", "content": {"algorit
 
 
 async def make_room(
-    creator: Person, invite: list[UserID], *, encrypted: bool = True, preset: RoomPreset | None = None
+    creator: Person,
+    invite: list[UserID],
+    *,
+    encrypted: bool = True,
+    preset: RoomPreset | None = None,
+    power: dict[str, Any] | None = None,
 ) -> RoomID:
     response = await creator.client.room_create(
-        invite=list(invite), preset=preset, initial_state=[ENCRYPTION] if encrypted else []
+        invite=list(invite),
+        preset=preset,
+        initial_state=[ENCRYPTION] if encrypted else [],
+        power_level_override=power,
     )
     assert isinstance(response, nio.RoomCreateResponse)
     room_id = RoomID(response.room_id)
@@ -99,3 +107,29 @@ async def test_a_chat_that_gains_a_member_mid_journey_stops_before_the_next_phot
     assert vault_files(bot) == []
     assert bot.query("SELECT state FROM conversations") == [("cancelled",)]
     await patient.wait_until(lambda: second in patient.redacted, timeout=30)
+
+
+async def test_a_removal_the_homeserver_forbids_is_never_reported_as_done(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """The patient takes away the bot's right to remove messages mid-journey: the bot never says it removed
+    the NHS number; it says plainly that it could not, asks the patient to delete it, and leaves."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await make_room(
+        patient, [bot.user_id], preset=RoomPreset.private_chat, power={"users": {bot.user_id: 50}}
+    )
+    await patient.wait_for_text(room_id, "NHS number", timeout=60)
+    await patient.settled(room_id, quiet=0.5)
+    await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
+    levels = await patient.client.room_get_state_event(room_id, "m.room.power_levels")
+    assert isinstance(levels, nio.RoomGetStateEventResponse)
+    await patient.client.room_put_state(room_id, "m.room.power_levels", {**levels.content, "redact": 100})
+
+    before = len(patient.seen[room_id])
+    await patient.say(room_id, "yes")
+    told = await patient.wait_for_text(room_id, "couldn't remove", after=before, timeout=60)
+    assert "delete your messages that show your NHS number yourself" in told.body
+    await patient.wait_until(bot_gone(patient, room_id, bot), timeout=60)
+    assert not any("I've removed" in seen.body for seen in patient.seen[room_id])
+    assert bot.query("SELECT closed_reason FROM rooms") == [("cannot_remove",)]

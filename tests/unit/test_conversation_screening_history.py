@@ -76,3 +76,13 @@ def test_the_nhs_number_messages_are_removed_when_the_chat_stops_being_private()
     number_event = chat.current.number_event_ids
     chat.send(RoomUnsafe(chat.tick()))
     assert tuple(chat.redacted) == number_event
+
+
+def test_a_forbidden_removal_ends_the_conversation_without_claiming_any_removal() -> None:
+    """The bot may not remove messages: photos destroyed, no removal asked again, the patient asked to do it."""
+    chat = Chat.in_state(State.AWAITING_PHOTOS)
+    chat.photo()
+    chat.send(RoomUnsafe(chat.tick(), "cannot_remove"))
+    assert chat.state is State.CANCELLED
+    assert chat.redacted == [] and len(chat.destroyed) == 1
+    assert "couldn't remove" in chat.reply and "I've removed" not in chat.reply
