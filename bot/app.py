@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -86,6 +87,7 @@ SYNC_TIMEOUT_MS = 30_000
 RETRY_SECONDS = 2.0
 CLOCK_JUMP_TOLERANCE = timedelta(seconds=30)  # wall clock against monotonic, between housekeeping passes
 SYNC_HEALTH_MAX_AGE = 120.0  # seconds since the last successful sync before /healthz is unhealthy
+RESTORE_SYNC_TIMEOUT_MS = 1000  # an initial sync returns at once whatever its timeout
 INIT_SECONDS = 60.0  # `photobot init`: logging in, uploading keys and signing, once the homeserver answers
 
 
@@ -662,6 +664,10 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
                 # minutes: a batch fetched again would come back as it was, without the newer events of other
                 # rooms. A distinct timeout makes it a new request (there are events: it returns at once).
                 timeout_ms = 1 + fetched % 1000
+            if restore is not None and not fetched:
+                # Not the initial sync of an earlier start (timeout 0), which Synapse may still hold in its
+                # response cache, with its old next_batch: that would bring back what the restore must skip.
+                timeout_ms = RESTORE_SYNC_TIMEOUT_MS + secrets.randbelow(1000)
             fetched += 1
             batch = await _until_stopped(
                 sync_once(app.gateway, token, full_state=full_state, timeout_ms=timeout_ms), stop
