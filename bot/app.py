@@ -765,6 +765,10 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
         try:
             async with bounded(settings.homeserver_url, INIT_SECONDS, "logging in and uploading keys"):
                 await _set_up_device(settings, accounts, account, gateway, say)
+        except MatrixError as error:
+            if settings.homeserver_url in str(error):
+                raise
+            raise type(error)(f"{error} (the homeserver at {settings.homeserver_url})") from None
         finally:
             await client.close()
     finally:

@@ -9,6 +9,7 @@ default contact sentence, run-time settings that differ from the environment.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bot.ids import RoomID, UserID, server_name
@@ -128,6 +129,10 @@ def run_time_changes(
         if not hasattr(defaults, attribute) or stored_form(defaults, key) == stored_form(current, key):
             continue
         name = key if key in SETTINGS else attribute
+        value = getattr(current, attribute)
+        if isinstance(value, Mapping):  # the texts patients see: their names, not their wording
+            lines.append(f"{name}: {', '.join(sorted(value))} changed from the built-in wording")
+            continue
         lines.append(
             f"{name}: {show_value(current, name)} (the environment says {show_value(defaults, name)})"
         )

@@ -16,12 +16,19 @@ from dataclasses import dataclass, replace
 from importlib import metadata
 
 from bot.matrix.gateway import SyncBatch, TransientMatrixError
-from bot.matrix.reachability import FIRST_WAIT_SECONDS, LONGEST_WAIT_SECONDS, probe, wait_until_reachable
+from bot.matrix.reachability import (
+    FIRST_WAIT_SECONDS,
+    LONGEST_WAIT_SECONDS,
+    bounded,
+    probe,
+    wait_until_reachable,
+)
 from storage.restores import Restore
 
 log = logging.getLogger(__name__)
 
 PACKAGE = "gp-photo-bot"
+START_SECONDS = 120.0  # key upload and device signing, once the homeserver answers; then it is tried again
 
 
 def version() -> str:
@@ -46,7 +53,8 @@ async def come_online(
         if not await wait_until_reachable(url, stop.is_set, lambda s: _sleep_or_stop(stop, s), check=check):
             return False
         try:
-            await start()
+            async with bounded(url, START_SECONDS, "uploading the bot's keys"):
+                await start()
         except TransientMatrixError as error:
             log.warning("waiting for the homeserver: %s Trying again in %.0f s.", error, wait)
             await _sleep_or_stop(stop, wait)
