@@ -46,6 +46,7 @@ from bot.matrix.gateway import (
 )
 from bot.matrix.reachability import bounded, probe
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics, sample_loop_lag
+from bot.production_check import run_time_changes
 from bot.settings import Settings, SettingsError
 from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
@@ -612,6 +613,9 @@ async def run(app: App, stop: asyncio.Event) -> None:
         await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
         await app.clean_up_after_crash()
         log.info("%s", await _banner(app))
+        overrides = await app.config.repository.overrides()
+        if changed := run_time_changes(app.config.defaults, app.config.current, overrides):
+            log.warning("settings changed at run time override the environment: %s", "; ".join(changed))
 
         async def start_keys() -> None:
             await app.gateway.start_keys()

@@ -65,7 +65,8 @@ async def test_the_admin_token_is_set_from_standard_input_and_checked_first(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
     """`photobot admin set homeserver_admin_token` refuses the token on the command line, refuses a token the
-    homeserver does not accept (nothing changes), and stores a server admin's token read from stdin."""
+    homeserver does not accept (nothing changes), and stores a server admin's token read from stdin; the next
+    start-up names each setting that overrides the environment."""
     practice = await open_practice(make_bot, make_person)
     bot = practice.bot
     code, output = await bot.process.command("admin", "set", "homeserver_admin_token", "syt_on_argv")
@@ -84,3 +85,13 @@ async def test_the_admin_token_is_set_from_standard_input_and_checked_first(
     code, output = await bot.process.command("check")
     assert code == 0, output
     assert "Configuration is valid." in output
+    code, output = await bot.process.command("admin", "set", "max_photos", "3")
+    assert code == 0, output
+    await bot.process.stop()
+    await bot.process.start()
+    log_text = bot.process.log_text()
+    assert (
+        "settings changed at run time override the environment: max_photos: 3 (the environment says 5)"
+        in (log_text)
+    )
+    assert "homeserver_admin_token: set" not in log_text, "the same token as the environment's is no change"
