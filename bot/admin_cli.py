@@ -179,7 +179,9 @@ def make_poster(
     error, not a reason to print a name that may be out of date."""
     if settings.database_path.exists():
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
-    poster = render_poster(practice_name, settings.user_id)
+    poster = render_poster(
+        practice_name, settings.user_id, phone=settings.practice_phone, opening_times=settings.opening_times
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)
     (out_dir / "photobot-poster.pdf").write_bytes(poster.pdf)

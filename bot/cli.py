@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
 from bot.app import NotInitialisedError, initialise, open_app, run
 from bot.clock import Clock, OffsetClock, SystemClock
@@ -164,7 +165,7 @@ def _message(command: str, error: Exception) -> str:
     return f"photobot {command}: {error}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     env_file = argparse.ArgumentParser(add_help=False)
     env_file.add_argument(
         "--env-file", type=Path, default=argparse.SUPPRESS, help="settings file (default: ./.env)"
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog=exit_code_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -217,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="a bot log to check line by line, too",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     args.env_file = getattr(args, "env_file", None)
 
     if args.command == "leak-scan":

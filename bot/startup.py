@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from importlib import metadata
 
+from bot import __version__
 from bot.matrix.gateway import SyncBatch, TransientMatrixError
 from bot.matrix.reachability import (
     FIRST_WAIT_SECONDS,
@@ -27,16 +28,7 @@ from storage.restores import Restore
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "gp-photo-bot"
 START_SECONDS = 120.0  # key upload and device signing, once the homeserver answers; then it is tried again
-
-
-def version() -> str:
-    """The installed package's version, or "unknown" when run from a source tree that is not installed."""
-    try:
-        return metadata.version(PACKAGE)
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 async def come_online(
@@ -87,7 +79,7 @@ class Banner:
     def line(self) -> str:
         metrics = f"metrics on port {self.status_port}" if self.status_port else "metrics off"
         return (
-            f"GP Photo Bot {version()} starting as {self.user_id} (device {self.device_id}) on "
+            f"GP Photo Bot {__version__} starting as {self.user_id} (device {self.device_id}) on "
             f"{self.homeserver_url}: {self.patient_rooms} patient room(s), {self.clinician_rooms} clinician "
             f"room(s), admin room {'set' if self.admin_room else 'NOT set'}, {self.clinicians} clinician(s), "
             f"{self.admins} admin(s), homeserver admin token {'present' if self.admin_token else 'ABSENT'} "

@@ -27,8 +27,18 @@ class BotProcess:
     group. Either way the child is killed by the kernel if the parent dies (`die_with_parent`).
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, own_process_group: bool = False) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        own_process_group: bool = False,
+        program: tuple[str, ...] = (sys.executable, "-m", "bot"),
+    ) -> None:
+        """`program` is the command that is `photobot`: by default this interpreter's `bot` package; the
+        packaging tests pass an installed `photobot` script instead."""
         self.env = env
+        self.program = program
         self.log_path = log_path
         self.own_process_group = own_process_group
         self.process: asyncio.subprocess.Process | None = None
@@ -44,9 +54,7 @@ class BotProcess:
         """Run `photobot <args>` to completion, `stdin` on its standard input (where secrets are given);
         returns the exit code and everything it printed."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
+            *self.program,
             *args,
             env=self._full_env(extra_env),
             stdin=subprocess.PIPE,
@@ -83,9 +91,7 @@ class BotProcess:
             log_file.write(f"\n---- run {self.runs} ----\n".encode())
             log_file.flush()
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
+                *self.program,
                 "run",
                 env=self._full_env(extra_env),
                 stdout=log_file,
