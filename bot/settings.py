@@ -81,6 +81,8 @@ class Settings:
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
     screening_memory: timedelta = timedelta(days=30)  # earlier screenings in a chat travel this long
+    practice_phone: str = ""  # printed on the poster when set
+    opening_times: str = ""  # printed on the poster when set
 
     @property
     def store_dir(self) -> Path:
@@ -280,6 +282,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         status_port=read.integer("STATUS_PORT", 0, 0, 65535),
         status_public=read.flag("STATUS_PUBLIC", False),
         test_clock_file=_test_clock_file(read),
+        practice_phone=read.text("PRACTICE_PHONE", ""),
+        opening_times=read.text("OPENING_TIMES", ""),
     )
     if read.problems:
         raise SettingsError(read.problems)
