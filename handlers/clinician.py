@@ -184,6 +184,7 @@ class ClinicianDesk:
             if present:
                 return Outcome(_withheld(present))
             photos = await self.submissions.photos(submission.submission_id)
+            warnings = await self.submissions.warnings(submission.submission_id)
             window = self.config.current.viewing_window
             expires = cmd.now + window
 
@@ -212,6 +213,7 @@ class ClinicianDesk:
                 else ""
             )
             header = await self._identity(submission, photos)
+            header[1:1] = [f"⚠️ {warning}" for warning in warnings]  # flags first, before the details
             shown = (
                 f"Showing {len(photos)} photo(s) of {submission.reference}{_flags(submission)} below. They are "
                 f"removed from this room after {_minutes(window)}.{destroy_note}"
@@ -664,6 +666,7 @@ class ClinicianDesk:
                 payload = {"text": text} if room == submission.room_id else alert(text, self.config.current)
                 await self.outbox.add(db, room, derive_txn_id(source, index), "message", payload)
         await self._destroy_files([image for photo in photos for image in photo.image_ids])
+        log.info("purge: %s images destroyed (%s)", submission.reference, details.get("why", action.value))
 
     # ---- helpers ------------------------------------------------------------------------------------
 

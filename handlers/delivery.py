@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from bot.errors import TransientError
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
-from bot.matrix.gateway import MatrixError, MatrixGateway
+from bot.matrix.gateway import ForbiddenError, MatrixError, MatrixGateway
 from bot.matrix.message_content import content_of
 from bot.metrics import BotMetrics
 from storage.alert_events import AlertEvents
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 ALERT_OF = "alert_of"  # a message payload's field: this alert announces that submission (its reference)
 PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
+# A redaction payload's flag: the patient's chat cannot be kept safe if this removal is forbidden.
+REMOVAL_REQUIRED = "removal_required"
 
 
 class Delivery:
@@ -43,6 +46,12 @@ class Delivery:
         self._faults = faults
         self._metrics = metrics
         self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._removal_refused: Callable[[RoomID, int], None] | None = None
+
+    def when_removal_refused(self, callback: Callable[[RoomID, int], None]) -> None:
+        """Who is told when a required removal is forbidden; until they re-plan the room, its queue stops
+        there, so nothing after it (a reply saying the message was removed) is ever sent."""
+        self._removal_refused = callback
 
     async def flush(self, room_id: RoomID) -> None:
         async with self._locks[room_id]:
@@ -58,6 +67,8 @@ class Delivery:
                     log.info("the homeserver is not reachable; %s will be retried", item.kind)
                     return
                 except MatrixError as error:
+                    if self._required_removal_forbidden(item, error):
+                        return
                     await self._outbox.failed(item.id)
                     if item.attempts + 1 >= MAX_ATTEMPTS:
                         log.warning("dropping a %s after %d refusals: %s", item.kind, MAX_ATTEMPTS, error)
@@ -67,19 +78,39 @@ class Delivery:
                 self._faults.hit("after_send_before_outbox_done")
                 await self._outbox.done(item.id)
 
+    def _required_removal_forbidden(self, item: OutboxItem, error: MatrixError) -> bool:
+        """A removal the patient's chat depends on was forbidden: the room's owner re-plans it (the item
+        stays until then, so a restart asks again); no retries, no "removed" said after it."""
+        callback = self._removal_refused
+        if (
+            not isinstance(error, ForbiddenError)
+            or not item.payload.get(REMOVAL_REQUIRED)
+            or callback is None
+        ):
+            return False
+        log.warning("the bot may not remove a patient's message: the chat will be closed")
+        callback(item.room_id, item.id)
+        return True
+
     async def flush_all(self) -> None:
         rooms = await self._outbox.rooms_with_pending()
         await asyncio.gather(*(self.flush(room_id) for room_id in rooms))
 
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
-            event_id = await self._gateway.send_message(item.room_id, content_of(item.payload), item.txn_id)
+            # `plain`: the bot's own fixed words for a chat it is leaving because it cannot encrypt it.
+            unencrypted = bool(item.payload.get("plain"))
+            event_id = await self._gateway.send_message(
+                item.room_id, content_of(item.payload), item.txn_id, allow_unencrypted=unencrypted
+            )
             reference = item.payload.get(ALERT_OF)
             if self._alerts is not None and isinstance(reference, str):
                 # Before the item is done: a crash re-sends it under the same transaction id, the homeserver
                 # answers with the same event id, and it is recorded then.
                 await self._alerts.record(item.room_id, event_id, reference)
             self._metrics.replies_sent_total.inc()
+        elif item.kind == "leave":
+            await self._gateway.leave(item.room_id)
         elif item.kind == "redaction":
             await self._gateway.redact(
                 item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id

@@ -234,20 +234,41 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "restores of a backup, so the next start skips to the homeserver's present and reports roll-backs",
+        """
+        CREATE TABLE restores (
+            restore_id INTEGER PRIMARY KEY,
+            restored_at TEXT NOT NULL,           -- events sent before this were handled (or not) before the
+            backup_made_at TEXT NOT NULL,        -- restore; they are not handled again
+            rolled_back TEXT NOT NULL,           -- JSON list of run-time settings the restore rolled back
+            caught_up_at TEXT                    -- NULL until the bot has skipped to the homeserver's present
+        );
+        """,
+    ),
+    Migration(
+        6,
+        "patient rooms the bot closed (not private, or it could not make them safe) and left",
+        """
+        ALTER TABLE rooms ADD COLUMN closed_at TEXT;      -- NULL while the bot serves the room
+        ALTER TABLE rooms ADD COLUMN closed_reason TEXT;  -- 'not_private', 'cannot_remove', 'not_encrypted'...
+        """,
+    ),
+    Migration(
+        7,
         "photo captions: the patient's words sent with a photo, shown to the clinician and in the package",
         """
         ALTER TABLE photos ADD COLUMN caption BLOB;  -- sealed: the image event's caption, or NULL
         """,
     ),
     Migration(
-        6,
+        8,
         "reminders of unclaimed requests: when the clinician room was reminded of each",
         """
         ALTER TABLE submissions ADD COLUMN reminded_at TEXT;  -- NULL until the room is reminded of it
         """,
     ),
     Migration(
-        7,
+        9,
         "the alert that announced each submission in each clinician room: the root of its thread",
         """
         CREATE TABLE alert_events (
@@ -261,7 +282,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        8,
+        10,
         "destructive commands waiting for confirmation; a described view-then-delete's undo window",
         """
         CREATE TABLE pending_commands (

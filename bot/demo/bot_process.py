@@ -48,19 +48,23 @@ class BotProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOBOT_")}
         return base | self.env | (extra or {})
 
-    async def command(self, *args: str, extra_env: dict[str, str] | None = None) -> tuple[int, str]:
-        """Run `photobot <args>` to completion; returns the exit code and everything it printed."""
+    async def command(
+        self, *args: str, extra_env: dict[str, str] | None = None, stdin: str = ""
+    ) -> tuple[int, str]:
+        """Run `photobot <args>` to completion, `stdin` on its standard input (where secrets are given);
+        returns the exit code and everything it printed."""
         process = await asyncio.create_subprocess_exec(
             *self.program,
             *args,
             env=self._full_env(extra_env),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_process_group,
             preexec_fn=die_with_parent(),
         )
         try:
-            output, _ = await process.communicate()
+            output, _ = await process.communicate(stdin.encode())
         except BaseException:  # cancelled (Ctrl-C) or failed while waiting: do not leave it running
             self._signal(process, signal.SIGKILL)
             await process.wait()
