@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+TEXT_ONLY = "text_only"  # a payload's flag: patient-supplied words inside, send the body only (no HTML)
 NOTICE = "m.notice"
 TEXT = "m.text"
 
@@ -79,7 +80,7 @@ def content_of(payload: Mapping[str, Any]) -> dict[str, Any]:
     return message_content(
         str(payload["text"]),
         msgtype=TEXT if payload.get("msgtype") == TEXT else NOTICE,
-        plain=bool(payload.get("plain", False)),
+        plain=bool(payload.get(TEXT_ONLY, False)),
         mention_users=tuple(str(user) for user in mention) if isinstance(mention, list) else (),
         thread_root=_event(payload.get("thread_root")),
         reply_to=_event(payload.get("reply_to")),
