@@ -18,6 +18,7 @@ from bot.clock import Clock
 from bot.errors import TransientError, UserFacingError
 from bot.ids import EventID, RoomID
 from bot.matrix.events import Incoming, TextMessage
+from bot.matrix.message_content import TEXT_ONLY
 from bot.metrics import BotMetrics
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
@@ -232,7 +233,7 @@ class StaffRooms:
                 await self.confirmations.ask(db, cmd.room_id, cmd.sender, outcome.confirm, cmd.now)
             reply: dict[str, object] = {"text": outcome.reply}
             if outcome.plain:
-                reply["plain"] = True
+                reply[TEXT_ONLY] = True
             if thread_root is not None:
                 reply |= {"thread_root": thread_root, "reply_to": cmd.event_id}
             await self.outbox.add(db, cmd.room_id, derive_txn_id(cmd.event_id, 0), "message", reply)
