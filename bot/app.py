@@ -51,7 +51,8 @@ from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, purge_pending_media
+from handlers.media_purge import purge_pending_media
+from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob

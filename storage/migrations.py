@@ -232,4 +232,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "media ledger: who sent each listed upload and when, checked with the homeserver before deleting",
+        """
+        ALTER TABLE media_ledger ADD COLUMN owner BLOB;          -- sealed user id of the message's sender
+        ALTER TABLE media_ledger ADD COLUMN sent_at_ms INTEGER;  -- the message's server timestamp
+        """,
+    ),
 )
