@@ -50,6 +50,7 @@ from bot.trust_policy import TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
+from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
 from handlers.media_purge import purge_pending_media
 from handlers.patient import PatientHandler
@@ -346,6 +347,9 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
+    guard = CredentialGuard(
+        database, outbox, config, gateway
+    )  # a pasted credential leaves any room it is typed in
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -356,9 +360,16 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         staff_kind=staff_kind,
         start_patient=patient.start,
         handlers={
-            RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed),
-            RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),
-            RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
+            RoomKind.PATIENT: RoomHandlers(
+                handle=guard.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed
+            ),
+            RoomKind.CLINICIAN: RoomHandlers(
+                handle=guard.guarding(RoomKind.CLINICIAN, staff.handler(RoomKind.CLINICIAN)),
+                failed=staff.failed,
+            ),
+            RoomKind.ADMIN: RoomHandlers(
+                handle=guard.guarding(RoomKind.ADMIN, staff.handler(RoomKind.ADMIN)), failed=staff.failed
+            ),
         },
         metrics=metrics,
     )

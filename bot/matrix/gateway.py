@@ -358,6 +358,27 @@ class MatrixGateway:
             return str(response.displayname)[:80]
         return None
 
+    async def user_exists(self, user_id: UserID) -> bool | None:
+        """Whether the homeserver knows this account (its profile answers); None if it cannot tell (another
+        server that could not be asked). Inviting an unknown id succeeds on Synapse, so ask first."""
+        path = f"/_matrix/client/v3/profile/{quote(user_id, safe='')}"
+        try:
+            response = await self.client.send(
+                "GET", path, headers={"Authorization": f"Bearer {self.client.access_token}"}
+            )
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to look up an account") from error
+        async with response:
+            if response.status == 200:
+                return True
+            if response.status == 404:
+                return False
+            if response.status == 429 or (
+                response.status >= 500 and server_name(user_id) == self.server_name
+            ):
+                raise TransientMatrixError(f"looking up an account answered {response.status}")
+            return None
+
     async def query_device_keys(self, user_ids: Collection[UserID]) -> dict[str, Any]:
         """The homeserver's /keys/query answer for these users, with their cross-signing keys."""
         return await self._request(
