@@ -108,7 +108,8 @@ async def test_attachments_that_cannot_be_fetched_get_an_honest_reply(
     make_bot: BotFactory, make_person: PersonFactory, homeserver_admin: RegisteredUser
 ) -> None:
     """A photo on another server, a link that is not a Matrix upload, and an upload already deleted each get
-    a specific reply and leave the chat; nothing waits for deletion for ever and no error is claimed."""
+    a specific reply and leave the chat; nothing waits for deletion for ever, no error is claimed, and
+    `photobot check` passes, counting the remote upload as not deletable by this practice."""
     bot = await make_bot()
     patient = await make_person("patient")
     room_id = await reach_photos(patient, bot)
@@ -133,3 +134,6 @@ async def test_attachments_that_cannot_be_fetched_get_an_honest_reply(
     statuses = await _ledger_settled(bot, rows=2)
     assert sorted(statuses) == ["already gone", "on another server"], statuses
     assert bot.query("SELECT COUNT(*) FROM photos") == [(0,)]
+    code, output = await bot.process.command("check")
+    assert code == 0, output
+    assert "1 upload(s) sent from other servers cannot be deleted by this practice" in output
