@@ -19,10 +19,11 @@ What it looks for (`FindingKind`), and how it tells a real hit from chance bytes
                     or after: Synapse's search index and SQLite's neighbouring columns glue text to letters
                     ("nhs9434765919"), and the check digit keeps chance hits down (1 in 11 of random runs).
                     Two kinds of run are not something a patient typed and are left out: ten undivided
-                    digits inside a random id of 24 or more characters, hexadecimal (a digest or
-                    transaction id, which would otherwise give a chance hit about once per thousand ids)
-                    or mixing upper and lower case (a base64 id); and a run glued to an ISO timestamp
-                    (fractional seconds before it, or "-MM-DD" after it).
+                    digits inside a random id: 24 or more hexadecimal characters (a digest, a MAC or a
+                    transaction id, which would otherwise give a chance hit about once per thousand ids),
+                    a "0x" hexadecimal literal (an object's address in a homeserver's log), or 24 or more
+                    id characters mixing upper and lower case (a base64 id); and a run glued to an ISO
+                    timestamp (fractional seconds before it, or "-MM-DD" after it).
     MASTER_KEY      the practice's master key secret (raw, standard or URL-safe base64, or hex), or a
                     master key file's line, anywhere but the master key file itself.
     PEM_PRIVATE_KEY an unencrypted PEM private key block ("-----BEGIN ... PRIVATE KEY-----").
@@ -142,6 +143,7 @@ _NHS_UTF16 = re.compile(
 _ID_LENGTH = 24  # a run of id characters this long around ten undivided digits may be a random id
 _ID_CHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX_PREFIXES = frozenset({b"0x", b"0X", b"0\x00x\x00", b"0\x00X\x00"})
 
 # JPEG markers that may follow SOI or another segment: C0-CF (the frame headers SOFn, with DHT at C4 and DAC
 # at CC; not JPG at C8), DQT, DRI, APPn and COM; and SOS, which starts the entropy-coded data.
@@ -219,27 +221,33 @@ def _glued_to_a_timestamp(data: bytes, match: re.Match[bytes]) -> bool:
 
 
 def _inside_an_id(data: bytes | str, match: re.Match[bytes] | re.Match[str], width: int = 1) -> bool:
-    """Whether ten undivided digits sit inside a long random id: 24 or more id characters around them that
-    are hexadecimal but for a short prefix (a digest, a transaction id) or mix upper and lower case (a base64
-    event id). Text a patient typed, even glued to letters in a search index, is neither."""
+    """Whether ten undivided digits sit inside a random id: a run of 24 or more hexadecimal characters (a
+    digest, a MAC, a transaction id), a "0x" hexadecimal literal of any length (an object's address in
+    Synapse's log), or 24 or more id characters mixing upper and lower case (a base64 event id). Text a
+    patient typed, even glued to letters in a search index, is none of these."""
     if match.group(2):
         return False  # grouped with spaces or dashes: typed, not an id
     raw = data.encode() if isinstance(data, str) else data
 
-    def id_char(at: int) -> bool:
-        return 0 <= at < len(raw) and raw[at] in _ID_CHARS and (width == 1 or raw[at + 1 : at + 2] == b"\x00")
+    def span(chars: frozenset[int]) -> tuple[int, int]:
+        """The run of `chars` around the digits, as (start, end) offsets."""
 
-    before = match.start()
-    while id_char(before - width):
-        before -= width
-    after = match.end()
-    while id_char(after):
-        after += width
-    run = raw[before:after:width]
-    if len(run) < _ID_LENGTH:
-        return False
-    hexadecimal = sum(c not in _HEX for c in run) <= 2  # a prefix like the outbox's "pb" allowed
-    return hexadecimal or (run.lower() != run and run.upper() != run)
+        def inside(at: int) -> bool:
+            return 0 <= at < len(raw) and raw[at] in chars and (width == 1 or raw[at + 1 : at + 2] == b"\x00")
+
+        start, end = match.start(), match.end()
+        while inside(start - width):
+            start -= width
+        while inside(end):
+            end += width
+        return start, end
+
+    start, end = span(_HEX)
+    if (end - start) // width >= _ID_LENGTH or raw[max(0, start - 2 * width) : start] in _HEX_PREFIXES:
+        return True
+    start, end = span(_ID_CHARS)
+    word = raw[start:end:width]
+    return len(word) >= _ID_LENGTH and word.lower() != word and word.upper() != word
 
 
 def _nhs_numbers(data: bytes, start: int, stop: int) -> Iterator[int]:
@@ -260,9 +268,8 @@ def _nhs_numbers(data: bytes, start: int, stop: int) -> Iterator[int]:
                 break
             if width == 1 and _glued_to_a_timestamp(data, match):
                 continue
-            if _inside_an_id(data, match, width):
-                continue
-            if _valid_nhs_digits((match.group(1) + match.group(3) + match.group(4))[::width]):
+            digits = (match.group(1) + match.group(3) + match.group(4))[::width]
+            if _valid_nhs_digits(digits) and not _inside_an_id(data, match, width):
                 yield match.start()
 
 

@@ -149,6 +149,8 @@ def test_an_nhs_number_as_a_patient_types_it_is_found(text: str) -> None:
         "0123456789abcdef9434765919abcdef",  # inside a hexadecimal id (a digest, a transaction id)
         "pb9434765919c0ffee0123456789abcd",
         "AbCdEfGhIjKl9434765919MnOpQrStUv",  # inside a base64 id
+        "<SynapseRequest at 0x7f7313679890 method='GET'>",  # an address in Synapse's log (passes the check)
+        "photobot-audit-genesis-v161e6fdf6300240231e39d9f8e6b9aa6",  # a MAC glued to the column before it
         "943 476-5919",  # mixed separators
         "07700 900123",  # a phone number
         "943 4765 919",  # not grouped 3-3-4
