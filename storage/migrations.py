@@ -232,4 +232,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "each staff member's cross-signing identity, pinned on first sight; a changed one awaits an admin",
+        """
+        CREATE TABLE staff_identities (
+            user_id TEXT PRIMARY KEY,            -- a clinician's or admin's Matrix id
+            master_key TEXT NOT NULL,            -- their cross-signing master public key, pinned
+            pinned_at TEXT NOT NULL,
+            changed_key TEXT,                    -- a different master key seen since: trusted for nothing
+            changed_at TEXT                      -- until an admin accepts it (!identity accept)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
