@@ -14,7 +14,7 @@ from bot.ids import RoomID, UserID
 from bot.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import open_chat
-from tests.e2e.workspace import command, open_practice, submit
+from tests.e2e.workspace import command, joined, open_practice, submit
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -36,6 +36,10 @@ async def test_an_unsigned_device_reads_no_clinician_room_reply_while_the_bot_se
     bot, clinician, room = practice.bot, practice.clinician, practice.clinician_room
     own_chat = await open_chat(clinician, bot)
     unsigned = await Person.log_in(homeserver, clinician.user_id, clinician.password, tmp_path / "unsigned")
+    colleague = await make_person("colleague")  # a second clinician: the bot checks their devices too
+    await command(practice.admin, practice.admin_room, f"!clinician add {colleague.user_id}", "added")
+    await clinician.client.room_invite(room, colleague.user_id)
+    await joined(clinician, room, colleague.user_id)
     try:
         # The bot knows the new device once a reply in the clinician's own chat reaches it.
         await clinician.say(own_chat, "hello")
