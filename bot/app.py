@@ -116,6 +116,7 @@ class App:
     config: LiveConfig
     audit: AuditLog
     desk: ClinicianDesk
+    staff: StaffRooms
     media: StaffMedia
     retention: RetentionJob
     metrics: BotMetrics
@@ -389,6 +390,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         config=config,
         audit=audit,
         desk=desk,
+        staff=staff,
         media=media,
         retention=retention,
         metrics=metrics,

@@ -80,11 +80,12 @@ async def test_a_command_from_an_unsigned_device_is_refused_and_nothing_is_destr
     _, reference = await submit(patient, bot)
     unsigned = await Person.log_in(homeserver, clinician.user_id, clinician.password, tmp_path / "unsigned")
     try:
-        before = len(clinician.seen[room])
+        before = len(clinician.seen.get(room, []))
         await unsigned.say(room, f"!delete {reference} wrong patient")
-        refusal = await clinician.wait_for_text(room, "devices you have verified", after=before)
-        assert "isn't" in refusal.body
+        await clinician.wait_until(lambda: from_bot(clinician, room, bot.user_id, before))
         assert bot.query("SELECT status FROM submissions") == [("new",)]
+        [reply] = [seen.body for seen in clinician.seen[room][before:] if seen.sender == bot.user_id]
+        assert "only act on commands from devices you have verified, and this one isn't" in reply
         await clinician.sign_device(unsigned.device_id)
         await command(unsigned, room, f"!claim {reference}", "You've claimed")
         assert bot.query("SELECT claimed_by FROM submissions") == [(clinician.user_id,)]
@@ -138,3 +139,30 @@ async def test_a_reset_identity_is_obeyed_only_after_an_admin_accepts_it(
     await command(admin, practice.admin_room, f"!identity accept {clinician.user_id}", "accepted")
     await command(clinician, room, f"!claim {reference}", "You've claimed")
     assert bot.query("SELECT claimed_by FROM submissions") == [(clinician.user_id,)]
+
+
+async def test_staff_without_cross_signing_are_refused_until_an_admin_allows_them(
+    make_bot: BotFactory, make_person: PersonFactory, homeserver: LocalHomeserver, tmp_path: Path
+) -> None:
+    """A listed clinician whose account has no cross-signing is not obeyed and reads nothing by default (a
+    colleague sees why); after an admin sets `staff_without_cross_signing allow`, their command works."""
+    practice = await open_practice(make_bot, make_person)
+    bot, clinician, room, admin = practice.bot, practice.clinician, practice.clinician_room, practice.admin
+    user = await homeserver.register_user(f"nurse{time.monotonic_ns()}", "pw-nurse")
+    nurse = await Person.log_in(homeserver, user.user_id, "pw-nurse", tmp_path / "nurse")
+    try:
+        await command(admin, practice.admin_room, f"!clinician add {nurse.user_id}", "added")
+        await clinician.client.room_invite(room, nurse.user_id)
+        await joined(clinician, room, nurse.user_id)
+        await nurse.wait_until(lambda: room in nurse.client.rooms)
+        before, nurse_before = len(clinician.seen.get(room, [])), len(nurse.seen.get(room, []))
+        await nurse.say(room, "!queue")
+        reply = await clinician.wait_for_text(room, "no cross-signing set up", after=before)
+        assert "verified device" in reply.body
+        await nurse.wait_until(lambda: from_bot(nurse, room, bot.user_id, nurse_before))
+        assert from_bot(nurse, room, bot.user_id, nurse_before) == ["undecryptable"]
+
+        await command(admin, practice.admin_room, "!set staff_without_cross_signing allow", "allow")
+        await command(nurse, room, "!queue", "No open")
+    finally:
+        await nurse.close()
