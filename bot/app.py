@@ -60,6 +60,7 @@ from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
+from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
@@ -356,19 +357,17 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
 
-    async def check_device(event: Incoming) -> DeviceVerdict:
-        if event.sender_keys is None:
-            return DeviceVerdict.UNKNOWN
-        device = await gateway.sender_device(event.sender, event.sender_keys)
-        return DeviceVerdict.UNKNOWN if device is None else await trust.staff_device(event.sender, *device)
-
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics, check_device)
+    staff = StaffRooms(
+        database, handled, outbox, delivery, config, clock, {}, metrics, _device_check(gateway, trust)
+    )
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
+    delivery.when_removal_refused(patient.removal_refused)
+    guard = RoomGuard(gateway, patient)
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -384,6 +383,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
             RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
         },
         metrics=metrics,
+        admit_patient_room=guard.admit,
+        still_private=guard.still_private,
     )
     return App(
         settings=settings,
@@ -593,6 +594,20 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
                 log.exception("housekeeping failed (ref %s)", error_reference())
         except Exception:
             log.exception("housekeeping failed (ref %s)", error_reference())
+
+
+def _device_check(
+    gateway: MatrixGateway, trust: TrustPolicy
+) -> Callable[[Incoming], Awaitable[DeviceVerdict]]:
+    """Whether the device that sent a staff command (as the encryption proves it) may be obeyed."""
+
+    async def check_device(event: Incoming) -> DeviceVerdict:
+        if event.sender_keys is None:
+            return DeviceVerdict.UNKNOWN
+        device = await gateway.sender_device(event.sender, event.sender_keys)
+        return DeviceVerdict.UNKNOWN if device is None else await trust.staff_device(event.sender, *device)
+
+    return check_device
 
 
 def _identity_alert(

@@ -247,6 +247,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
+        "patient rooms the bot closed (not private, or it could not make them safe) and left",
+        """
+        ALTER TABLE rooms ADD COLUMN closed_at TEXT;      -- NULL while the bot serves the room
+        ALTER TABLE rooms ADD COLUMN closed_reason TEXT;  -- 'not_private', 'cannot_remove', 'not_encrypted'...
+        """,
+    ),
+    Migration(
+        7,
         "each staff member's cross-signing identity, pinned on first sight; a changed one awaits an admin",
         """
         CREATE TABLE staff_identities (

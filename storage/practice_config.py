@@ -52,6 +52,8 @@ class PracticeConfig:
     retention_max_per_run: int
     texts: Mapping[str, str] = field(default_factory=dict)
     homeserver_admin_token: Secret = field(default_factory=lambda: Secret(""))
+    # How long an earlier screening in the same chat travels with the next submission (a refusal too).
+    screening_memory: timedelta = timedelta(days=30)
     # Staff who have no cross-signing identity: "refuse" (their commands are not obeyed and their devices
     # get no keys) or "allow" (every device of theirs is trusted on first use, as before cross-signing).
     staff_without_cross_signing: str = "refuse"
@@ -99,6 +101,7 @@ def defaults_from(settings: Settings) -> PracticeConfig:
         retention_warning=settings.retention_warning,
         retention_max_per_run=settings.retention_max_per_run,
         homeserver_admin_token=settings.homeserver_admin_token,
+        screening_memory=settings.screening_memory,
     )
 
 

@@ -46,6 +46,10 @@ class MatrixError(Exception):
     """The homeserver refused a request, for a reason that retrying will not fix."""
 
 
+class ForbiddenError(MatrixError):
+    """The homeserver refused because the bot lacks the permission (M_FORBIDDEN): retrying will not help."""
+
+
 class TransientMatrixError(MatrixError, TransientError):
     """The homeserver could not be reached or was busy: try again later, nothing is lost."""
 
@@ -240,6 +244,13 @@ class MatrixGateway:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()
 
+    async def room_state(self, room_id: RoomID) -> list[dict[str, Any]]:
+        """The room's current state events, as the homeserver holds them (for deciding, never nio's view)."""
+        found = await self._request_json("GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state")
+        if not isinstance(found, list):
+            raise MatrixError("the room's state is not a list of events")
+        return [event for event in found if isinstance(event, dict)]
+
     async def join(self, room_id: RoomID) -> None:
         response = await self.client.join(room_id)
         if not isinstance(response, nio.JoinResponse):
@@ -286,9 +297,18 @@ class MatrixGateway:
                 if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
                     self.client.blacklist_device(device)
 
-    async def send_message(self, room_id: RoomID, content: dict[str, Any], txn_id: str) -> EventID:
+    async def send_message(
+        self, room_id: RoomID, content: dict[str, Any], txn_id: str, *, allow_unencrypted: bool = False
+    ) -> EventID:
+        """`allow_unencrypted`: only for the bot's own fixed words that carry nothing about anyone (why it
+        is leaving a chat it cannot make safe); any other message waits for encryption."""
         if room_id not in self.client.rooms:
             raise TransientMatrixError("the room is not known yet (it appears after the next sync)")
+        if allow_unencrypted and not self.client.rooms[room_id].encrypted:
+            response = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn_id)
+            if not isinstance(response, nio.RoomSendResponse):
+                raise _error("sending a message", response)
+            return EventID(response.event_id)
         if not self.client.rooms[room_id].encrypted:
             # Never a word in clear: turn encryption on, and send once the next sync shows it on. If the bot
             # may not change the room's settings, this raises and the message is never sent.
@@ -310,14 +330,16 @@ class MatrixGateway:
             raise _error("sending a message", response)
         return EventID(response.event_id)
 
-    async def send_text(self, room_id: RoomID, text: str, txn_id: str) -> EventID:
+    async def send_text(
+        self, room_id: RoomID, text: str, txn_id: str, *, allow_unencrypted: bool = False
+    ) -> EventID:
         content = {
             "msgtype": "m.notice",
             "body": text.replace("**", ""),
             "format": "org.matrix.custom.html",
             "formatted_body": render_markdown(text),
         }
-        return await self.send_message(room_id, content, txn_id)
+        return await self.send_message(room_id, content, txn_id, allow_unencrypted=allow_unencrypted)
 
     async def upload(self, ciphertext: bytes) -> str:
         """Upload already-encrypted bytes in one piece (matrix-notes #11) under a neutral name; the mxc URL."""
@@ -432,6 +454,12 @@ class MatrixGateway:
     # ---- plumbing ------------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        parsed = await self._request_json(method, path, body)
+        if not isinstance(parsed, dict):
+            raise MatrixError(f"{method} {path} answered something that is not a JSON object")
+        return parsed
+
+    async def _request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.client.access_token}", "Content-Type": "application/json"}
         try:
             response = await self.client.send(
@@ -447,10 +475,7 @@ class MatrixGateway:
                 raise TransientMatrixError(f"{method} {path} answered {response.status}")
             if response.status >= 400:
                 raise MatrixError(f"{method} {path} answered {response.status}: {text[:200]}")
-            parsed = json.loads(text) if text else {}
-        if not isinstance(parsed, dict):
-            raise MatrixError(f"{method} {path} answered something that is not a JSON object")
-        return parsed
+            return json.loads(text) if text else {}
 
 
 def decrypt_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
@@ -466,6 +491,8 @@ def _error(action: str, response: object) -> MatrixError:
     http_status = getattr(transport, "status", 0) or 0
     if http_status >= 500:
         return TransientMatrixError(f"{action}: the homeserver answered {http_status}")
+    if status == "M_FORBIDDEN" or http_status == 403:
+        return ForbiddenError(f"{action} was forbidden ({status or http_status})")
     return MatrixError(f"{action} failed ({status or http_status})")
 
 

@@ -38,7 +38,9 @@ class SendBreaksInOneRoom(MatrixGateway):
     def room_known(self, room_id: RoomID) -> bool:
         return True
 
-    async def send_text(self, room_id: RoomID, text: str, txn_id: str) -> EventID:
+    async def send_text(
+        self, room_id: RoomID, text: str, txn_id: str, *, allow_unencrypted: bool = False
+    ) -> EventID:
         if room_id == BROKEN:
             raise RuntimeError("dictionary changed size during iteration")
         self.sent.append((room_id, text))
