@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -34,6 +35,7 @@ from bot.keyring import (
     create_master_key_file,
     load_master_key_file,
 )
+from bot.matrix.events import Incoming
 from bot.matrix.gateway import (
     Credentials,
     DeviceTrust,
@@ -43,10 +45,13 @@ from bot.matrix.gateway import (
     new_client,
     sync_once,
 )
+from bot.matrix.reachability import bounded, probe
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics, sample_loop_lag
+from bot.production_check import run_time_changes
 from bot.settings import Settings, SettingsError
+from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
-from bot.trust_policy import TrustPolicy
+from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
@@ -57,6 +62,7 @@ from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.retention import RetentionJob
+from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
@@ -67,14 +73,16 @@ from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database, DatabaseError, database_busy
+from storage.database import Database, DatabaseBusyError, DatabaseError, database_busy
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+from storage.restores import Restore, Restores
 from storage.rooms import RoomKind, RoomRepository
+from storage.staff_identities import StaffIdentities
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
 
@@ -85,6 +93,8 @@ SYNC_TIMEOUT_MS = 30_000
 RETRY_SECONDS = 2.0
 CLOCK_JUMP_TOLERANCE = timedelta(seconds=30)  # wall clock against monotonic, between housekeeping passes
 SYNC_HEALTH_MAX_AGE = 120.0  # seconds since the last successful sync before /healthz is unhealthy
+RESTORE_SYNC_TIMEOUT_MS = 1000  # an initial sync returns at once whatever its timeout
+INIT_SECONDS = 60.0  # `photobot init`: logging in, uploading keys and signing, once the homeserver answers
 
 
 class NotInitialisedError(Exception):
@@ -94,8 +104,13 @@ class NotInitialisedError(Exception):
 def prepare_data_dir(settings: Settings) -> None:
     """The data directory and everything in it readable by the bot's user only."""
     for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.chmod(0o700)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
+        except OSError as error:
+            raise SettingsError(
+                [f"PHOTOBOT_DATA_DIR: cannot create or use {directory} ({error.strerror or error})."]
+            ) from None
 
 
 @dataclass
@@ -116,6 +131,7 @@ class App:
     config: LiveConfig
     audit: AuditLog
     desk: ClinicianDesk
+    staff: StaffRooms
     media: StaffMedia
     retention: RetentionJob
     metrics: BotMetrics
@@ -222,7 +238,7 @@ async def _open_database(settings: Settings) -> Database:
         return await Database.open(settings.database_path)
     except sqlite3.DatabaseError as error:
         if isinstance(error, sqlite3.OperationalError) and database_busy(error):
-            raise DatabaseError(
+            raise DatabaseBusyError(
                 f"The database {settings.database_path} is locked by another process; try again later."
             ) from None
         if (error.sqlite_errorcode & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
@@ -263,7 +279,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
     await config.refresh()
     rooms = RoomRepository(database, keyring, sealer, clock)
-    trust = TrustPolicy(rooms, config, clock)
+    identities = StaffIdentities(database, clock)
+    trust = TrustPolicy(rooms, config, clock, identities)
     client = new_client(
         settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
     )
@@ -271,6 +288,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         client, trust=trust, admin_token=lambda: config.current.homeserver_admin_token.value
     )
     trust.use_keys_query(gateway.query_device_keys)
+    trust.on_identity_changed(_identity_alert(database, Outbox(database, sealer, clock), config, clock))
     gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
     outbox = Outbox(database, sealer, clock)
     # Always counted (cheap, in memory); only served when PHOTOBOT_STATUS_PORT is set (see `run`).
@@ -339,17 +357,20 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ledger=ledger,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
-    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics)
+    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
+
+    staff = StaffRooms(
+        database, handled, outbox, delivery, config, clock, {}, metrics, _device_check(gateway, trust)
+    )
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
-    guard = CredentialGuard(
-        database, outbox, config, gateway
-    )  # a pasted credential leaves any room it is typed in
+    delivery.when_removal_refused(patient.removal_refused)
+    guard = RoomGuard(gateway, patient)
+    credentials = CredentialGuard(database, outbox, config, gateway)  # a pasted credential leaves any room
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -361,17 +382,20 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         start_patient=patient.start,
         handlers={
             RoomKind.PATIENT: RoomHandlers(
-                handle=guard.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed
+                handle=credentials.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed
             ),
             RoomKind.CLINICIAN: RoomHandlers(
-                handle=guard.guarding(RoomKind.CLINICIAN, staff.handler(RoomKind.CLINICIAN)),
+                handle=credentials.guarding(RoomKind.CLINICIAN, staff.handler(RoomKind.CLINICIAN)),
                 failed=staff.failed,
             ),
             RoomKind.ADMIN: RoomHandlers(
-                handle=guard.guarding(RoomKind.ADMIN, staff.handler(RoomKind.ADMIN)), failed=staff.failed
+                handle=credentials.guarding(RoomKind.ADMIN, staff.handler(RoomKind.ADMIN)),
+                failed=staff.failed,
             ),
         },
         metrics=metrics,
+        admit_patient_room=guard.admit,
+        still_private=guard.still_private,
     )
     return App(
         settings=settings,
@@ -390,6 +414,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         config=config,
         audit=audit,
         desk=desk,
+        staff=staff,
         media=media,
         retention=retention,
         metrics=metrics,
@@ -582,6 +607,41 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
             log.exception("housekeeping failed (ref %s)", error_reference())
 
 
+def _device_check(
+    gateway: MatrixGateway, trust: TrustPolicy
+) -> Callable[[Incoming], Awaitable[DeviceVerdict]]:
+    """Whether the device that sent a staff command (as the encryption proves it) may be obeyed."""
+
+    async def check_device(event: Incoming) -> DeviceVerdict:
+        if event.sender_keys is None:
+            return DeviceVerdict.UNKNOWN
+        device = await gateway.sender_device(event.sender, event.sender_keys)
+        return DeviceVerdict.UNKNOWN if device is None else await trust.staff_device(event.sender, *device)
+
+    return check_device
+
+
+def _identity_alert(
+    database: Database, outbox: Outbox, config: LiveConfig, clock: Clock
+) -> Callable[[UserID], Awaitable[None]]:
+    """Queue (never send: a send may be under way) the admin room's alert about a changed staff identity."""
+
+    async def alert(user_id: UserID) -> None:
+        admin_room = config.current.admin_room
+        if admin_room is None:
+            return
+        text = (
+            f"**{user_id}'s cross-signing identity has changed** (reset with their password, or someone else "
+            "has their password). Until you accept it I obey none of their devices and share nothing with "
+            f"them. Check with them in person or by phone, then: `!identity accept {user_id}`"
+        )
+        async with database.transaction() as db:
+            txn_id = derive_txn_id(f"identity-changed:{user_id}:{iso(clock.now())}", 0)
+            await outbox.add(db, admin_room, txn_id, "message", {"text": text})
+
+    return alert
+
+
 async def _tell_admins_about_purges(app: App) -> None:
     """The admin room is told once when deleting uploads from the homeserver keeps failing, and once when it
     works again; the log says it too. `photobot check` shows the backlog at any time."""
@@ -612,18 +672,51 @@ async def run(app: App, stop: asyncio.Event) -> None:
     async with status_endpoint(app):  # first, so an operator sees a start-up that hangs
         await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
         await app.clean_up_after_crash()
-        await app.gateway.start_keys()
-        await ensure_device_signed(app.gateway, app.accounts)
+        log.info("%s", await _banner(app))
+        overrides = await app.config.repository.overrides()
+        if changed := run_time_changes(app.config.defaults, app.config.current, overrides):
+            log.warning("settings changed at run time override the environment: %s", "; ".join(changed))
+
+        async def start_keys() -> None:
+            await app.gateway.start_keys()
+            await ensure_device_signed(app.gateway, app.accounts)
+
+        if not await come_online(app.settings.homeserver_url, start_keys, stop):
+            log.info("the bot stopped before the homeserver answered")
+            return
         chores = asyncio.create_task(housekeeping(app, stop))
         try:
             await _sync_loop(app, stop)
         finally:
             stop.set()
             await chores
+            log.info("the bot stopped: the last batch handled is saved, it resumes from there")
+
+
+async def _banner(app: App) -> str:
+    config = app.config.current
+    return Banner(
+        user_id=app.gateway.user_id,
+        device_id=app.gateway.device_id,
+        homeserver_url=app.settings.homeserver_url,
+        patient_rooms=await app.patient.rooms.count_patient_rooms(),
+        clinician_rooms=len(config.clinician_rooms),
+        admin_room=config.admin_room is not None,
+        clinicians=len(config.clinicians),
+        admins=len(config.admins),
+        admin_token=bool(config.homeserver_admin_token.value),
+        status_port=app.settings.status_port,
+    ).line()
 
 
 async def _sync_loop(app: App, stop: asyncio.Event) -> None:
     token = await app.checkpoint.load()
+    restore = await Restores(app.database).awaiting_catch_up()
+    if restore is not None:
+        token = None  # the restored checkpoint is older than what was handled: skip to the present instead
+        log.info(
+            "restored from a backup: starting from the homeserver's present, not the backup's checkpoint"
+        )
     full_state = True  # rooms are not persisted by nio: rebuild them on the first sync (matrix-notes #7)
     fetched = 0  # how often the batch after `token` has been asked for
     log.info("the bot is serving")
@@ -635,6 +728,10 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
                 # minutes: a batch fetched again would come back as it was, without the newer events of other
                 # rooms. A distinct timeout makes it a new request (there are events: it returns at once).
                 timeout_ms = 1 + fetched % 1000
+            if restore is not None and not fetched:
+                # Not the initial sync of an earlier start (timeout 0), which Synapse may still hold in its
+                # response cache, with its old next_batch: that would bring back what the restore must skip.
+                timeout_ms = RESTORE_SYNC_TIMEOUT_MS + secrets.randbelow(1000)
             fetched += 1
             batch = await _until_stopped(
                 sync_once(app.gateway, token, full_state=full_state, timeout_ms=timeout_ms), stop
@@ -644,10 +741,16 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
             app.sync_heartbeat.beat()
             await app.gateway.maintain_keys(batch.one_time_key_count)
             await app.config.refresh()  # a change made from the CLI is in force for this batch
+            if restore is not None:
+                batch = after_restore(batch, restore)
             complete = await app.router.handle_batch(batch)
             if complete:
                 app.faults.hit("before_sync_checkpoint")
-                await app.checkpoint.save(batch.next_batch)
+                if restore is not None:
+                    await _caught_up(app, restore, batch.next_batch)
+                    restore = None
+                else:
+                    await app.checkpoint.save(batch.next_batch)
                 token = batch.next_batch
                 full_state = False
                 fetched = 0
@@ -664,6 +767,19 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
             # the busy timeout: nothing was committed, so the batch is fetched and handled again.
             log.warning("the database is locked by another process; the batch will be handled again")
             await _sleep_or_stop(stop, RETRY_SECONDS)
+
+
+async def _caught_up(app: App, restore: Restore, next_batch: str) -> None:
+    """The new checkpoint, the restore marked caught up and the admin room told, in one transaction."""
+    text = restore_notice(restore)
+    async with app.database.transaction() as db:
+        await app.checkpoint.save_in(db, next_batch)
+        await Restores(app.database).caught_up(db, app.clock.now())
+        admin_room = app.config.current.admin_room
+        if admin_room is not None:
+            txn_id = derive_txn_id(f"restore-{restore.restore_id}", 0)
+            await app.patient.outbox.add(db, admin_room, txn_id, "message", {"text": text})
+    log.info("%s", text.replace("**", ""))
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -689,9 +805,11 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None]) -> None:
     """`photobot init`: data directories, the master key, the bot's device and its cross-signing identity.
 
-    Safe to run again: an existing master key is never overwritten, an existing device is kept.
+    Safe to run again: an existing master key is never overwritten, an existing device is kept. The
+    homeserver is asked first, so a mistyped URL fails in seconds, naming it, before anything is created.
     """
     prepare_data_dir(settings)
+    await probe(settings.homeserver_url)
     if settings.master_key_file.exists():
         master = load_master_key_file(settings.master_key_file)
         say(f"Using the existing master key {master.key_id} at {settings.master_key_file}.")
@@ -709,33 +827,44 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
         )
         gateway = MatrixGateway(client, trust=_exclude_everyone)
         try:
-            if account is None:
-                if not settings.password:
-                    raise MatrixError(
-                        "PHOTOBOT_PASSWORD is needed once, for `photobot init` to log the bot in."
-                    )
-                credentials = await gateway.login(settings.password.value, settings.device_name)
-                account = BotAccount(
-                    credentials.user_id, credentials.device_id, credentials.access_token, None, None
-                )
-                await accounts.save(account)
-                say(f"Logged in as {account.user_id} with a new device {account.device_id}.")
-            else:
-                gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
-                say(f"Keeping the existing device {account.device_id}.")
-            await gateway.start_keys()
-            if account.cross_signing is None:
-                keys = CrossSigningKeys.generate()
-                account = replace(account, cross_signing=keys, signed_device_key=None)
-                await accounts.save(account)  # saved before upload: an upload is never orphaned
-                await gateway.set_up_cross_signing(keys)
-                say("Created the bot's cross-signing identity.")
-            await ensure_device_signed(gateway, accounts)
-            say("The bot's device is signed: patients' apps show it as verified by its owner.")
+            async with bounded(settings.homeserver_url, INIT_SECONDS, "logging in and uploading keys"):
+                await _set_up_device(settings, accounts, account, gateway, say)
+        except MatrixError as error:
+            if settings.homeserver_url in str(error):
+                raise
+            raise type(error)(f"{error} (the homeserver at {settings.homeserver_url})") from None
         finally:
             await client.close()
     finally:
         await database.close()
+
+
+async def _set_up_device(
+    settings: Settings,
+    accounts: AccountRepository,
+    account: BotAccount | None,
+    gateway: MatrixGateway,
+    say: Callable[[str], None],
+) -> None:
+    if account is None:
+        if not settings.password:
+            raise MatrixError("PHOTOBOT_PASSWORD is needed once, for `photobot init` to log the bot in.")
+        credentials = await gateway.login(settings.password.value, settings.device_name)
+        account = BotAccount(credentials.user_id, credentials.device_id, credentials.access_token, None, None)
+        await accounts.save(account)
+        say(f"Logged in as {account.user_id} with a new device {account.device_id}.")
+    else:
+        gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
+        say(f"Keeping the existing device {account.device_id}.")
+    await gateway.start_keys()
+    if account.cross_signing is None:
+        keys = CrossSigningKeys.generate()
+        account = replace(account, cross_signing=keys, signed_device_key=None)
+        await accounts.save(account)  # saved before upload: an upload is never orphaned
+        await gateway.set_up_cross_signing(keys)
+        say("Created the bot's cross-signing identity.")
+    await ensure_device_signed(gateway, accounts)
+    say("The bot's device is signed: patients' apps show it as verified by its owner.")
 
 
 async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID, key: str) -> DeviceTrust:

@@ -169,6 +169,7 @@ class ClinicianDesk:
             if present:
                 return Outcome(_withheld(present))
             photos = await self.submissions.photos(submission.submission_id)
+            warnings = await self.submissions.warnings(submission.submission_id)
             window = self.config.current.viewing_window
             expires = cmd.now + window
 
@@ -196,7 +197,7 @@ class ClinicianDesk:
                 if submission.view_then_delete
                 else ""
             )
-            reply = (
+            reply = "".join(f"⚠️ {warning}\n" for warning in warnings) + (
                 f"Showing {len(photos)} photo(s) of **{submission.reference}**{_flags(submission)}. They are "
                 f"removed from this room after {_minutes(window)}.{destroy_note}"
             )
@@ -581,6 +582,7 @@ class ClinicianDesk:
                 source = f"{action.value}:{submission.submission_id}:{room}"
                 await self.outbox.add(db, room, derive_txn_id(source, index), "message", {"text": text})
         await self._destroy_files([image for photo in photos for image in photo.image_ids])
+        log.info("purge: %s images destroyed (%s)", submission.reference, details.get("why", action.value))
 
     # ---- helpers ------------------------------------------------------------------------------------
 

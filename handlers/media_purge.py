@@ -48,8 +48,7 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
     retried with backoff; one that is not theirs is settled and never deleted."""
     if not gateway.can_purge_media:
         return
-    refused = 0
-    not_theirs = 0
+    refused = settled = not_theirs = 0
     for entry in await media.due():
         status = await _purge_one(entry, gateway)
         if status is None:
@@ -57,7 +56,10 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
             refused += 1
             continue
         not_theirs += status == NOT_OWNED
+        settled += status not in {NOT_OWNED, REMOTE}
         await media.settle(entry.id, status)
+    if settled:
+        log.info("purge: %d upload(s) of patients' photos deleted from the homeserver", settled)
     if not_theirs:
         log.info("left %d upload(s) that patients' messages pointed at but they did not upload", not_theirs)
     if refused:

@@ -234,6 +234,40 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "restores of a backup, so the next start skips to the homeserver's present and reports roll-backs",
+        """
+        CREATE TABLE restores (
+            restore_id INTEGER PRIMARY KEY,
+            restored_at TEXT NOT NULL,           -- events sent before this were handled (or not) before the
+            backup_made_at TEXT NOT NULL,        -- restore; they are not handled again
+            rolled_back TEXT NOT NULL,           -- JSON list of run-time settings the restore rolled back
+            caught_up_at TEXT                    -- NULL until the bot has skipped to the homeserver's present
+        );
+        """,
+    ),
+    Migration(
+        6,
+        "patient rooms the bot closed (not private, or it could not make them safe) and left",
+        """
+        ALTER TABLE rooms ADD COLUMN closed_at TEXT;      -- NULL while the bot serves the room
+        ALTER TABLE rooms ADD COLUMN closed_reason TEXT;  -- 'not_private', 'cannot_remove', 'not_encrypted'...
+        """,
+    ),
+    Migration(
+        7,
+        "each staff member's cross-signing identity, pinned on first sight; a changed one awaits an admin",
+        """
+        CREATE TABLE staff_identities (
+            user_id TEXT PRIMARY KEY,            -- a clinician's or admin's Matrix id
+            master_key TEXT NOT NULL,            -- their cross-signing master public key, pinned
+            pinned_at TEXT NOT NULL,
+            changed_key TEXT,                    -- a different master key seen since: trusted for nothing
+            changed_at TEXT                      -- until an admin accepts it (!identity accept)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    Migration(
+        8,
         "media ledger: who sent each listed upload and when, checked with the homeserver before deleting",
         """
         ALTER TABLE media_ledger ADD COLUMN owner BLOB;          -- sealed user id of the message's sender

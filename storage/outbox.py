@@ -38,7 +38,7 @@ class OutboxItem:
     id: int
     room_id: RoomID
     txn_id: str
-    kind: str  # 'message' | 'redaction'
+    kind: str  # 'message' | 'redaction' | 'leave' (the bot leaves the room, after what came before)
     payload: dict[str, Any] = field(repr=False)
     attempts: int
 
@@ -87,6 +87,11 @@ class Outbox:
     async def done(self, item_id: int) -> None:
         async with self._db.transaction() as db:
             await db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    async def discard_room(self, db: aiosqlite.Connection, room_id: RoomID) -> None:
+        """Drop everything still waiting for this room (inside the caller's transaction): the room's owner
+        replaces it with what is true now."""
+        await db.execute("DELETE FROM outbox WHERE room_id = ?", (room_id,))
 
     async def failed(self, item_id: int) -> None:
         async with self._db.transaction() as db:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
 from bot.ids import EventID
+from bot.screening_flags import EarlierScreening
 from bot.texts import Texts
 
 FORMAT_VERSION = 1
@@ -56,6 +57,8 @@ class Policy:
     media_purge_enabled: bool = False  # the bot holds a homeserver-admin credential to delete uploads
     max_notes: int = 20  # typed messages kept with one request
     texts: Texts = field(default_factory=Texts)
+    # How long the answers of an earlier screening in the same chat travel with the next submission.
+    screening_memory: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         if not self.practice_name.strip():
@@ -132,6 +135,9 @@ class Conversation:
     request_id: str | None = None
     request_expires_at: datetime | None = None
     consent: PendingConsent | None = None
+    # Screenings of earlier conversations in this chat, within the policy's `screening_memory`: kept across
+    # START so a refusal cannot be undone unseen (they hold no NHS number and no words).
+    earlier_screenings: tuple[EarlierScreening, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.conversation_id:
@@ -194,6 +200,7 @@ class Conversation:
                 self.request_expires_at.astimezone(UTC).isoformat() if self.request_expires_at else None
             ),
             "consent": self.consent.to_dict() if self.consent else None,
+            "earlier_screenings": [screening.to_dict() for screening in self.earlier_screenings],
         }
 
     @classmethod
@@ -227,6 +234,9 @@ class Conversation:
             consent=PendingConsent.from_dict(data["consent"])
             if isinstance(data.get("consent"), dict)
             else None,
+            earlier_screenings=tuple(
+                EarlierScreening.from_dict(item) for item in _list(data, "earlier_screenings")
+            ),
         )
 
 
@@ -246,6 +256,14 @@ def _optional(data: Mapping[str, Any], key: str, kind: type[T]) -> T | None:
     if data.get(key) is None:
         return None
     return _get(data, key, kind)
+
+
+def _list(data: Mapping[str, Any], key: str) -> list[Any]:
+    """A list that conversations stored before it existed do not have (read as empty)."""
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"conversation field {key!r} must be a list")
+    return value
 
 
 def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:
