@@ -35,6 +35,7 @@ from bot.keyring import (
     create_master_key_file,
     load_master_key_file,
 )
+from bot.matrix.events import Incoming
 from bot.matrix.gateway import (
     Credentials,
     DeviceTrust,
@@ -50,12 +51,14 @@ from bot.production_check import run_time_changes
 from bot.settings import Settings, SettingsError
 from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
-from bot.trust_policy import TrustPolicy
+from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
+from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, purge_pending_media
+from handlers.media_purge import purge_pending_media
+from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.reminders import ReminderJob
@@ -82,6 +85,7 @@ from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.restores import Restore, Restores
 from storage.rooms import RoomKind, RoomRepository
+from storage.staff_identities import StaffIdentities
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
 
@@ -130,6 +134,7 @@ class App:
     config: LiveConfig
     audit: AuditLog
     desk: ClinicianDesk
+    staff: StaffRooms
     media: StaffMedia
     retention: RetentionJob
     reminders: ReminderJob
@@ -278,7 +283,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
     await config.refresh()
     rooms = RoomRepository(database, keyring, sealer, clock)
-    trust = TrustPolicy(rooms, config, clock)
+    identities = StaffIdentities(database, clock)
+    trust = TrustPolicy(rooms, config, clock, identities)
     client = new_client(
         settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
     )
@@ -286,13 +292,13 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         client, trust=trust, admin_token=lambda: config.current.homeserver_admin_token.value
     )
     trust.use_keys_query(gateway.query_device_keys)
+    trust.on_identity_changed(_identity_alert(database, Outbox(database, sealer, clock), config, clock))
     gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
     outbox = Outbox(database, sealer, clock)
     # Always counted (cheap, in memory); only served when PHOTOBOT_STATUS_PORT is set (see `run`).
     metrics_registry = Metrics(prefix="photobot_")
     metrics = BotMetrics.create(metrics_registry, _gauge_sources(database, clock))
-    alerts = AlertEvents(database, clock)
-    delivery = Delivery(outbox, gateway, faults, metrics, alerts)
+    delivery = Delivery(outbox, gateway, faults, metrics, alerts := AlertEvents(database, clock))
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
@@ -358,9 +364,20 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         undo_window=settings.undo_window,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
-    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    confirmations = PendingConfirmations(database, sealer)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics, alerts, confirmations)
+    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
+    staff = StaffRooms(
+        database,
+        handled,
+        outbox,
+        delivery,
+        config,
+        clock,
+        {},
+        metrics,
+        _device_check(gateway, trust),
+        alerts,
+        PendingConfirmations(database, sealer),
+    )
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
@@ -369,6 +386,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
 
     delivery.when_removal_refused(patient.removal_refused)
     guard = RoomGuard(gateway, patient)
+    credentials = CredentialGuard(database, outbox, config, gateway)  # a pasted credential leaves any room
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -379,9 +397,17 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         staff_kind=staff_kind,
         start_patient=patient.start,
         handlers={
-            RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed),
-            RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),
-            RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
+            RoomKind.PATIENT: RoomHandlers(
+                handle=credentials.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed
+            ),
+            RoomKind.CLINICIAN: RoomHandlers(
+                handle=credentials.guarding(RoomKind.CLINICIAN, staff.handler(RoomKind.CLINICIAN)),
+                failed=staff.failed,
+            ),
+            RoomKind.ADMIN: RoomHandlers(
+                handle=credentials.guarding(RoomKind.ADMIN, staff.handler(RoomKind.ADMIN)),
+                failed=staff.failed,
+            ),
         },
         metrics=metrics,
         admit_patient_room=guard.admit,
@@ -404,6 +430,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         config=config,
         audit=audit,
         desk=desk,
+        staff=staff,
         media=media,
         retention=retention,
         reminders=ReminderJob(database, submissions, outbox, config, clock, settings.reminders),
@@ -598,6 +625,41 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
                 log.exception("housekeeping failed (ref %s)", error_reference())
         except Exception:
             log.exception("housekeeping failed (ref %s)", error_reference())
+
+
+def _device_check(
+    gateway: MatrixGateway, trust: TrustPolicy
+) -> Callable[[Incoming], Awaitable[DeviceVerdict]]:
+    """Whether the device that sent a staff command (as the encryption proves it) may be obeyed."""
+
+    async def check_device(event: Incoming) -> DeviceVerdict:
+        if event.sender_keys is None:
+            return DeviceVerdict.UNKNOWN
+        device = await gateway.sender_device(event.sender, event.sender_keys)
+        return DeviceVerdict.UNKNOWN if device is None else await trust.staff_device(event.sender, *device)
+
+    return check_device
+
+
+def _identity_alert(
+    database: Database, outbox: Outbox, config: LiveConfig, clock: Clock
+) -> Callable[[UserID], Awaitable[None]]:
+    """Queue (never send: a send may be under way) the admin room's alert about a changed staff identity."""
+
+    async def alert(user_id: UserID) -> None:
+        admin_room = config.current.admin_room
+        if admin_room is None:
+            return
+        text = (
+            f"**{user_id}'s cross-signing identity has changed** (reset with their password, or someone else "
+            "has their password). Until you accept it I obey none of their devices and share nothing with "
+            f"them. Check with them in person or by phone, then: `!identity accept {user_id}`"
+        )
+        async with database.transaction() as db:
+            txn_id = derive_txn_id(f"identity-changed:{user_id}:{iso(clock.now())}", 0)
+            await outbox.add(db, admin_room, txn_id, "message", {"text": text})
+
+    return alert
 
 
 async def _tell_admins_about_purges(app: App) -> None:

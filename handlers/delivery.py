@@ -2,8 +2,9 @@
 
 A room's queue stops at the first item that cannot be sent yet (a room the bot joined a moment ago is
 unknown until the next sync; the homeserver may be down), so replies never overtake each other. An item
-the homeserver refuses outright is retried a few times and then dropped with a logged warning, so one
-broken room never blocks the others.
+the homeserver refuses outright, or whose sending fails unexpectedly (logged with a reference), is retried
+a few times and then dropped with a logged warning, so one broken room never blocks the others and no
+error leaves the flush to end the sync loop.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from bot.errors import TransientError
+from bot.errors import TransientError, error_reference
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
 from bot.matrix.gateway import ForbiddenError, MatrixError, MatrixGateway
@@ -66,8 +67,10 @@ class Delivery:
                 except TransientError:
                     log.info("the homeserver is not reachable; %s will be retried", item.kind)
                     return
-                except MatrixError as error:
-                    if self._required_removal_forbidden(item, error):
+                except Exception as error:  # refused, or a bug: counted, never out of the queue
+                    if not isinstance(error, MatrixError):
+                        log.exception("sending a %s failed (ref %s)", item.kind, error_reference())
+                    elif self._required_removal_forbidden(item, error):
                         return
                     await self._outbox.failed(item.id)
                     if item.attempts + 1 >= MAX_ATTEMPTS:

@@ -77,9 +77,19 @@ class Router:
         """Handle a batch; False if some of it must be replayed later (nothing was lost)."""
         results = await asyncio.gather(
             *(self._guard_invite(invite) for invite in batch.invites),
-            *(self._handle_room(room_id, events) for room_id, events in batch.timelines.items()),
+            *(self._guard_room(room_id, events) for room_id, events in batch.timelines.items()),
         )
         return all(results)
+
+    async def _guard_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
+        """One room's failure never ends the sync loop: transient ones are replayed, others logged."""
+        try:
+            return await self._handle_room(room_id, events)
+        except TransientError:
+            return False
+        except Exception:
+            log.exception("a room's events could not be handled (ref %s)", error_reference())
+            return True
 
     async def _guard_invite(self, invite: Invite) -> bool:
         try:
@@ -128,7 +138,10 @@ class Router:
             for event in events:
                 if not await self._handle_one(handlers, event):
                     return False
-        await self._delivery.flush(room_id)
+        try:
+            await self._delivery.flush(room_id)
+        except Exception:
+            log.exception("sending a room's replies failed (ref %s)", error_reference())
         return True
 
     async def _adopt(self, room_id: RoomID, events: list[Incoming]) -> Room | None:

@@ -255,20 +255,41 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         7,
+        "each staff member's cross-signing identity, pinned on first sight; a changed one awaits an admin",
+        """
+        CREATE TABLE staff_identities (
+            user_id TEXT PRIMARY KEY,            -- a clinician's or admin's Matrix id
+            master_key TEXT NOT NULL,            -- their cross-signing master public key, pinned
+            pinned_at TEXT NOT NULL,
+            changed_key TEXT,                    -- a different master key seen since: trusted for nothing
+            changed_at TEXT                      -- until an admin accepts it (!identity accept)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    Migration(
+        8,
+        "media ledger: who sent each listed upload and when, checked with the homeserver before deleting",
+        """
+        ALTER TABLE media_ledger ADD COLUMN owner BLOB;          -- sealed user id of the message's sender
+        ALTER TABLE media_ledger ADD COLUMN sent_at_ms INTEGER;  -- the message's server timestamp
+        """,
+    ),
+    Migration(
+        9,
         "photo captions: the patient's words sent with a photo, shown to the clinician and in the package",
         """
         ALTER TABLE photos ADD COLUMN caption BLOB;  -- sealed: the image event's caption, or NULL
         """,
     ),
     Migration(
-        8,
+        10,
         "reminders of unclaimed requests: when the clinician room was reminded of each",
         """
         ALTER TABLE submissions ADD COLUMN reminded_at TEXT;  -- NULL until the room is reminded of it
         """,
     ),
     Migration(
-        9,
+        11,
         "the alert that announced each submission in each clinician room: the root of its thread",
         """
         CREATE TABLE alert_events (
@@ -282,7 +303,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        10,
+        12,
         "destructive commands waiting for confirmation; a described view-then-delete's undo window",
         """
         CREATE TABLE pending_commands (

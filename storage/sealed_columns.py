@@ -63,6 +63,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn("photos", "photo_id", "caption", "photo-caption:{}"),
     SealedColumn("pending_commands", "key", "command", "pending-command:{}"),
     SealedColumn("media_ledger", "id", "media", "media", "media_lookup", "media"),
+    SealedColumn("media_ledger", "id", "owner", "media-owner"),
     SealedColumn("practice_config", "key", "value", "practice_config:{}", only_where="sealed = 1"),
     SealedColumn("postings", "txn_id", "content", "posting:{}"),
     SealedColumn("postings", "txn_id", "upload", "posting-upload:{}"),

@@ -7,7 +7,10 @@ What it takes care of (numbers refer to ../shared/matrix-notes.md):
   devices can always reach the bot (#3);
 - the bot's cross-signing identity, and the device re-signed if it changed (#4);
 - an explicit trust decision for every device in a room before anything is sent, then sending with
-  `ignore_unverified_devices=False` (#5), after any pending key query (#6);
+  `ignore_unverified_devices=False` (#5), after any pending key query (#6), all under one lock so that
+  concurrent sends in other rooms cannot change nio's global trust flags in between (#15);
+- which device sent a decrypted message, from the keys the encryption proves (`SenderKeys`), so staff
+  commands can be checked against the device that typed them;
 - replies with caller-chosen transaction ids, so a replay is de-duplicated by the homeserver (#13);
 - attachments decrypted in one pass (#11) and media deleted through the admin API when configured.
 """
@@ -18,7 +21,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -30,9 +33,9 @@ from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
 from bot.errors import TransientError
-from bot.ids import DeviceID, EventID, RoomID, UserID
+from bot.ids import DeviceID, EventID, RoomID, UserID, server_name
 from bot.matrix.attachments import decrypt_attachment
-from bot.matrix.events import EncryptedFile, Incoming, Invite, convert
+from bot.matrix.events import EncryptedFile, Incoming, Invite, SenderKeys, convert
 from bot.matrix.message_content import message_content
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,10 @@ class TransientMatrixError(MatrixError, TransientError):
     """The homeserver could not be reached or was busy: try again later, nothing is lost."""
 
 
+class MediaGoneError(MatrixError):
+    """The homeserver does not have the upload (never there, or already deleted)."""
+
+
 class DeviceTrust(Enum):
     TRUST = "trust"
     EXCLUDE = "exclude"
@@ -58,6 +65,14 @@ class DeviceTrust(Enum):
 # Decides, for one device of one member of a room, whether it may receive the room's keys.
 # (room, user, device id, the device's ed25519 key as nio holds it) -> trust it or exclude it
 TrustDecision = Callable[[RoomID, UserID, DeviceID, str], Awaitable[DeviceTrust]]
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """The homeserver's own record of an upload (Synapse's admin media info): who uploaded it, and when."""
+
+    uploader: UserID | None  # None for remote media (cached from another server)
+    created_ms: int
 
 
 class PurgeOutcome(Enum):
@@ -99,6 +114,8 @@ class MatrixGateway:
         self.client = client
         self._trust = trust
         self._admin_token = admin_token
+        # The crypto lock: key uploads, queries and claims, and each send's "decide trust, share the room
+        # key, encrypt" run one at a time, because nio's device trust and device lists are shared by all rooms.
         self._key_lock = asyncio.Lock()
 
     @property
@@ -108,6 +125,11 @@ class MatrixGateway:
     @property
     def device_id(self) -> DeviceID:
         return DeviceID(self.client.device_id or "")
+
+    @property
+    def server_name(self) -> str:
+        """The bot's homeserver, as it names itself in user ids and media links."""
+        return server_name(self.user_id)
 
     @property
     def can_purge_media(self) -> bool:
@@ -256,30 +278,33 @@ class MatrixGateway:
     # ---- sending -------------------------------------------------------------------------------------
 
     async def _apply_trust(self, room_id: RoomID) -> None:
-        """Decide every device in the room explicitly, so nio shares the room key only where we said."""
+        """Decide every device in the room explicitly, so nio shares the room key only where we said.
+
+        Runs under the crypto lock, with the key query and the send that follow it: nio's trust flags are
+        global (matrix-notes #15), so no other room's decisions may change them until this send is
+        encrypted. The member and device lists are copied first: a sync may change nio's dicts meanwhile.
+        """
         room = self.client.rooms[room_id]
-        if not room.members_synced:
-            await self.client.joined_members(room_id)
-        async with self._key_lock:
-            if self.client.should_query_keys:
-                await self.client.keys_query()
-        for user_id in room.users:
-            for device in self.client.device_store.active_user_devices(user_id):
-                if user_id == self.user_id and device.id == self.device_id:
-                    continue
-                decision = await self._trust(
-                    room_id, UserID(user_id), DeviceID(device.id), str(device.ed25519)
-                )
-                if decision is DeviceTrust.TRUST:
-                    if self.client.olm and self.client.olm.is_device_blacklisted(device):
-                        self.client.unblacklist_device(device)
-                    if not self.client.olm or not self.client.olm.is_device_verified(device):
-                        self.client.verify_device(device)
-                else:
-                    if self.client.olm and self.client.olm.is_device_verified(device):
-                        self.client.unverify_device(device)
-                    if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
-                        self.client.blacklist_device(device)
+        if self.client.should_query_keys:
+            await self.client.keys_query()
+        devices = [
+            (UserID(user_id), device)
+            for user_id in list(room.users)
+            for device in list(self.client.device_store.active_user_devices(user_id))
+            if not (user_id == self.user_id and device.id == self.device_id)
+        ]
+        for user_id, device in devices:
+            decision = await self._trust(room_id, user_id, DeviceID(device.id), str(device.ed25519))
+            if decision is DeviceTrust.TRUST:
+                if self.client.olm and self.client.olm.is_device_blacklisted(device):
+                    self.client.unblacklist_device(device)
+                if not self.client.olm or not self.client.olm.is_device_verified(device):
+                    self.client.verify_device(device)
+            else:
+                if self.client.olm and self.client.olm.is_device_verified(device):
+                    self.client.unverify_device(device)
+                if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
+                    self.client.blacklist_device(device)
 
     async def send_message(
         self, room_id: RoomID, content: dict[str, Any], txn_id: str, *, allow_unencrypted: bool = False
@@ -298,10 +323,18 @@ class MatrixGateway:
             # may not change the room's settings, this raises and the message is never sent.
             await self.enable_encryption(room_id)
             raise TransientMatrixError("encryption was just turned on; waiting for it to take effect")
-        await self._apply_trust(room_id)
-        response = await self.client.room_send(
-            room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False
-        )
+        if not self.client.rooms[room_id].members_synced:
+            await self.client.joined_members(room_id)
+        # One send at a time decides trust, shares the room key and encrypts (matrix-notes #15): a send in
+        # another room, or a key query, cannot change a device's trust in between.
+        async with self._key_lock:
+            await self._apply_trust(room_id)
+            try:
+                response = await self.client.room_send(
+                    room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False
+                )
+            except nio.OlmUnverifiedDeviceError as error:  # a device appeared after the decisions above
+                raise TransientMatrixError("a device appeared while sending; it will be retried") from error
         if not isinstance(response, nio.RoomSendResponse):
             raise _error("sending a message", response)
         return EventID(response.event_id)
@@ -351,6 +384,49 @@ class MatrixGateway:
             return str(response.displayname)[:80]
         return None
 
+    async def user_exists(self, user_id: UserID) -> bool | None:
+        """Whether the homeserver knows this account (its profile answers); None if it cannot tell (another
+        server that could not be asked). Inviting an unknown id succeeds on Synapse, so ask first."""
+        path = f"/_matrix/client/v3/profile/{quote(user_id, safe='')}"
+        try:
+            response = await self.client.send(
+                "GET", path, headers={"Authorization": f"Bearer {self.client.access_token}"}
+            )
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to look up an account") from error
+        async with response:
+            if response.status == 200:
+                return True
+            if response.status == 404:
+                return False
+            if response.status == 429 or (
+                response.status >= 500 and server_name(user_id) == self.server_name
+            ):
+                raise TransientMatrixError(f"looking up an account answered {response.status}")
+            return None
+
+    async def sender_device(self, user_id: UserID, keys: SenderKeys) -> tuple[DeviceID, str] | None:
+        """The device (id, ed25519 key) of `user_id` that the encryption says sent a message, or None if the
+        bot knows no such device of that user (after running any pending key query)."""
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+            for device in list(self.client.device_store.active_user_devices(user_id)):
+                if device.curve25519 == keys.curve25519 and device.ed25519 == keys.ed25519:
+                    return DeviceID(device.id), str(device.ed25519)
+        return None
+
+    def sender_keys(self, event: Any, room_id: RoomID) -> SenderKeys | None:
+        """What the encryption proves about the device that sent a decrypted event (see `SenderKeys`)."""
+        olm = self.client.olm
+        sender_key, session_id = getattr(event, "sender_key", None), getattr(event, "session_id", None)
+        if olm is None or not getattr(event, "decrypted", False) or not sender_key or not session_id:
+            return None
+        session = olm.inbound_group_store.get(room_id, sender_key, session_id)
+        if session is None or session.forwarding_chain:
+            return None
+        return SenderKeys(curve25519=str(sender_key), ed25519=str(session.ed25519))
+
     async def query_device_keys(self, user_ids: Collection[UserID]) -> dict[str, Any]:
         """The homeserver's /keys/query answer for these users, with their cross-signing keys."""
         return await self._request(
@@ -368,6 +444,8 @@ class MatrixGateway:
         """The attachment's ciphertext, as uploaded: decrypt it with `decrypt_file` (a worker thread may)."""
         response = await self.client.download(mxc=file.url)
         if not isinstance(response, nio.DownloadResponse):
+            if getattr(response, "status_code", None) == "M_NOT_FOUND":
+                raise MediaGoneError("the attachment is not on the homeserver")
             raise _error("downloading an attachment", response)
         status = getattr(getattr(response, "transport_response", None), "status", 200)
         if status == 429 or status >= 500:  # nio takes a proxy's error page for the file itself
@@ -378,6 +456,32 @@ class MatrixGateway:
         if not isinstance(body, bytes):
             raise MatrixError("the download was not kept in memory")
         return body
+
+    async def media_info(self, mxc_url: str) -> MediaInfo | None:
+        """Who uploaded a piece of media and when, from the homeserver's admin API (needs the admin token);
+        None if the homeserver does not know it (never uploaded, or already deleted)."""
+        token = self._admin_token()
+        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
+        if not token or not server or not media_id:
+            raise MatrixError("media info needs a homeserver-admin credential and an mxc:// link")
+        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        try:
+            response = await self.client.send("GET", path, headers={"Authorization": f"Bearer {token}"})
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to check an upload") from error
+        async with response:
+            if response.status == 404:
+                return None
+            if response.status >= 500 or response.status == 429:
+                raise TransientMatrixError(f"media info answered {response.status}")
+            if response.status != 200:
+                raise MatrixError(f"media info answered {response.status}")
+            body = await response.json()
+        info = body.get("media_info") if isinstance(body, dict) else None
+        if not isinstance(info, dict) or not isinstance(info.get("created_ts"), int):
+            raise MatrixError("media info answered without the upload's details")
+        uploader = info.get("user_id")
+        return MediaInfo(UserID(uploader) if isinstance(uploader, str) else None, int(info["created_ts"]))
 
     async def purge_media(self, mxc_url: str) -> PurgeOutcome:
         """Delete an upload from the homeserver's media store (needs a homeserver-admin token)."""
@@ -485,7 +589,7 @@ async def sync_once(
         if info.timeline.limited and since is not None and info.timeline.prev_batch:
             events = await _page_back(gateway, room_id, info.timeline.prev_batch, since) + events
         converted = [
-            incoming
+            replace(incoming, sender_keys=gateway.sender_keys(event, room_id))
             for event in events
             if getattr(event, "sender", None) != gateway.user_id and (incoming := convert(event, room_id))
         ]
