@@ -71,10 +71,8 @@ async def enrol(
         await person.wait_for_text(room_id, "NHS number", timeout=STEP_TIMEOUT)
         await person.settled(room_id, quiet=QUIET_SECONDS)
         await _answer(person, room_id, nhs_number, nhs_number)  # read back for confirmation
-        await _answer(person, room_id, "yes", "intimate area")  # the number is right
-        await _answer(person, room_id, "no", "Who is in the photo")  # not an intimate area
-        await _answer(person, room_id, "1", "What should happen")  # a photo of myself
-        await _answer(person, room_id, "1", "DONE")  # may be kept in my record
+        await _answer(person, room_id, "1", "intimate area")  # the number is right, and mine
+        await _answer(person, room_id, "no", "DONE")  # not an intimate area; may be kept in my record
     except BaseException:
         await person.close()
         raise

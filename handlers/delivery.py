@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
+NOTIFY = "notify"  # a message payload's flag: send as m.text, which default push rules notify for
 
 
 class Delivery:
@@ -64,7 +65,8 @@ class Delivery:
 
     async def _send(self, item: OutboxItem) -> None:
         if item.kind == "message":
-            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id)
+            notify = bool(item.payload.get(NOTIFY))
+            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id, notify=notify)
             self._metrics.replies_sent_total.inc()
         elif item.kind == "redaction":
             await self._gateway.redact(

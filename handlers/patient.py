@@ -31,6 +31,7 @@ from bot.conversation import (
     Begin,
     Conversation,
     DestroyPhotos,
+    Edit,
     Effect,
     Expire,
     Input,
@@ -40,6 +41,7 @@ from bot.conversation import (
     PhotoStored,
     Policy,
     PurgeMedia,
+    Reaction,
     RecordConsent,
     Redact,
     Refuse,
@@ -60,16 +62,18 @@ from bot.images import CleanPhoto, Limits, Rejected, process_photo
 from bot.keyring import Keyring, Sealer
 from bot.matrix.attachments import AttachmentError
 from bot.matrix.events import (
+    EditMessage,
     Incoming,
     MediaKind,
     MediaMessage,
     OtherMessage,
+    ReactionMessage,
     TextMessage,
     UndecryptableMessage,
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
-from handlers.delivery import PHOTO_CONFIRMATION, Delivery
+from handlers.delivery import NOTIFY, PHOTO_CONFIRMATION, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -204,7 +208,9 @@ class PatientHandler:
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
         async with self.database.transaction() as db:
-            await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", {"text": text})
+            await self.outbox.add(
+                db, room_id, derive_txn_id(source, 0), "message", {"text": text, NOTIFY: True}
+            )
         await self.delivery.flush(room_id)
 
     async def handle(self, event: Incoming) -> None:
@@ -225,6 +231,10 @@ class PatientHandler:
         match event:
             case TextMessage():
                 await self._apply(conversation, Text(event.event_id, event.body, now), event)
+            case EditMessage():
+                await self._apply(conversation, Edit(event.event_id, event.replaces, event.body, now), event)
+            case ReactionMessage():
+                await self._apply(conversation, Reaction(event.event_id, event.key, now), event)
             case MediaMessage(kind=MediaKind.IMAGE | MediaKind.FILE):
                 async with self._photos_in_flight:
                     await self._photo(conversation, event)
@@ -246,7 +256,7 @@ class PatientHandler:
         async with self.database.transaction() as db:
             await self.handled.mark(db, event.event_id, event.room_id, outcome="failed")
             await self.outbox.add(
-                db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text}
+                db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text, NOTIFY: True}
             )
 
     # ---- photos -------------------------------------------------------------------------------------
@@ -317,7 +327,7 @@ class PatientHandler:
         try:
             async with self.database.transaction() as db:
                 txn_id = derive_txn_id(event.event_id, 97)  # the same notice on a replay: sent once
-                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text})
+                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text, NOTIFY: True})
         except (OSError, sqlite3.Error):
             log.warning("the disk is full and the patient could not be told yet; their photo will be retried")
             return
@@ -410,7 +420,8 @@ class PatientHandler:
             txn_id = derive_txn_id(source, index)
             match effect:
                 case Reply(text=text):
-                    payload: dict[str, Any] = {"text": text}
+                    # Every reply to a patient is a question or an outcome: it notifies (issue 15).
+                    payload: dict[str, Any] = {"text": text, NOTIFY: True}
                     if about_photo:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)

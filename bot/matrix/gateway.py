@@ -294,13 +294,18 @@ class MatrixGateway:
             raise _error("sending a message", response)
         return EventID(response.event_id)
 
-    async def send_text(self, room_id: RoomID, text: str, txn_id: str) -> EventID:
-        content = {
-            "msgtype": "m.notice",
+    async def send_text(self, room_id: RoomID, text: str, txn_id: str, *, notify: bool = False) -> EventID:
+        """A Markdown message. `notify`: an `m.text` that default push rules notify for (a question or an
+        outcome the reader must see, matrix-notes #14), with empty `m.mentions` so no legacy mention rule
+        fires on words in it; otherwise an `m.notice`, which never notifies."""
+        content: dict[str, Any] = {
+            "msgtype": "m.text" if notify else "m.notice",
             "body": text.replace("**", ""),
             "format": "org.matrix.custom.html",
             "formatted_body": render_markdown(text),
         }
+        if notify:
+            content["m.mentions"] = {}
         return await self.send_message(room_id, content, txn_id)
 
     async def upload(self, ciphertext: bytes) -> str:

@@ -140,7 +140,7 @@ class ScriptedPatient:
         return [
             int(match.group(1))
             for text in self.texts()
-            if (match := re.search(r"Photo (\d+) received safely", text))
+            if (match := re.search(r"Photo (\d+) received", text))
         ]
 
     def references(self) -> list[str]:

@@ -98,7 +98,7 @@ async def test_view_then_delete_is_recorded(make_bot: BotFactory, make_person: P
         patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
     )
     done = await answer(patient, room_id, "done", "reference")
-    assert "deleted once a doctor or nurse has looked" in done
+    assert "deleted once a doctor or nurse has seen" in done
     assert bot.query("SELECT keep_in_record, intimate FROM submissions") == [(0, 0)]
 
 
@@ -125,7 +125,7 @@ async def test_intimate_photo_of_a_child_is_refused_and_destroyed_at_once(
     other = await make_person("parent")
     room_id = await open_chat(other, bot)
     await answer(other, room_id, NHS_NUMBER, "999 765 4323")
-    await answer(other, room_id, "yes", "intimate area")
+    await answer(other, room_id, "2", "intimate area")
     await answer(other, room_id, "yes", "under 18")
     refusal = await answer(other, room_id, "yes", "can't accept")
     assert "phone" in refusal.lower()
@@ -206,3 +206,35 @@ async def test_clinician_room_is_told_of_a_submission_without_the_image_or_nhs_n
     assert reference in notice.body
     assert "999" not in notice.body
     assert [m.kind for m in clinician.seen[staff_room]] == ["text"], "no greeting, no image: one notice"
+
+
+async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_with_the_full_notice(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """A patient sending one photo reads at most 6 bot messages and 1,500 characters, the privacy notice's
+    four points among them, with one question per message."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await open_chat(patient, bot)
+    await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
+    await answer(patient, room_id, "1", "intimate area")
+    await answer(patient, room_id, "no", "DONE")
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    await answer(patient, room_id, "done", "reference")
+    read = [seen.body for seen in patient.seen[room_id] if seen.sender == bot.user_id]
+    characters = sum(len(body) for body in read)
+    print(f"one-photo journey: {len(read)} bot messages, {characters} characters")
+    assert len(read) <= 6
+    assert characters <= 1500
+    assert all(body.count("?") <= 1 for body in read), "one question per message"
+    notice = read[0].lower()
+    # Rule 9, by meaning: a photo may be asked for; it decides treatment and may join the record; the NHS
+    # number only; only the area, nobody else.
+    assert "photo" in notice and ("skin" in notice or "bruise" in notice)
+    assert "treatment" in notice and "medical record" in notice
+    assert "nhs number" in notice and all(word in notice for word in ("name", "date of birth", "address"))
+    assert "only that area" in notice and "no one else" in notice
+    assert "full notice" in notice
+    assert "GP-" in read[-1] and "working days" in read[-1], "the last message says when to expect a reply"
