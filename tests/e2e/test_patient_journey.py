@@ -21,6 +21,7 @@ from tests.e2e.journey import (
     stored_photos,
     vault_files,
 )
+from tests.e2e.push_rules import would_notify
 from tests.unit.image_factory import make_heic, make_jpeg
 
 pytestmark = pytest.mark.e2e
@@ -212,7 +213,7 @@ async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_wit
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
     """A patient sending one photo reads at most 6 bot messages and 1,500 characters, the privacy notice's
-    four points among them, with one question per message."""
+    four points among them, one question per message, and each of them notifies with default push rules."""
     bot = await make_bot()
     patient = await make_person("patient")
     room_id = await open_chat(patient, bot)
@@ -223,7 +224,8 @@ async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_wit
         patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
     )
     await answer(patient, room_id, "done", "reference")
-    read = [seen.body for seen in patient.seen[room_id] if seen.sender == bot.user_id]
+    messages = [seen for seen in patient.seen[room_id] if seen.sender == bot.user_id]
+    read = [seen.body for seen in messages]
     characters = sum(len(body) for body in read)
     print(f"one-photo journey: {len(read)} bot messages, {characters} characters")
     assert len(read) <= 6
@@ -238,3 +240,7 @@ async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_wit
     assert "only that area" in notice and "no one else" in notice
     assert "full notice" in notice
     assert "GP-" in read[-1] and "working days" in read[-1], "the last message says when to expect a reply"
+    for seen in messages:  # each question and the outcome, judged by the patient's own rules, as Element does
+        event = {"type": "m.room.message", "sender": seen.sender, "content": seen.content}
+        verdict = await would_notify(patient.client, room_id, event)
+        assert verdict.notify, (seen.body[:40], verdict.rule_id)

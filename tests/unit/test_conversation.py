@@ -10,10 +10,12 @@ from bot.conversation import (
     Admit,
     Begin,
     DestroyPhotos,
+    Edit,
     NoConversationError,
     NotifyClinicians,
     Policy,
     PurgeMedia,
+    Reaction,
     Redact,
     Refuse,
     Reply,
@@ -927,3 +929,32 @@ def test_delete_for_an_intimate_photo_says_it_is_deleted_anyway() -> None:
     chat.say("delete")
     assert chat.state is State.AWAITING_PHOTOS
     assert fill(T.storage_unchanged_intimate) in chat.reply
+
+
+def test_an_edit_of_the_last_answer_replays_it_and_an_older_edit_is_answered_kindly() -> None:
+    """Editing the who-answer from 1 to 2 changes it; editing an earlier message only gets a kind reply."""
+    chat = Chat.begun()
+    chat.say(NHS_NUMBER)
+    number = chat.last_event_id()
+    chat.say("1")
+    who = chat.last_event_id()
+    chat.send(Edit(chat.event_id(), who, "2", chat.tick()))
+    assert chat.state is State.SCREEN_INTIMATE
+    assert chat.current.acting_for_someone is True
+    assert fill(T.ask_intimate) in chat.reply
+    late = chat.event_id()
+    chat.send(Edit(late, number, OTHER_NHS_NUMBER, chat.tick()))
+    assert chat.current.nhs_number == NHS_NUMBER
+    assert fill(T.edit_too_late) in chat.reply
+    assert late in chat.redacted, "the late edit carries a number in clear"
+
+
+def test_a_reaction_answers_only_a_question_that_takes_it() -> None:
+    """A 👍 confirms at the intimate question; at the photo step it is no message and gets no reply."""
+    chat = Chat.in_state(State.SCREEN_INTIMATE)
+    chat.send(Reaction(chat.event_id(), "👍🏽", chat.tick()))
+    assert chat.state is State.SCREEN_UNDER_18
+    chat = to_photos()
+    effects = chat.send(Reaction(chat.event_id(), "👍", chat.tick()))
+    assert effects == ()
+    assert chat.state is State.AWAITING_PHOTOS
