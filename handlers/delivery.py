@@ -17,13 +17,16 @@ from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
 from bot.matrix.gateway import MatrixError, MatrixGateway
 from bot.metrics import BotMetrics
-from storage.outbox import Outbox, OutboxItem
+from storage.outbox import Outbox, OutboxItem, derive_txn_id
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
 NOTIFY = "notify"  # a message payload's flag: send as m.text, which default push rules notify for
+# A message payload's tag: the message shows a private detail (an NHS number read back); its event id is
+# remembered so a later 'redaction_own' item with the same tag removes it.
+PRIVATE = "private"
 
 
 class Delivery:
@@ -45,7 +48,7 @@ class Delivery:
                     self._faults.hit("before_confirmation_reply")
                 await self._faults.pause("before_send")  # a test takes the homeserver away here
                 try:
-                    await self._send(item)
+                    sent = await self._send(item)
                 except TransientError:
                     log.info("the homeserver is not reachable; %s will be retried", item.kind)
                     return
@@ -57,20 +60,31 @@ class Delivery:
                         continue
                     return
                 self._faults.hit("after_send_before_outbox_done")
-                await self._outbox.done(item.id)
+                await self._outbox.done(item.id, private=sent)
 
     async def flush_all(self) -> None:
         rooms = await self._outbox.rooms_with_pending()
         await asyncio.gather(*(self.flush(room_id) for room_id in rooms))
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send(self, item: OutboxItem) -> tuple[RoomID, str, EventID] | None:
+        """Send one item; for a message showing a private detail, what to remember of it."""
         if item.kind == "message":
             notify = bool(item.payload.get(NOTIFY))
-            await self._gateway.send_text(item.room_id, str(item.payload["text"]), item.txn_id, notify=notify)
+            text = str(item.payload["text"])
+            event_id = await self._gateway.send_text(item.room_id, text, item.txn_id, notify=notify)
             self._metrics.replies_sent_total.inc()
-        elif item.kind == "redaction":
+            private = item.payload.get(PRIVATE)
+            return (item.room_id, str(private), event_id) if private else None
+        if item.kind == "redaction_own":
+            reason = str(item.payload["reason"])
+            for event_id in await self._outbox.private_sent(item.room_id, str(item.payload[PRIVATE])):
+                txn_id = derive_txn_id(f"{item.txn_id}:{event_id}", 0)
+                await self._gateway.redact(item.room_id, event_id, reason, txn_id)
+                await self._outbox.forget_private(item.room_id, event_id)
+            return None
+        if item.kind == "redaction":
             await self._gateway.redact(
                 item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id
             )
-        else:
-            raise MatrixError(f"unknown outbox item kind {item.kind!r}")
+            return None
+        raise MatrixError(f"unknown outbox item kind {item.kind!r}")

@@ -44,6 +44,7 @@ from bot.conversation import (
     Reaction,
     RecordConsent,
     Redact,
+    RedactOwn,
     Refuse,
     Reply,
     State,
@@ -73,7 +74,7 @@ from bot.matrix.events import (
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
-from handlers.delivery import NOTIFY, PHOTO_CONFIRMATION, Delivery
+from handlers.delivery import NOTIFY, PHOTO_CONFIRMATION, PRIVATE, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -419,15 +420,21 @@ class PatientHandler:
         for index, effect in enumerate(effects):
             txn_id = derive_txn_id(source, index)
             match effect:
-                case Reply(text=text):
+                case Reply(text=text, private=private):
                     # Every reply to a patient is a question or an outcome: it notifies (issue 15).
                     payload: dict[str, Any] = {"text": text, NOTIFY: True}
+                    if private is not None:
+                        payload[PRIVATE] = private
                     if about_photo:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)
                 case Redact(event_id=event_id, reason=reason):
                     await self.outbox.add(
                         db, room_id, txn_id, "redaction", {"event_id": event_id, "reason": reason}
+                    )
+                case RedactOwn(private=private, reason=reason):
+                    await self.outbox.add(
+                        db, room_id, txn_id, "redaction_own", {PRIVATE: private, "reason": reason}
                     )
                 case DestroyPhotos(photo_ids=photo_ids):
                     await self.ledger.record(

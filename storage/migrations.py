@@ -232,4 +232,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        5,
+        "the bot's own messages that show a private detail (an NHS number read back), redacted later",
+        """
+        CREATE TABLE private_sent (
+            room_id TEXT NOT NULL,
+            tag TEXT NOT NULL,                   -- what the message shows, e.g. 'nhs_number'
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, event_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

@@ -4,12 +4,14 @@ conversation, effects = step(conversation, Text(event_id, body, now), policy)
 """
 
 from bot.conversation.effects import (
+    NHS_NUMBER_SHOWN,
     DestroyPhotos,
     Effect,
     NotifyClinicians,
     PurgeMedia,
     RecordConsent,
     Redact,
+    RedactOwn,
     Reply,
     Submit,
 )
@@ -36,6 +38,7 @@ from bot.conversation.transitions import TRANSITIONS, Transition
 
 __all__ = [
     "FINISHED_STATES",
+    "NHS_NUMBER_SHOWN",
     "REJECT_REASONS",
     "TRANSITIONS",
     "Admit",
@@ -58,6 +61,7 @@ __all__ = [
     "Reaction",
     "RecordConsent",
     "Redact",
+    "RedactOwn",
     "Refuse",
     "Reply",
     "State",

@@ -136,6 +136,8 @@ class Conversation:
     consent: PendingConsent | None = None
     # The patient's last answer, and the conversation as it was before it: an edit of that answer (while
     # nothing else has happened since) is taken as a correction and replayed from there. Never nested.
+    # Words of a message removed for personal details, masked, offered back as a note ("add this?").
+    pending_note: str | None = field(default=None, repr=False)
     last_answer_id: EventID | None = None
     before_last_answer: Conversation | None = field(default=None, repr=False)
 
@@ -166,6 +168,8 @@ class Conversation:
             raise ValueError("a consent question waits only on a finished conversation")
         if self.intimate and self.keep_in_record:
             raise ValueError("an intimate photo is never kept in the record")
+        if self.pending_note is not None and state is not State.AWAITING_PHOTOS:
+            raise ValueError("only a conversation at the photo step offers a masked note")
         if self.before_last_answer is not None:
             if state.finished or self.last_answer_id is None:
                 raise ValueError("only an open conversation remembers its last answer")
@@ -206,6 +210,7 @@ class Conversation:
                 self.request_expires_at.astimezone(UTC).isoformat() if self.request_expires_at else None
             ),
             "consent": self.consent.to_dict() if self.consent else None,
+            "pending_note": self.pending_note,
             "last_answer_id": self.last_answer_id,
             "before_last_answer": self.before_last_answer.to_dict() if self.before_last_answer else None,
         }
@@ -241,6 +246,7 @@ class Conversation:
             consent=PendingConsent.from_dict(data["consent"])
             if isinstance(data.get("consent"), dict)
             else None,
+            pending_note=_optional(data, "pending_note", str),
             last_answer_id=EventID(answer) if isinstance(answer := data.get("last_answer_id"), str) else None,
             before_last_answer=(
                 cls.from_dict(data["before_last_answer"])

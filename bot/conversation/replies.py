@@ -52,6 +52,8 @@ def prompt(conversation: Conversation, say: Writer) -> str:
             return say(t.ask_who)
         case State.STORAGE_CHOICE:
             return say(t.ask_storage)
+        case State.AWAITING_PHOTOS if conversation.pending_note is not None:
+            return say(t.masked_offer, masked=conversation.pending_note)
         case State.AWAITING_PHOTOS:
             return photos_prompt(conversation, say)
         case State.REFUSED:

@@ -37,10 +37,12 @@ from bot.conversation.answers import (
     reaction_answer,
 )
 from bot.conversation.effects import (
+    NHS_NUMBER_SHOWN,
     DestroyPhotos,
     Effect,
     NotifyClinicians,
     Redact,
+    RedactOwn,
     Reply,
     Submit,
 )
@@ -96,8 +98,23 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
             return conversation, ()  # a reaction that answers no question is not a message: no reply
         event = Text(event.event_id, word, event.now)
     if isinstance(event, Edit):
-        return _edit(conversation, event, policy, say)
-    return _remember(conversation, event, _step(conversation, event, say))
+        return _mark_private(_edit(conversation, event, policy, say))
+    return _mark_private(_remember(conversation, event, _step(conversation, event, say)))
+
+
+def _mark_private(outcome: Outcome) -> Outcome:
+    """Tag every reply that reads the NHS number back, so the handler can remove it once it is confirmed."""
+    conversation, effects = outcome
+    if conversation.nhs_number is None:
+        return outcome
+    shown = replies.readable_nhs_number(conversation.nhs_number)
+    tagged = tuple(
+        replace(effect, private=NHS_NUMBER_SHOWN)
+        if isinstance(effect, Reply) and shown in effect.text and effect.private is None
+        else effect
+        for effect in effects
+    )
+    return conversation, tagged
 
 
 def _step(conversation: Conversation, event: Input, say: Writer) -> Outcome:
@@ -142,6 +159,8 @@ def _reaction_word(conversation: Conversation, key: str) -> str | None:
     yes_no = word in {"yes", "no"}
     if conversation.consent is not None:
         return word if yes_no == (conversation.consent.stage == "answer") else None
+    if conversation.pending_note is not None:
+        return word if yes_no else None
     takes_yes_no = {State.CONFIRMING_NHS_NUMBER, State.SCREEN_INTIMATE, State.SCREEN_UNDER_18}
     takes_number = {State.CONFIRMING_NHS_NUMBER, State.SCREEN_WHO, State.STORAGE_CHOICE}
     return word if conversation.state in (takes_yes_no if yes_no else takes_number) else None
@@ -263,6 +282,7 @@ def _finish(conversation: Conversation, state: State) -> Conversation:
         photo_ids=(),
         retake_photo_id=None,
         notes=(),
+        pending_note=None,
         last_answer_id=None,
         before_last_answer=None,
     )
@@ -273,6 +293,8 @@ def _end(conversation: Conversation, state: State, say: Writer, *, plain: str, w
     effects: list[Effect] = [
         Redact(event_id, say(say.texts.redact_reason_number)) for event_id in conversation.number_event_ids
     ]
+    if conversation.state in _NUMBER_STATES:
+        effects.append(RedactOwn(NHS_NUMBER_SHOWN, say(say.texts.redact_reason_number)))
     if conversation.all_photo_ids:
         effects.append(DestroyPhotos(conversation.all_photo_ids))
     text = replies.ended_text(
@@ -313,10 +335,14 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     guarded = _without_number_like_runs(event.body) if state in _NUMBER_STATES else event.body
     found = personal_data.find_personal_data(guarded)
     if found:
-        return conversation, (
-            Redact(event.event_id, say(say.texts.redact_reason_personal)),
-            Reply(personal_data.explain(found)),
-        )
+        removal = Redact(event.event_id, say(say.texts.redact_reason_personal))
+        masked = _maskable(conversation, event.body, say)
+        if masked is not None:
+            # The clinical words are not lost: offered back without the details, added only on "yes".
+            offer = say(say.texts.masked_offer, masked=masked)
+            conversation = replace(conversation, pending_note=masked)
+            return conversation, (removal, Reply(say.join([personal_data.explain(found, offer=True), offer])))
+        return conversation, (removal, Reply(personal_data.explain(found)))
 
     if event.body.lstrip().startswith("!"):
         staff = say.join([say(say.texts.staff_command), replies.prompt(conversation, say)])
@@ -360,6 +386,15 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
             return consent.answer_text(conversation, pending, event, say)
         case State.REFUSED | State.SUBMITTED | State.CANCELLED | State.EXPIRED:
             return _unexpected(conversation, event, say)
+
+
+def _maskable(conversation: Conversation, body: str, say: Writer) -> str | None:
+    """The removed message's words without the personal details, if they could be added as a note now."""
+    if conversation.state is not State.AWAITING_PHOTOS or conversation.consent is not None:
+        return None
+    if len(conversation.notes) >= say.policy.max_notes:
+        return None
+    return personal_data.mask(body)
 
 
 def _unexpected(conversation: Conversation, event: Text, say: Writer) -> Outcome:
@@ -412,11 +447,12 @@ def _confirm_number(
 ) -> tuple[Conversation, tuple[Effect, ...], str]:
     """The read-back was confirmed: remove every message that carried the number; the thanks to say."""
     t = say.texts
-    removals = tuple(
-        Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
+    removals: tuple[Effect, ...] = (
+        *(Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids),
+        RedactOwn(NHS_NUMBER_SHOWN, say(t.redact_reason_number)),  # the read-back: told once, in the thanks
     )
     conversation = replace(conversation, state=state, number_event_ids=())
-    thanks = say(t.nhs_number_confirmed) if removals else say(t.screening_intro)
+    thanks = say(t.nhs_number_confirmed)  # the typed number and the read-back are both removed
     return conversation, removals, thanks
 
 
@@ -498,6 +534,21 @@ def _storage_choice(conversation: Conversation, event: Text, say: Writer) -> Out
 
 def _photos_text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     t = say.texts
+    if conversation.pending_note is not None:
+        offered = conversation.pending_note
+        conversation = replace(conversation, pending_note=None)
+        match answer(event.body, YES_NO):
+            case Answer.YES:
+                conversation = replace(conversation, notes=(*conversation.notes, offered))
+                return conversation, (
+                    Reply(say.join([say(t.masked_added), replies.photos_prompt(conversation, say)])),
+                )
+            case Answer.NO:
+                return conversation, (
+                    Reply(say.join([say(t.masked_declined), replies.photos_prompt(conversation, say)])),
+                )
+            case _:
+                pass  # anything else moves on: the offer lapses
     match answer(event.body, PHOTOS):
         case Answer.DONE:
             return _done(_keep_retake(conversation), say)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from bot.demo.people import Person
 from bot.ids import EventID, RoomID
+from bot.keyring import Keyring, Sealer, load_master_key_file
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import (
     NHS_NUMBER,
@@ -244,3 +245,38 @@ async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_wit
         event = {"type": "m.room.message", "sender": seen.sender, "content": seen.content}
         verdict = await would_notify(patient.client, room_id, event)
         assert verdict.notify, (seen.body[:40], verdict.rule_id)
+
+
+async def test_nothing_private_stays_on_screen_and_clinical_words_are_offered_back_masked(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """Once confirmed, the bot's read-back leaves the chat with the typed number; a note with a date of
+    birth is removed, offered back masked, and stored without the date after 'yes'."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await open_chat(patient, bot)
+    await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
+    read_back = next(seen.event_id for seen in patient.seen[room_id] if "999 765 4323" in seen.body)
+    confirmed = await answer(patient, room_id, "1", "intimate area")
+    assert "removed the number" in confirmed
+    await patient.wait_until(lambda: read_back in patient.redacted)
+    await answer(patient, room_id, "no", "DONE")
+    before = len(patient.seen[room_id])
+    note = await patient.say(
+        room_id, "The rash on my arm is itchy and spreading. My date of birth is 02/03/1961."
+    )
+    offer = await patient.wait_for_text(room_id, "without those details", after=before)
+    await patient.wait_until(lambda: note in patient.redacted)
+    assert "itchy and spreading" in offer.body and "1961" not in offer.body
+    await patient.settled(room_id, quiet=0.5)
+    await answer(patient, room_id, "yes", "added it")
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    await answer(patient, room_id, "done", "reference")
+    sealer = Sealer(Keyring(load_master_key_file(bot.data_dir / "master.key")))
+    ((submission_id, sealed),) = bot.query("SELECT submission_id, details FROM submissions")
+    assert isinstance(sealed, bytes)
+    notes = sealer.open_json(sealed, context=f"submission-details:{submission_id}")["notes"]
+    assert len(notes) == 1 and "itchy and spreading" in notes[0]
+    assert "1961" not in notes[0] and "02/03" not in notes[0]

@@ -958,3 +958,19 @@ def test_a_reaction_answers_only_a_question_that_takes_it() -> None:
     effects = chat.send(Reaction(chat.event_id(), "👍", chat.tick()))
     assert effects == ()
     assert chat.state is State.AWAITING_PHOTOS
+
+
+def test_a_note_removed_for_a_date_of_birth_is_offered_back_masked_and_added_on_yes() -> None:
+    """The clinical words of a removed note come back without the date; 'yes' adds them, 'no' does not."""
+    chat = to_photos()
+    chat.say("It is itchy and red. Date of birth 02/03/1961")
+    removed = chat.last_event_id()
+    assert chat.redacted == [removed]
+    assert "It is itchy and red." in chat.reply and "1961" not in chat.reply
+    chat.say("yes")
+    assert len(chat.current.notes) == 1
+    assert "itchy and red" in chat.current.notes[0] and "1961" not in chat.current.notes[0]
+    chat.say("My name is Jane Doe and the mole bleeds")
+    assert "Jane" not in chat.reply and "Doe" not in chat.reply
+    chat.say("no")
+    assert len(chat.current.notes) == 1
