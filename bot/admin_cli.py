@@ -18,7 +18,7 @@ from bot.errors import UserFacingError
 from bot.ids import EventID, RoomID, UserID
 from bot.key_rotation import KeyRotationUnfinishedError, refuse_unfinished_rotation
 from bot.keyring import Keyring, Sealer, load_master_key_file
-from bot.poster import render_poster
+from bot.poster import render_poster, texts_for_server
 from bot.settings import Settings
 from handlers.admin import AdminDesk
 from handlers.commands import Invocation, Outcome, UsageError, parse_command, usage_reply
@@ -137,7 +137,9 @@ def make_poster(
     error, not a reason to print a name that may be out of date."""
     if settings.database_path.exists():
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
-    poster = render_poster(practice_name, settings.user_id)
+    servers = sorted(settings.allowed_servers)
+    texts = texts_for_server(servers[0] if len(servers) == 1 else None)  # name the one server to join
+    poster = render_poster(practice_name, settings.user_id, texts=texts)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)
     (out_dir / "photobot-poster.pdf").write_bytes(poster.pdf)

@@ -54,6 +54,7 @@ from handlers.delivery import Delivery
 from handlers.patient import PatientHandler, purge_pending_media
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
+from handlers.refusals import InviteRefusals
 from handlers.retention import RetentionJob
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
@@ -72,6 +73,7 @@ from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+from storage.refused_invites import RefusedInvites
 from storage.rooms import RoomKind, RoomRepository
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
@@ -345,6 +347,17 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
+    refusals = InviteRefusals(
+        database=database,
+        rooms=rooms,
+        refused=RefusedInvites(),
+        outbox=outbox,
+        delivery=delivery,
+        gateway=gateway,
+        config=config,
+        clock=clock,
+        allowed_servers=settings.allowed_servers,
+    )
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -354,6 +367,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         allowed_servers=settings.allowed_servers,
         staff_kind=staff_kind,
         start_patient=patient.start,
+        refuse_invite=refusals.refuse,
         handlers={
             RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed),
             RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),

@@ -27,6 +27,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "request_intro_by": frozenset({"area", "requested_by"}),
     "nhs_number_readback": frozenset({"nhs_number"}),
     "masked_offer": frozenset({"masked"}),
+    "server_refused": frozenset({"servers"}),
     "photo_guidance": frozenset({"max_photos", "area"}),
     "photo_received": frozenset({"number", "remaining"}),
     "photo_received_last": frozenset({"number"}),
@@ -331,6 +332,13 @@ class Texts:
     )
     masked_added: str = "Thank you, I've added it to your request."
     masked_declined: str = "OK, I haven't added it."
+
+    # A patient whose homeserver the practice does not allow (the bot then leaves the chat).
+    server_refused: str = (
+        "Hello, this is {practice}'s secure photo chat. Sorry: it only takes chats from accounts made on "
+        "{servers}, so I can't help you from this account, and I'll leave this chat now. To send a photo, "
+        "make an account on {servers} and message me from it. Or contact the practice: {how_to_contact}"
+    )
 
     # Anything unexpected.
     not_understood: str = "Sorry, I didn't understand that."

@@ -82,6 +82,9 @@ class Delivery:
                 await self._gateway.redact(item.room_id, event_id, reason, txn_id)
                 await self._outbox.forget_private(item.room_id, event_id)
             return None
+        if item.kind == "leave":
+            await self._gateway.leave(item.room_id)
+            return None
         if item.kind == "redaction":
             await self._gateway.redact(
                 item.room_id, EventID(str(item.payload["event_id"])), str(item.payload["reason"]), item.txn_id

@@ -1,7 +1,8 @@
 """Routes each sync batch to the right handler, one room at a time, never letting one event stop the rest.
 
 - Invites: joined only from users on the practice's allowed homeservers; the greeting is queued in the
-  outbox and sent once the room is known (after the next sync), so the sync loop never waits on it.
+  outbox and sent once the room is known (after the next sync), so the sync loop never waits on it. An
+  invite from any other server is refused with one explanation (`handlers.refusals`).
 - Events of one room are handled in order under that room's lock; rooms are handled concurrently.
 - Each event is handled at most once (the handled-events table) and at least once (the sync checkpoint
   advances only when the whole batch is committed).
@@ -53,6 +54,7 @@ class Router:
         allowed_servers: frozenset[str],
         staff_kind: Callable[[RoomID], RoomKind | None],
         start_patient: Callable[[RoomID, UserID], Awaitable[None]],
+        refuse_invite: Callable[[Invite], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
         metrics: BotMetrics,
     ) -> None:
@@ -64,6 +66,7 @@ class Router:
         self._allowed_servers = allowed_servers
         self._staff_kind = staff_kind
         self._start_patient = start_patient
+        self._refuse_invite = refuse_invite
         self._handlers = handlers
         self._metrics = metrics
 
@@ -86,8 +89,7 @@ class Router:
 
     async def _on_invite(self, invite: Invite) -> None:
         if server_name(invite.inviter) not in self._allowed_servers:
-            log.info("declined an invite from a homeserver the practice does not allow")
-            await self._gateway.leave(invite.room_id)
+            await self._refuse_invite(invite)  # told why and how else to reach the practice, never silently
             return
         await self._gateway.join(invite.room_id)
         staff_kind = self._staff_kind(invite.room_id)

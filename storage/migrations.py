@@ -244,4 +244,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        6,
+        "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
+        """
+        CREATE TABLE refused_invites (
+            server TEXT PRIMARY KEY,
+            refusals INTEGER NOT NULL,
+            last_told_at TEXT                    -- the last explanation sent to someone on this server
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

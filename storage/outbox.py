@@ -32,7 +32,7 @@ class OutboxItem:
     id: int
     room_id: RoomID
     txn_id: str
-    kind: str  # 'message' | 'redaction' | 'redaction_own' (the bot's own messages showing a private detail)
+    kind: str  # 'message' | 'redaction' | 'redaction_own' (the bot's messages showing a private detail) | 'leave'
     payload: dict[str, Any] = field(repr=False)
     attempts: int
 
