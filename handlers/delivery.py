@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 
 from bot.errors import TransientError
@@ -27,6 +28,12 @@ NOTIFY = "notify"  # a message payload's flag: send as m.text, which default pus
 # A message payload's tag: the message shows a private detail (an NHS number read back); its event id is
 # remembered so a later 'redaction_own' item with the same tag removes it.
 PRIVATE = "private"
+# A message payload's flag: the first message in a new chat (the greeting). It waits until the bot knows the
+# patient's devices, so it is encrypted for them (matrix-notes #6, #19), checked again every
+# FIRST_CONTACT_RETRY seconds for at most FIRST_CONTACT_MAX_WAIT, then sent anyway.
+FIRST_CONTACT = "first_contact"
+FIRST_CONTACT_RETRY = 0.5
+FIRST_CONTACT_MAX_WAIT = 10.0
 
 
 class Delivery:
@@ -38,11 +45,16 @@ class Delivery:
         self._faults = faults
         self._metrics = metrics
         self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._first_seen: dict[int, float] = {}  # outbox item id -> when a first contact began waiting
+        self._retries: dict[RoomID, asyncio.Task[None]] = {}
 
     async def flush(self, room_id: RoomID) -> None:
         async with self._locks[room_id]:
             for item in await self._outbox.pending(room_id):
                 if not self._gateway.room_known(room_id):
+                    return
+                if item.payload.get(FIRST_CONTACT) and not await self._ready_for_first_contact(item):
+                    self._retry_soon(room_id)
                     return
                 if item.payload.get(PHOTO_CONFIRMATION):
                     self._faults.hit("before_confirmation_reply")
@@ -61,6 +73,34 @@ class Delivery:
                     return
                 self._faults.hit("after_send_before_outbox_done")
                 await self._outbox.done(item.id, private=sent)
+
+    async def _ready_for_first_contact(self, item: OutboxItem) -> bool:
+        if await self._gateway.member_keys_known(item.room_id):
+            self._first_seen.pop(item.id, None)
+            return True
+        began = self._first_seen.setdefault(item.id, time.monotonic())
+        if time.monotonic() - began < FIRST_CONTACT_MAX_WAIT:
+            return False
+        log.warning(
+            "sending a greeting before the patient's device keys were known (waited %.0f s)",
+            FIRST_CONTACT_MAX_WAIT,
+        )
+        self._first_seen.pop(item.id, None)
+        return True
+
+    def _retry_soon(self, room_id: RoomID) -> None:
+        """Flush the room again shortly, without holding up the sync loop."""
+        if room_id in self._retries and not self._retries[room_id].done():
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(FIRST_CONTACT_RETRY)
+            try:
+                await self.flush(room_id)
+            except Exception:  # noqa: BLE001 (a failed retry is retried by the next flush; never crash the loop)
+                log.info("a delayed greeting could not be sent yet; it stays in the outbox")
+
+        self._retries[room_id] = asyncio.create_task(later())
 
     async def flush_all(self) -> None:
         rooms = await self._outbox.rooms_with_pending()

@@ -74,7 +74,7 @@ from bot.matrix.events import (
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
-from handlers.delivery import NOTIFY, PHOTO_CONFIRMATION, PRIVATE, Delivery
+from handlers.delivery import FIRST_CONTACT, NOTIFY, PHOTO_CONFIRMATION, PRIVATE, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -425,6 +425,8 @@ class PatientHandler:
                     payload: dict[str, Any] = {"text": text, NOTIFY: True}
                     if private is not None:
                         payload[PRIVATE] = private
+                    if source.startswith("begin:"):
+                        payload[FIRST_CONTACT] = True  # waits until the patient's device keys are known
                     if about_photo:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)

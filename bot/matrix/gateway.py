@@ -231,6 +231,20 @@ class MatrixGateway:
     def room_known(self, room_id: RoomID) -> bool:
         return room_id in self.client.rooms
 
+    async def member_keys_known(self, room_id: RoomID) -> bool:
+        """Whether the bot knows a device of every other member (querying keys first if nio wants to): a
+        first message sent before that would be encrypted for nobody, and the patient could never read it."""
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return False
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+        others = [user for user in room.users if user != self.user_id]
+        return bool(others) and all(
+            any(True for _ in self.client.device_store.active_user_devices(user)) for user in others
+        )
+
     def room_members(self, room_id: RoomID) -> frozenset[UserID]:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import nio
 import pytest
@@ -217,7 +218,11 @@ async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_wit
     four points among them, one question per message, and each of them notifies with default push rules."""
     bot = await make_bot()
     patient = await make_person("patient")
-    room_id = await open_chat(patient, bot)
+    began = time.monotonic()
+    room_id = await patient.open_direct_chat(bot.user_id)
+    await patient.wait_for_text(room_id, "NHS number")
+    print(f"first contact: greeting readable {time.monotonic() - began:.2f} s after the chat was created")
+    await patient.settled(room_id, quiet=0.5)
     await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
     await answer(patient, room_id, "1", "intimate area")
     await answer(patient, room_id, "no", "DONE")
