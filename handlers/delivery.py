@@ -81,11 +81,12 @@ class Delivery:
         began = self._first_seen.setdefault(item.id, time.monotonic())
         if time.monotonic() - began < FIRST_CONTACT_MAX_WAIT:
             return False
-        log.warning(
-            "sending a greeting before the patient's device keys were known (waited %.0f s)",
-            FIRST_CONTACT_MAX_WAIT,
-        )
-        self._first_seen.pop(item.id, None)
+        if began != float("-inf"):  # warned once; the entry stays, so a failed send does not wait again
+            log.warning(
+                "sending a greeting before the patient's device keys were known (waited %.0f s)",
+                FIRST_CONTACT_MAX_WAIT,
+            )
+            self._first_seen[item.id] = float("-inf")
         return True
 
     def _retry_soon(self, room_id: RoomID) -> None:

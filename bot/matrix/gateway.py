@@ -237,6 +237,8 @@ class MatrixGateway:
         room = self.client.rooms.get(room_id)
         if room is None:
             return False
+        if not room.encrypted:
+            return True  # nothing is sent in clear: `send_message` turns encryption on first, then asks again
         async with self._key_lock:
             if self.client.should_query_keys:
                 await self.client.keys_query()
