@@ -15,10 +15,14 @@ import aiosqlite
 from bot.app import prepare_data_dir
 from bot.clock import Clock, SystemClock
 from bot.errors import UserFacingError
+from bot.exit_codes import ExitCode
 from bot.ids import EventID, RoomID, UserID
 from bot.key_rotation import KeyRotationUnfinishedError, refuse_unfinished_rotation
 from bot.keyring import Keyring, Sealer, load_master_key_file
+from bot.matrix.homeserver_audit import HomeserverAudit
+from bot.matrix.reachability import probe
 from bot.poster import render_poster, texts_for_server
+from bot.production_check import admin_token_problem
 from bot.settings import Settings
 from handlers.admin import AdminDesk
 from handlers.commands import Invocation, Outcome, UsageError, parse_command, usage_reply
@@ -26,7 +30,7 @@ from handlers.retention import resume_retention
 from handlers.staff import admin_commands
 from storage.audit import AuditLog
 from storage.database import Database
-from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+from storage.practice_config import SETTINGS, ConfigRepository, LiveConfig, defaults_from
 
 
 async def _open(settings: Settings) -> tuple[Keyring, Database]:
@@ -36,9 +40,19 @@ async def _open(settings: Settings) -> tuple[Keyring, Database]:
 
 
 async def admin_command(
-    settings: Settings, clock: Clock, words: list[str], say: Callable[[str], None]
+    settings: Settings,
+    clock: Clock,
+    words: list[str],
+    say: Callable[[str], None],
+    read_secret: Callable[[str], str] = lambda prompt: "",
 ) -> int:
-    """Run one admin command, exactly as in the admin room, audited as `cli:<login>`."""
+    """Run one admin command, exactly as in the admin room, audited as `cli:<login>`. A secret setting is
+    read with `read_secret` (standard input or a prompt), never from the command line, and checked with
+    the homeserver before it is stored."""
+    checked = await _secret_from_input(settings, words, say, read_secret)
+    if isinstance(checked, ExitCode):
+        return checked
+    words = checked
     keyring, database = await _open(settings)
     try:
         try:
@@ -46,7 +60,7 @@ async def admin_command(
             await refuse_unfinished_rotation(database)
         except KeyRotationUnfinishedError as error:
             say(str(error))
-            return 2
+            return ExitCode.CONFIG
         config = LiveConfig(defaults_from(settings), ConfigRepository(database, Sealer(keyring), clock))
         await config.refresh()
         audit = AuditLog(database, keyring, clock)
@@ -65,7 +79,7 @@ async def admin_command(
             say("usage: photobot admin <command>, one of:")
             for command in commands:
                 say(f"  {command.usage.removeprefix('!')}: {command.summary}")
-            return 2
+            return ExitCode.USAGE
         name, args, body = parsed
         actor = UserID(f"cli:{getpass.getuser()}")
         cmd = Invocation(
@@ -82,10 +96,10 @@ async def admin_command(
             outcome: Outcome = await table[name].handler(cmd)
         except UsageError as error:
             say(_plain(usage_reply(table[name], error.text)))
-            return 2
+            return ExitCode.USAGE
         except UserFacingError as error:
             say(_plain(error.text))
-            return 2
+            return ExitCode.USAGE
         async with database.transaction() as db:
             if outcome.work is not None:
                 await outcome.work(db)
@@ -97,6 +111,34 @@ async def admin_command(
 
 def _plain(markdown: str) -> str:
     return markdown.replace("**", "").replace("`", "")
+
+
+async def _secret_from_input(
+    settings: Settings, words: list[str], say: Callable[[str], None], read_secret: Callable[[str], str]
+) -> list[str] | ExitCode:
+    """`set <secret>`: the value read with `read_secret` and checked with the homeserver, appended to the
+    words; an exit code if it was given on the command line, empty or refused. Other commands: unchanged."""
+    secret = [name for name, setting in SETTINGS.items() if setting.secret]
+    if len(words) >= 2 and words[0] == "set" and words[1] in secret:
+        if len(words) > 2:
+            say(
+                f"Give {words[1]} on standard input or at the prompt, not on the command line (where shell "
+                f"history and `ps` keep it): photobot admin set {words[1]}"
+            )
+            return ExitCode.USAGE
+        value = read_secret(f"{words[1]} (input hidden; 'none' to remove): ").strip()
+        if not value:
+            say(f"No value was given for {words[1]}; nothing changed.")
+            return ExitCode.USAGE
+        if value != "none":
+            await probe(settings.homeserver_url)
+            async with HomeserverAudit.session() as session:
+                problem = await admin_token_problem(HomeserverAudit(settings.homeserver_url, session), value)
+            if problem is not None:
+                say(f"{problem} Nothing changed.")
+                return ExitCode.CONFIG
+        return [*words, value]
+    return words
 
 
 async def verify_audit(settings: Settings, clock: Clock, say: Callable[[str], None]) -> int:
@@ -139,7 +181,13 @@ def make_poster(
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
     servers = sorted(settings.allowed_servers)
     texts = texts_for_server(servers[0] if len(servers) == 1 else None)  # name the one server to join
-    poster = render_poster(practice_name, settings.user_id, texts=texts)
+    poster = render_poster(
+        practice_name,
+        settings.user_id,
+        texts=texts,
+        phone=settings.practice_phone,
+        opening_times=settings.opening_times,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)
     (out_dir / "photobot-poster.pdf").write_bytes(poster.pdf)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
@@ -43,8 +44,11 @@ from bot.matrix.gateway import (
     new_client,
     sync_once,
 )
+from bot.matrix.reachability import bounded, probe
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics, sample_loop_lag
+from bot.production_check import run_time_changes
 from bot.settings import Settings, SettingsError
+from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import TrustPolicy
 from handlers.admin import AdminDesk
@@ -66,7 +70,7 @@ from storage.backup import refuse_interrupted_restore
 from storage.checkpoint import SyncCheckpoint
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database, DatabaseError, database_busy
+from storage.database import Database, DatabaseBusyError, DatabaseError, database_busy
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import AlertChange, MediaLedger
@@ -74,6 +78,7 @@ from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
+from storage.restores import Restore, Restores
 from storage.rooms import RoomKind, RoomRepository
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
@@ -85,6 +90,8 @@ SYNC_TIMEOUT_MS = 30_000
 RETRY_SECONDS = 2.0
 CLOCK_JUMP_TOLERANCE = timedelta(seconds=30)  # wall clock against monotonic, between housekeeping passes
 SYNC_HEALTH_MAX_AGE = 120.0  # seconds since the last successful sync before /healthz is unhealthy
+RESTORE_SYNC_TIMEOUT_MS = 1000  # an initial sync returns at once whatever its timeout
+INIT_SECONDS = 60.0  # `photobot init`: logging in, uploading keys and signing, once the homeserver answers
 
 
 class NotInitialisedError(Exception):
@@ -94,8 +101,13 @@ class NotInitialisedError(Exception):
 def prepare_data_dir(settings: Settings) -> None:
     """The data directory and everything in it readable by the bot's user only."""
     for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.chmod(0o700)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory.chmod(0o700)
+        except OSError as error:
+            raise SettingsError(
+                [f"PHOTOBOT_DATA_DIR: cannot create or use {directory} ({error.strerror or error})."]
+            ) from None
 
 
 @dataclass
@@ -222,7 +234,7 @@ async def _open_database(settings: Settings) -> Database:
         return await Database.open(settings.database_path)
     except sqlite3.DatabaseError as error:
         if isinstance(error, sqlite3.OperationalError) and database_busy(error):
-            raise DatabaseError(
+            raise DatabaseBusyError(
                 f"The database {settings.database_path} is locked by another process; try again later."
             ) from None
         if (error.sqlite_errorcode & 0xFF) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
@@ -614,18 +626,51 @@ async def run(app: App, stop: asyncio.Event) -> None:
     async with status_endpoint(app):  # first, so an operator sees a start-up that hangs
         await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
         await app.clean_up_after_crash()
-        await app.gateway.start_keys()
-        await ensure_device_signed(app.gateway, app.accounts)
+        log.info("%s", await _banner(app))
+        overrides = await app.config.repository.overrides()
+        if changed := run_time_changes(app.config.defaults, app.config.current, overrides):
+            log.warning("settings changed at run time override the environment: %s", "; ".join(changed))
+
+        async def start_keys() -> None:
+            await app.gateway.start_keys()
+            await ensure_device_signed(app.gateway, app.accounts)
+
+        if not await come_online(app.settings.homeserver_url, start_keys, stop):
+            log.info("the bot stopped before the homeserver answered")
+            return
         chores = asyncio.create_task(housekeeping(app, stop))
         try:
             await _sync_loop(app, stop)
         finally:
             stop.set()
             await chores
+            log.info("the bot stopped: the last batch handled is saved, it resumes from there")
+
+
+async def _banner(app: App) -> str:
+    config = app.config.current
+    return Banner(
+        user_id=app.gateway.user_id,
+        device_id=app.gateway.device_id,
+        homeserver_url=app.settings.homeserver_url,
+        patient_rooms=await app.patient.rooms.count_patient_rooms(),
+        clinician_rooms=len(config.clinician_rooms),
+        admin_room=config.admin_room is not None,
+        clinicians=len(config.clinicians),
+        admins=len(config.admins),
+        admin_token=bool(config.homeserver_admin_token.value),
+        status_port=app.settings.status_port,
+    ).line()
 
 
 async def _sync_loop(app: App, stop: asyncio.Event) -> None:
     token = await app.checkpoint.load()
+    restore = await Restores(app.database).awaiting_catch_up()
+    if restore is not None:
+        token = None  # the restored checkpoint is older than what was handled: skip to the present instead
+        log.info(
+            "restored from a backup: starting from the homeserver's present, not the backup's checkpoint"
+        )
     full_state = True  # rooms are not persisted by nio: rebuild them on the first sync (matrix-notes #7)
     fetched = 0  # how often the batch after `token` has been asked for
     log.info("the bot is serving")
@@ -637,6 +682,10 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
                 # minutes: a batch fetched again would come back as it was, without the newer events of other
                 # rooms. A distinct timeout makes it a new request (there are events: it returns at once).
                 timeout_ms = 1 + fetched % 1000
+            if restore is not None and not fetched:
+                # Not the initial sync of an earlier start (timeout 0), which Synapse may still hold in its
+                # response cache, with its old next_batch: that would bring back what the restore must skip.
+                timeout_ms = RESTORE_SYNC_TIMEOUT_MS + secrets.randbelow(1000)
             fetched += 1
             batch = await _until_stopped(
                 sync_once(app.gateway, token, full_state=full_state, timeout_ms=timeout_ms), stop
@@ -646,10 +695,16 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
             app.sync_heartbeat.beat()
             await app.gateway.maintain_keys(batch.one_time_key_count)
             await app.config.refresh()  # a change made from the CLI is in force for this batch
+            if restore is not None:
+                batch = after_restore(batch, restore)
             complete = await app.router.handle_batch(batch)
             if complete:
                 app.faults.hit("before_sync_checkpoint")
-                await app.checkpoint.save(batch.next_batch)
+                if restore is not None:
+                    await _caught_up(app, restore, batch.next_batch)
+                    restore = None
+                else:
+                    await app.checkpoint.save(batch.next_batch)
                 token = batch.next_batch
                 full_state = False
                 fetched = 0
@@ -666,6 +721,19 @@ async def _sync_loop(app: App, stop: asyncio.Event) -> None:
             # the busy timeout: nothing was committed, so the batch is fetched and handled again.
             log.warning("the database is locked by another process; the batch will be handled again")
             await _sleep_or_stop(stop, RETRY_SECONDS)
+
+
+async def _caught_up(app: App, restore: Restore, next_batch: str) -> None:
+    """The new checkpoint, the restore marked caught up and the admin room told, in one transaction."""
+    text = restore_notice(restore)
+    async with app.database.transaction() as db:
+        await app.checkpoint.save_in(db, next_batch)
+        await Restores(app.database).caught_up(db, app.clock.now())
+        admin_room = app.config.current.admin_room
+        if admin_room is not None:
+            txn_id = derive_txn_id(f"restore-{restore.restore_id}", 0)
+            await app.patient.outbox.add(db, admin_room, txn_id, "message", {"text": text})
+    log.info("%s", text.replace("**", ""))
 
 
 async def _until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
@@ -691,9 +759,11 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None]) -> None:
     """`photobot init`: data directories, the master key, the bot's device and its cross-signing identity.
 
-    Safe to run again: an existing master key is never overwritten, an existing device is kept.
+    Safe to run again: an existing master key is never overwritten, an existing device is kept. The
+    homeserver is asked first, so a mistyped URL fails in seconds, naming it, before anything is created.
     """
     prepare_data_dir(settings)
+    await probe(settings.homeserver_url)
     if settings.master_key_file.exists():
         master = load_master_key_file(settings.master_key_file)
         say(f"Using the existing master key {master.key_id} at {settings.master_key_file}.")
@@ -711,33 +781,44 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
         )
         gateway = MatrixGateway(client, trust=_exclude_everyone)
         try:
-            if account is None:
-                if not settings.password:
-                    raise MatrixError(
-                        "PHOTOBOT_PASSWORD is needed once, for `photobot init` to log the bot in."
-                    )
-                credentials = await gateway.login(settings.password.value, settings.device_name)
-                account = BotAccount(
-                    credentials.user_id, credentials.device_id, credentials.access_token, None, None
-                )
-                await accounts.save(account)
-                say(f"Logged in as {account.user_id} with a new device {account.device_id}.")
-            else:
-                gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
-                say(f"Keeping the existing device {account.device_id}.")
-            await gateway.start_keys()
-            if account.cross_signing is None:
-                keys = CrossSigningKeys.generate()
-                account = replace(account, cross_signing=keys, signed_device_key=None)
-                await accounts.save(account)  # saved before upload: an upload is never orphaned
-                await gateway.set_up_cross_signing(keys)
-                say("Created the bot's cross-signing identity.")
-            await ensure_device_signed(gateway, accounts)
-            say("The bot's device is signed: patients' apps show it as verified by its owner.")
+            async with bounded(settings.homeserver_url, INIT_SECONDS, "logging in and uploading keys"):
+                await _set_up_device(settings, accounts, account, gateway, say)
+        except MatrixError as error:
+            if settings.homeserver_url in str(error):
+                raise
+            raise type(error)(f"{error} (the homeserver at {settings.homeserver_url})") from None
         finally:
             await client.close()
     finally:
         await database.close()
+
+
+async def _set_up_device(
+    settings: Settings,
+    accounts: AccountRepository,
+    account: BotAccount | None,
+    gateway: MatrixGateway,
+    say: Callable[[str], None],
+) -> None:
+    if account is None:
+        if not settings.password:
+            raise MatrixError("PHOTOBOT_PASSWORD is needed once, for `photobot init` to log the bot in.")
+        credentials = await gateway.login(settings.password.value, settings.device_name)
+        account = BotAccount(credentials.user_id, credentials.device_id, credentials.access_token, None, None)
+        await accounts.save(account)
+        say(f"Logged in as {account.user_id} with a new device {account.device_id}.")
+    else:
+        gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
+        say(f"Keeping the existing device {account.device_id}.")
+    await gateway.start_keys()
+    if account.cross_signing is None:
+        keys = CrossSigningKeys.generate()
+        account = replace(account, cross_signing=keys, signed_device_key=None)
+        await accounts.save(account)  # saved before upload: an upload is never orphaned
+        await gateway.set_up_cross_signing(keys)
+        say("Created the bot's cross-signing identity.")
+    await ensure_device_signed(gateway, accounts)
+    say("The bot's device is signed: patients' apps show it as verified by its owner.")
 
 
 async def _exclude_everyone(room_id: RoomID, user_id: UserID, device_id: DeviceID, key: str) -> DeviceTrust:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import signal
 import sys
@@ -12,26 +13,53 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
 from bot.app import NotInitialisedError, initialise, open_app, run
 from bot.clock import Clock, OffsetClock, SystemClock
+from bot.exit_codes import ExitCode, exit_code_table
 from bot.key_rotation import KeyRotationError
 from bot.keyring import MasterKeyError
 from bot.leak_scan import leak_scan_command
 from bot.logs import configure_logging
 from bot.maintenance_cli import backup, restore, rotate_key
-from bot.matrix.gateway import MatrixError
+from bot.matrix.gateway import MatrixError, TransientMatrixError
+from bot.matrix.homeserver_audit import HomeserverAudit
+from bot.matrix.reachability import bounded, probe
+from bot.production_check import (
+    Findings,
+    check_admin_token,
+    check_leftovers,
+    check_people,
+    check_rooms,
+    run_time_changes,
+)
 from bot.settings import Settings, SettingsError, load_settings
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
-from storage.database import DatabaseError
+from storage.database import DatabaseBusyError, DatabaseError
 
-EXIT_CONFIG = 2
+CHECK_SECONDS = 30.0
+
+# What stops a command with a message for the operator, and the exit status each means (bot.exit_codes).
+_TEMPORARY = (TransientMatrixError, DataDirBusyError, DatabaseBusyError)
+_NEEDS_OPERATOR = (
+    SettingsError,
+    MasterKeyError,
+    NotInitialisedError,
+    DatabaseError,
+    MatrixError,
+    KeyRotationError,
+    BackupError,
+)
 
 
 def _environment(env_file: Path | None) -> Mapping[str, str]:
-    """The process environment over the .env file: the environment wins, as operators expect."""
+    """The process environment over the .env file: the environment wins, as operators expect. A file named
+    with --env-file must exist (a typo must not silently run on defaults); ./.env is read if it is there."""
     values: dict[str, str] = {}
+    if env_file is not None and not env_file.is_file():
+        raise SettingsError([f"--env-file {env_file}: no such file."])
     path = env_file or Path(".env")
     if path.exists():
         values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
@@ -67,64 +95,113 @@ async def _serve_locked(settings: Settings) -> None:
 
 
 async def _check(settings: Settings) -> int:
-    """0 if all is well; 1 if stored images are damaged or the homeserver keeps refusing to delete uploads.
-    (A damaged database, a bad master key or an unreachable homeserver stop it earlier, with exit code 2.)"""
+    """0 if all is well (warnings may be printed); 1 with one line per problem found: damaged stored images,
+    uploads the homeserver keeps refusing to delete, and what `bot.production_check` asks the homeserver.
+    A damaged database, a bad master key or an unreachable homeserver stop it earlier (bot.exit_codes)."""
+    await probe(settings.homeserver_url)
     app = await open_app(settings, SystemClock())  # the master key, and the database's own check
+    found = Findings()
     try:
         print("The database passed SQLite's integrity check.")
         checked, damaged = await app.damaged_images()
         if damaged:
-            print(
+            found.problems.append(
                 f"{len(damaged)} of {checked} stored image(s) cannot be shown: their files are missing or "
                 "damaged. The bot will never show another image in their place. Restore the vault from a "
                 "backup, or tell the clinicians these photos are lost:"
+                + "".join(f"\n  - {line}" for line in damaged)
             )
-            for line in damaged:
-                print(f"  - {line}")
         else:
             print(f"All {checked} stored image(s) open and pass their integrity check.")
         backlog = await app.patient.media.backlog()
         if backlog.failing:
-            print(
+            found.problems.append(
                 f"{backlog.waiting} upload(s) of patients' photos wait to be deleted from the homeserver; it "
                 f"refused {backlog.failing} of them, up to {backlog.most_failures} times. Check the "
-                "homeserver-admin credential (`photobot admin set homeserver_admin_token ...`)."
+                "homeserver-admin credential (`photobot admin set homeserver_admin_token`)."
             )
         elif backlog.waiting:
             print(f"{backlog.waiting} upload(s) of patients' photos wait to be deleted from the homeserver.")
-        user = await app.gateway.whoami()
+        async with bounded(settings.homeserver_url, CHECK_SECONDS, "checking the bot's account"):
+            user = await app.gateway.whoami()
         print(
-            f"Configuration is valid; the homeserver knows the bot as {user}, device {app.gateway.device_id}."
+            f"The homeserver {settings.homeserver_url} knows the bot as {user}, device {app.gateway.device_id}."
         )
+        config = app.config.current
+        bot_token = app.gateway.client.access_token
+        async with HomeserverAudit.session() as session:
+            audit = HomeserverAudit(settings.homeserver_url, session)
+            await check_admin_token(audit, config.homeserver_admin_token.value, bot_token, found)
+            await check_rooms(audit, bot_token, config, found)
+        check_people(settings, config, found)
+        check_leftovers(settings, config, found)
+        changed = run_time_changes(app.config.defaults, config, await app.config.repository.overrides())
+        for line in changed:
+            print(f"Changed at run time (overrides the environment): {line}")
     finally:
         await app.close()
-    return 1 if damaged or backlog.failing else 0
+    for warning in found.warnings:
+        print(f"warning: {warning}")
+    for problem in found.problems:
+        print(f"problem: {problem}")
+    if found.problems:
+        print(f"{len(found.problems)} problem(s) found.")
+        return ExitCode.PROBLEMS_FOUND
+    print("Configuration is valid.")
+    return ExitCode.OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="photobot", description="GP Photo Bot")
-    parser.add_argument("--env-file", type=Path, default=None, help="settings file (default: ./.env)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "init", help="create the data directory, master key, device and cross-signing identity"
+def _read_secret(prompt: str) -> str:
+    """A secret from a prompt without echo on a terminal, or the first line of standard input otherwise."""
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline()
+
+
+def _message(command: str, error: Exception) -> str:
+    """One line for the operator (a configuration with several problems lists each on its own line)."""
+    if isinstance(error, SettingsError) and len(error.problems) == 1:
+        return f"photobot {command}: {error.problems[0]}"
+    return f"photobot {command}: {error}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    env_file = argparse.ArgumentParser(add_help=False)
+    env_file.add_argument(
+        "--env-file", type=Path, default=argparse.SUPPRESS, help="settings file (default: ./.env)"
     )
-    commands.add_parser("run", help="serve patients and clinicians")
-    commands.add_parser("check", help="validate the configuration and reach the homeserver")
-    admin = commands.add_parser("admin", help="change the practice configuration, as in the admin room")
+    parser = argparse.ArgumentParser(
+        prog="photobot",
+        description="GP Photo Bot",
+        parents=[env_file],
+        epilog=exit_code_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        # --env-file is accepted after the command too (`photobot run --env-file x`), as operators type it.
+        return commands.add_parser(name, help=help_text, parents=[env_file])
+
+    command("init", "create the data directory, master key, device and cross-signing identity")
+    command("run", "serve patients and clinicians")
+    command("check", "validate the configuration and reach the homeserver")
+    admin = command("admin", "change the practice configuration, as in the admin room")
     admin.add_argument("words", nargs=argparse.REMAINDER, help="e.g. clinician add @dr.patel:example.org")
-    audit = commands.add_parser("audit", help="check the audit log has not been altered")
+    audit = command("audit", "check the audit log has not been altered")
     audit.add_argument("action", choices=["verify"])
-    poster = commands.add_parser("poster", help="a printable A4 poster with a QR code for the waiting room")
+    poster = command("poster", "a printable A4 poster with a QR code for the waiting room")
     poster.add_argument("--out", type=Path, default=Path(), help="directory for the PDF and PNG")
-    key = commands.add_parser("key", help="rotate the master key (the bot must be stopped)")
+    key = command("key", "rotate the master key (the bot must be stopped)")
     key.add_argument("action", choices=["rotate"])
-    backup_parser = commands.add_parser("backup", help="a consistent backup, while the bot runs")
+    backup_parser = command("backup", "a consistent backup, while the bot runs")
     backup_parser.add_argument("destination", type=Path, metavar="DEST", help="a new directory")
-    restore_parser = commands.add_parser("restore", help="restore a backup (the bot must be stopped)")
+    restore_parser = command("restore", "restore a backup (the bot must be stopped)")
     restore_parser.add_argument("source", type=Path, metavar="SRC", help="a directory made by backup")
-    demo = commands.add_parser("demo", help="the whole journey on a throwaway local homeserver")
+    demo = command("demo", "the whole journey on a throwaway local homeserver")
     demo.add_argument("--keep", type=Path, default=None, help="keep the demo's files in this directory")
-    leak = commands.add_parser("leak-scan", help="look for images, NHS numbers and keys left in clear")
+    leak = command("leak-scan", "look for images, NHS numbers and keys left in clear")
     leak.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or directories to scan")
     leak.add_argument(
         "--master-key",
@@ -142,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="a bot log to check line by line, too",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    args.env_file = getattr(args, "env_file", None)
 
     if args.command == "leak-scan":
         return leak_scan_command(args.paths, args.master_key, args.log, print)
@@ -161,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check":
             return asyncio.run(_check(settings))
         elif args.command == "admin":
-            return asyncio.run(admin_command(settings, SystemClock(), args.words, print))
+            return asyncio.run(admin_command(settings, SystemClock(), args.words, print, _read_secret))
         elif args.command == "audit":
             return asyncio.run(verify_audit(settings, SystemClock(), print))
         elif args.command == "poster":
@@ -172,16 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(backup(settings, args.destination, _clock(settings), print))
         elif args.command == "restore":
             return asyncio.run(restore(settings, args.source, _clock(settings), print))
-    except (
-        SettingsError,
-        MasterKeyError,
-        NotInitialisedError,
-        DatabaseError,
-        MatrixError,
-        KeyRotationError,
-        BackupError,
-        DataDirBusyError,
-    ) as error:
-        print(f"photobot {args.command}: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    return 0
+    except _TEMPORARY as error:
+        print(_message(args.command, error), file=sys.stderr)
+        return ExitCode.TEMPORARY
+    except _NEEDS_OPERATOR as error:
+        print(_message(args.command, error), file=sys.stderr)
+        return ExitCode.CONFIG
+    return ExitCode.OK

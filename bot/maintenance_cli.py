@@ -81,7 +81,8 @@ async def backup(settings: Settings, destination: Path, clock: Clock, say: Calla
 
 
 async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[[str], None]) -> int:
-    """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again."""
+    """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again,
+    and the run-time settings it rolls back are named."""
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await restore_backup(data_paths(settings), source, keyring, clock)
     replayed = report.replayed
@@ -92,4 +93,20 @@ async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[
     )
     if replayed.rejected:
         say(f"{replayed.rejected} line(s) of the deletion ledger did not verify and were ignored.")
+    if report.rolled_back is None:
+        say(
+            "The settings changed at run time before the restore could not be read (the database was missing or "
+            "damaged): check them with `photobot admin config`."
+        )
+    elif report.rolled_back:
+        say(
+            "Rolled back to the backup's values (changed at run time after the backup was made): "
+            f"{', '.join(report.rolled_back)}. Check them with `photobot admin config`."
+        )
+    else:
+        say("No setting changed at run time was rolled back.")
+    say(
+        "At its next start the bot skips to the homeserver's present: commands and messages it handled after "
+        f"the backup ({report.backup_made_at}) are not handled again; the admin room is told."
+    )
     return 0

@@ -1,22 +1,23 @@
-"""Counters, gauges and histograms for operators, rendered in the Prometheus text format 0.0.4.
+"""Counters, gauges and histograms for operators, kept and rendered by `prometheus-client`.
 
-There is no global registry: one `Metrics` is created at start-up and passed to whoever records, and
-`BotMetrics` names the bot's own metric set as attributes, so a call site cannot misspell a metric.
+There is no global registry: one `Metrics` (a private `CollectorRegistry`) is created at start-up and
+passed to whoever records, and `BotMetrics` names the bot's own metric set as attributes, so a call site
+cannot misspell a metric. Metrics are thread-safe (a photo may be timed inside the CPU pool).
 
-Labels are declared up front (names), and a label value must come from a small fixed set (a reason, a
-state, a command name): it must match ``[a-z0-9_.-]{1,64}`` and may not hold a run of four or more digits,
-so an NHS number, a phone number, a date or a Matrix id can never become a label by mistake. Each metric
-also caps how many label combinations it keeps, so a bug cannot grow the scrape without bound.
+What this module adds to the library is one rule, as a thin wrapper around each metric: a label value must
+come from a small fixed set (a reason, a state, a command name). It must match ``[a-z0-9_.-]{1,64}`` and
+may not hold a run of four or more digits, so an NHS number, a phone number, a date or a Matrix id can never
+become a label by mistake; and each metric caps how many label combinations it keeps, so a bug cannot grow
+the scrape without bound.
 
-Recording is thread-safe (a photo may be timed inside the CPU pool). Gauges that are cheaper to compute
-when scraped than to keep up to date (rows in SQLite) are async callbacks, run at scrape time with a
-timeout; a failing or slow callback leaves its samples out and counts a failure, never breaks the scrape.
+Gauges that are cheaper to compute when scraped than to keep up to date (rows in SQLite) are async
+callbacks, run at scrape time with a timeout; a failing or slow callback leaves its samples out and counts a
+failure, never breaks the scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 import logging
 import math
@@ -24,17 +25,22 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import Enum
-from types import TracebackType
 from typing import ParamSpec, TypeVar
+
+import prometheus_client
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import CollectorRegistry
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 MAX_LABEL_VALUE_LENGTH = 64
 DEFAULT_MAX_SERIES = 200
 
@@ -56,23 +62,6 @@ class LabelError(ValueError):
     """A sample was recorded with missing, undeclared or unsafe labels."""
 
 
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """A sample value as Prometheus parses it: 3.0, 0.005, 1e-05, +Inf, -Inf, NaN."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
 def check_label_value(value: str) -> str:
     """Return the value if it is safe as a label value; raise `LabelError` (without echoing it) if not."""
     if len(value) > MAX_LABEL_VALUE_LENGTH:
@@ -84,18 +73,11 @@ def check_label_value(value: str) -> str:
     return value
 
 
-def _label_block(names: Sequence[str], values: Sequence[str]) -> str:
-    if not names:
-        return ""
-    pairs = ",".join(
-        f'{name}="{escape_label_value(value)}"' for name, value in zip(names, values, strict=True)
-    )
-    return "{" + pairs + "}"
-
-
-def _check_metric_name(name: str) -> None:
-    if not _METRIC_NAME.fullmatch(name):
-        raise MetricDefinitionError(f"invalid metric name {name!r}")
+def _plain(value: LabelValue) -> str:
+    raw = value.value if isinstance(value, Enum) else value
+    if not isinstance(raw, str):
+        raise LabelError("label values are strings (or enums whose values are strings)")
+    return raw
 
 
 def _check_label_names(names: Sequence[str], *, reserved: frozenset[str] = frozenset()) -> tuple[str, ...]:
@@ -107,20 +89,17 @@ def _check_label_names(names: Sequence[str], *, reserved: frozenset[str] = froze
     return tuple(names)
 
 
-class _Family:
-    """What every metric shares: its name, help, declared labels and the lock guarding its series."""
+class _Guard:
+    """The safety rule for one metric: exactly its declared labels, safe values, a cap on combinations."""
 
-    kind = ""
-
-    def __init__(self, name: str, help_text: str, label_names: tuple[str, ...], max_series: int) -> None:
+    def __init__(self, name: str, label_names: tuple[str, ...], max_series: int) -> None:
         self.name = name
-        self.help = help_text
         self.label_names = label_names
-        self._max_series = max_series
+        self.max_series = max_series
         self._lock = threading.Lock()
         self._known: set[LabelValues] = set()
 
-    def _key(self, labels: Mapping[str, LabelValue], *, admit: bool = True) -> LabelValues:
+    def key(self, labels: Mapping[str, LabelValue], *, admit: bool = True) -> LabelValues:
         """The label values in declared order, checked; `admit` counts a new combination against the cap."""
         if len(labels) != len(self.label_names) or not all(name in labels for name in self.label_names):
             raise LabelError(f"{self.name} takes exactly the labels {self.label_names}, got {tuple(labels)}")
@@ -132,199 +111,154 @@ class _Family:
         if not admit:
             return key
         with self._lock:
-            if key not in self._known and len(self._known) >= self._max_series:
-                raise LabelError(f"{self.name} already has {self._max_series} label combinations")
+            if key not in self._known and len(self._known) >= self.max_series:
+                raise LabelError(f"{self.name} already has {self.max_series} label combinations")
             self._known.add(key)
         return key
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
+
+_Child = TypeVar("_Child", prometheus_client.Counter, prometheus_client.Gauge, prometheus_client.Histogram)
 
 
-def _plain(value: LabelValue) -> str:
-    raw = value.value if isinstance(value, Enum) else value
-    if not isinstance(raw, str):
-        raise LabelError("label values are strings (or enums whose values are strings)")
-    return raw
+class _Wrapped:
+    """A `prometheus-client` metric behind a `_Guard`; reads go through the registry's public API."""
+
+    def __init__(self, guard: _Guard, registry: CollectorRegistry) -> None:
+        self._guard = guard
+        self._registry = registry
+
+    @property
+    def name(self) -> str:
+        return self._guard.name
+
+    def _sample(self, suffix: str, labels: Mapping[str, LabelValue]) -> float:
+        key = self._guard.key(labels, admit=False)
+        value = self._registry.get_sample_value(
+            self.name + suffix, dict(zip(self._guard.label_names, key, strict=True))
+        )
+        return 0.0 if value is None else value
+
+    def _child(self, metric: _Child, labels: Mapping[str, LabelValue]) -> _Child:
+        key = self._guard.key(labels)
+        return metric.labels(*key) if key else metric
 
 
-class Counter(_Family):
+class Counter(_Wrapped):
     """A count that only goes up: photos received, replies sent."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, label_names: tuple[str, ...], max_series: int) -> None:
-        super().__init__(name, help_text, label_names, max_series)
-        self._values: dict[LabelValues, float] = {} if label_names else {(): 0.0}
+    def __init__(self, metric: prometheus_client.Counter, guard: _Guard, registry: CollectorRegistry) -> None:
+        super().__init__(guard, registry)
+        self._metric = metric
 
     def inc(self, amount: float = 1.0, /, **labels: LabelValue) -> None:
         if not amount >= 0:  # also refuses NaN
             raise ValueError("a counter only goes up")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(self._metric, labels).inc(amount)
 
     def value(self, **labels: LabelValue) -> float:
-        key = self._key(labels, admit=False)
-        with self._lock:
-            return self._values.get(key, 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            series = sorted(self._values.items())
-        return [f"{self.name}{_label_block(self.label_names, key)} {format_value(v)}" for key, v in series]
+        return self._sample("", labels)
 
 
-class Gauge(_Family):
+class Gauge(_Wrapped):
     """A value that goes up and down, kept up to date by the code that changes it."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help_text: str, label_names: tuple[str, ...], max_series: int) -> None:
-        super().__init__(name, help_text, label_names, max_series)
-        self._values: dict[LabelValues, float] = {} if label_names else {(): 0.0}
+    def __init__(self, metric: prometheus_client.Gauge, guard: _Guard, registry: CollectorRegistry) -> None:
+        super().__init__(guard, registry)
+        self._metric = metric
 
     def set(self, value: float, /, **labels: LabelValue) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
+        self._child(self._metric, labels).set(value)
 
     def inc(self, amount: float = 1.0, /, **labels: LabelValue) -> None:
         if not math.isfinite(amount):
             raise ValueError("a gauge moves by a finite amount")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._child(self._metric, labels).inc(amount)
 
     def dec(self, amount: float = 1.0, /, **labels: LabelValue) -> None:
         self.inc(-amount, **labels)
 
     def value(self, **labels: LabelValue) -> float:
-        key = self._key(labels, admit=False)
-        with self._lock:
-            return self._values.get(key, 0.0)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            series = sorted(self._values.items())
-        return [f"{self.name}{_label_block(self.label_names, key)} {format_value(v)}" for key, v in series]
+        return self._sample("", labels)
 
 
-@dataclass
-class _Buckets:
-    counts: list[int]  # per bucket, not cumulative; the last one is +Inf
-    total: float = 0.0
-
-
-class Histogram(_Family):
+class Histogram(_Wrapped):
     """How long things take (or how big they are), counted into fixed buckets."""
 
-    kind = "histogram"
-
     def __init__(
-        self,
-        name: str,
-        help_text: str,
-        label_names: tuple[str, ...],
-        max_series: int,
-        buckets: Sequence[float],
+        self, metric: prometheus_client.Histogram, guard: _Guard, registry: CollectorRegistry
     ) -> None:
-        super().__init__(name, help_text, label_names, max_series)
-        bounds = tuple(float(bound) for bound in buckets)
-        if not bounds or not all(math.isfinite(bound) for bound in bounds):
-            raise MetricDefinitionError(f"{name}: buckets must be finite (+Inf is added) and not empty")
-        if any(low >= high for low, high in itertools.pairwise(bounds)):
-            raise MetricDefinitionError(f"{name}: buckets must be strictly increasing")
-        self.bounds = bounds
-        self._series: dict[LabelValues, _Buckets] = {} if label_names else {(): self._empty()}
-
-    def _empty(self) -> _Buckets:
-        return _Buckets(counts=[0] * (len(self.bounds) + 1))
+        super().__init__(guard, registry)
+        self._metric = metric
 
     def observe(self, value: float, /, **labels: LabelValue) -> None:
         if math.isnan(value):
             raise ValueError("cannot observe NaN")
-        key = self._key(labels)
-        index = bisect.bisect_left(self.bounds, value)  # the first bucket whose bound is >= value
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = self._empty()
-            series.counts[index] += 1
-            series.total += value
+        self._child(self._metric, labels).observe(value)
 
-    def time(self, **labels: LabelValue) -> HistogramTimer:
+    def time(self, **labels: LabelValue) -> AbstractContextManager[object]:
         """``with histogram.time(): ...`` observes how many seconds the block took."""
-        return HistogramTimer(self, labels)
+        return self._child(self._metric, labels).time()
 
     def count(self, **labels: LabelValue) -> int:
-        key = self._key(labels, admit=False)
-        with self._lock:
-            series = self._series.get(key)
-            return sum(series.counts) if series else 0
+        return int(self._sample("_count", labels))
 
-    def samples(self) -> list[str]:
-        with self._lock:
-            series = sorted((key, list(b.counts), b.total) for key, b in self._series.items())
-        names = (*self.label_names, "le")
-        lines: list[str] = []
-        for key, counts, total in series:
-            cumulative = 0
-            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
-                cumulative += count
-                lines.append(
-                    f"{self.name}_bucket{_label_block(names, (*key, format_value(bound)))} {cumulative}"
-                )
-            block = _label_block(self.label_names, key)
-            lines.append(f"{self.name}_sum{block} {format_value(total)}")
-            lines.append(f"{self.name}_count{block} {cumulative}")
-        return lines
+    def total(self, **labels: LabelValue) -> float:
+        """The sum of every value observed."""
+        return self._sample("_sum", labels)
 
 
-class HistogramTimer:
-    def __init__(self, histogram: Histogram, labels: Mapping[str, LabelValue]) -> None:
-        self._histogram = histogram
-        self._labels = dict(labels)
-        self._start = 0.0
+class ScrapeGauge:
+    """A gauge computed when scraped, by an async source returning {label values: value}.
 
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
+    It is a collector in the registry; `Metrics.render` sets its samples just before each scrape.
+    """
 
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self._histogram.observe(time.perf_counter() - self._start, **self._labels)
-
-
-class ScrapeGauge(_Family):
-    """A gauge computed when scraped, by an async source returning {label values: value}."""
-
-    kind = "gauge"
-
-    def __init__(
-        self, name: str, help_text: str, label_names: tuple[str, ...], max_series: int, source: GaugeSource
-    ) -> None:
-        super().__init__(name, help_text, label_names, max_series)
+    def __init__(self, name: str, help_text: str, guard: _Guard, source: GaugeSource) -> None:
+        self.name = name
+        self.help = help_text
         self.source = source
+        self._guard = guard
+        self._family = self._empty()
 
-    def render_samples(self, values: Mapping[LabelValues, float]) -> list[str]:
-        if len(values) > self._max_series:
-            raise LabelError(f"{self.name}: source returned more than {self._max_series} series")
-        lines = []
-        for key in sorted(values):
-            if not isinstance(key, tuple) or len(key) != len(self.label_names):
-                raise LabelError(f"{self.name}: source keys must be tuples of {len(self.label_names)} values")
-            for value in key:
-                check_label_value(_plain(value))
-            block = _label_block(self.label_names, key)
-            lines.append(f"{self.name}{block} {format_value(float(values[key]))}")
-        return lines
+    def _empty(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.help, labels=self._guard.label_names)
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._empty()]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family]
+
+    def update(self, values: Mapping[LabelValues, float] | None) -> None:
+        """Take this scrape's values (checked like any label), or none if the source failed."""
+        family = self._empty()
+        if values is not None:
+            if len(values) > self._guard.max_series:
+                raise LabelError(f"{self.name}: source returned more than {self._guard.max_series} series")
+            for key in sorted(values):
+                if not isinstance(key, tuple) or len(key) != len(self._guard.label_names):
+                    raise LabelError(
+                        f"{self.name}: source keys must be tuples of {len(self._guard.label_names)} values"
+                    )
+                family.add_metric([check_label_value(_plain(value)) for value in key], float(values[key]))
+        self._family = family
 
 
-def _sample_names(kind: str, name: str) -> set[str]:
-    if kind == "histogram":
-        return {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
-    return {name}
+class _AsScraped:
+    """The registry as scraped: each metric's series sorted by label values (a stable order for diffs and
+    tests; a histogram's buckets stay in order), less the `_created` timestamps the client adds to counters
+    and histograms (they double the scrape, and tell anyone reading it when each label was first used)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            kept = [sample for sample in family.samples if not sample.name.endswith("_created")]
+            family.samples = sorted(
+                kept, key=lambda sample: sorted((k, v) for k, v in sample.labels.items() if k != "le")
+            )
+            yield family
 
 
 class Metrics:
@@ -336,41 +270,57 @@ class Metrics:
         self._prefix = prefix
         self._callback_timeout = callback_timeout
         self._max_series = max_series
-        self._families: list[Counter | Gauge | Histogram | ScrapeGauge] = []
-        self._sample_names: set[str] = set()
+        self._registry = CollectorRegistry()
+        self._scraped: list[ScrapeGauge] = []
+        self._render_lock = asyncio.Lock()
         self._callback_failures: Counter | None = None  # declared with the first computed gauge
 
-    def _declare(self, kind: str, name: str) -> str:
+    def _name(self, name: str) -> str:
         full = self._prefix + name
-        _check_metric_name(full)
-        names = _sample_names(kind, full) | {full}
-        if names & self._sample_names:
-            raise MetricDefinitionError(f"metric {full!r} clashes with one already declared")
-        self._sample_names |= names
+        if not _METRIC_NAME.fullmatch(full):
+            raise MetricDefinitionError(f"invalid metric name {full!r}")
         return full
+
+    def _register(self, make: Callable[[], T]) -> T:
+        try:
+            return make()
+        except ValueError as error:  # the registry refuses a name whose samples would collide
+            raise MetricDefinitionError(f"metric clashes with one already declared: {error}") from error
 
     def counter(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Counter:
         if not name.endswith("_total"):
             raise MetricDefinitionError(f"counter {name!r} must end in _total")
-        full = self._declare("counter", name)
-        counter = Counter(full, help_text, _check_label_names(labels), self._max_series)
-        self._families.append(counter)
-        return counter
+        full = self._name(name)
+        guard = _Guard(full, _check_label_names(labels), self._max_series)
+        metric = self._register(
+            lambda: prometheus_client.Counter(full, help_text, guard.label_names, registry=self._registry)
+        )
+        return Counter(metric, guard, self._registry)
 
     def gauge(self, name: str, help_text: str, labels: Sequence[str] = ()) -> Gauge:
-        full = self._declare("gauge", name)
-        gauge = Gauge(full, help_text, _check_label_names(labels), self._max_series)
-        self._families.append(gauge)
-        return gauge
+        full = self._name(name)
+        guard = _Guard(full, _check_label_names(labels), self._max_series)
+        metric = self._register(
+            lambda: prometheus_client.Gauge(full, help_text, guard.label_names, registry=self._registry)
+        )
+        return Gauge(metric, guard, self._registry)
 
     def histogram(
         self, name: str, help_text: str, buckets: Sequence[float], labels: Sequence[str] = ()
     ) -> Histogram:
-        full = self._declare("histogram", name)
-        label_names = _check_label_names(labels, reserved=frozenset({"le"}))
-        histogram = Histogram(full, help_text, label_names, self._max_series, buckets)
-        self._families.append(histogram)
-        return histogram
+        full = self._name(name)
+        guard = _Guard(full, _check_label_names(labels, reserved=frozenset({"le"})), self._max_series)
+        bounds = tuple(float(bound) for bound in buckets)
+        if not bounds or not all(math.isfinite(bound) for bound in bounds):
+            raise MetricDefinitionError(f"{name}: buckets must be finite (+Inf is added) and not empty")
+        if any(low >= high for low, high in itertools.pairwise(bounds)):
+            raise MetricDefinitionError(f"{name}: buckets must be strictly increasing")
+        metric = self._register(
+            lambda: prometheus_client.Histogram(
+                full, help_text, guard.label_names, buckets=bounds, registry=self._registry
+            )
+        )
+        return Histogram(metric, guard, self._registry)
 
     def gauge_callback(
         self, name: str, help_text: str, source: GaugeSource, labels: Sequence[str] = ()
@@ -382,33 +332,30 @@ class Metrics:
                 "Scrapes in which a computed gauge's source failed or timed out (its samples were left out).",
                 labels=("gauge",),
             )
-        full = self._declare("gauge", name)
-        gauge = ScrapeGauge(full, help_text, _check_label_names(labels), self._max_series, source)
-        self._families.append(gauge)
+        full = self._name(name)
+        gauge = ScrapeGauge(
+            full, help_text, _Guard(full, _check_label_names(labels), self._max_series), source
+        )
+        self._register(lambda: self._registry.register(gauge))
+        self._scraped.append(gauge)
         return gauge
 
     async def render(self) -> str:
         """Every metric in declaration order, in the text exposition format 0.0.4."""
-        families = list(self._families)
-        computed = [family for family in families if isinstance(family, ScrapeGauge)]
-        results = await asyncio.gather(*(self._compute(gauge) for gauge in computed))
-        scraped = dict(zip((gauge.name for gauge in computed), results, strict=True))
-        lines: list[str] = []
-        for family in families:
-            lines += family.header()
-            lines += scraped[family.name] if isinstance(family, ScrapeGauge) else family.samples()
-        return "".join(line + "\n" for line in lines)
+        async with self._render_lock:  # one scrape's computed values at a time
+            await asyncio.gather(*(self._compute(gauge) for gauge in self._scraped))
+            return prometheus_client.generate_latest(_AsScraped(self._registry)).decode("utf-8")
 
-    async def _compute(self, gauge: ScrapeGauge) -> list[str]:
+    async def _compute(self, gauge: ScrapeGauge) -> None:
         try:
             async with asyncio.timeout(self._callback_timeout):
                 values = await gauge.source()
-            return gauge.render_samples(values)
+            gauge.update(values)
         except Exception as error:  # noqa: BLE001 - one failing source must not take the whole scrape down
             log.warning("computed gauge %s left out of this scrape: %s", gauge.name, type(error).__name__)
+            gauge.update(None)
             if self._callback_failures is not None:
                 self._callback_failures.inc(gauge=gauge.name)
-            return []
 
 
 class LoopLag:

@@ -1,14 +1,16 @@
-"""The waiting-room poster: an A4 PNG and PDF that tell a patient how to reach the bot.
+"""The waiting-room poster: an A4 vector PDF to print, and the same page as a PNG for a website.
 
 The poster shows the practice name, a QR code that opens a chat with the bot (a matrix.to link), the link
-written out for anyone who would rather type it, three plain-English steps, a short privacy note and the
-usual "not for emergencies" line. Everything is drawn with Pillow's bundled scalable font, so the poster
-looks the same on every machine and needs no system fonts; an operator may pass a font file instead.
+written out for anyone who would rather type it, three plain-English steps, a short privacy note, the
+practice's phone number and opening times (when configured) and the usual "not for emergencies" line.
 
-Pillow's bundled font (a subset of Aileron) covers little beyond ASCII: accented letters, dashes and
-bullets would draw as empty boxes. Text is therefore checked glyph by glyph; a missing accented letter falls back to its base
-letter ("Tŷ" is drawn as "Ty", reported in `PosterLayout.practice_name_lines`), and anything else is
-refused with a message that says to pass a font file.
+Text is set in Noto Sans, shipped by the `fontpkg-noto-sans` package the bot depends on, so the poster
+looks the same on every machine, needs no system fonts, and prints Welsh and most European names exactly
+("Meddygfa Tŷ Gwyn"). The layout is computed once, in pixels, with
+Pillow; the PNG is drawn from it, and the PDF replays it as vectors: text in the embedded (subset) font, so
+it stays sharp and selectable, and the QR code as filled squares. A letter the font lacks falls back to its
+base letter (reported in `PosterLayout.practice_name_lines`), and anything else (another script) is
+refused with a message that says so.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import io
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
 import qrcode  # type: ignore[import-untyped]  # qrcode 8.2 ships no type information
+from fpdf import FPDF
+from fpdf.enums import TextMode
 from PIL import Image, ImageDraw, ImageFont
 from qrcode.image.pil import PilImage  # type: ignore[import-untyped]
 
@@ -43,6 +50,8 @@ _MAX_USER_ID_BYTES = 255
 
 _INK = 20  # near-black text on white
 _PAPER = 255
+_STABLE_DATE = datetime(2026, 1, 1, tzinfo=UTC)  # a fixed creation date: the same inputs give the same file
+_FONT_PACKAGE, _FONT_FILE = "fontpkg_noto_sans", "files/NotoSans[wdth,wght].ttf"  # Regular is its default
 _MISSING_GLYPH_PROBE = "\U0010fffd"  # a private-use code point no font maps: it draws the .notdef box
 _SUBSTITUTES = {"\u2013": "-", "\u2014": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'}
 
@@ -166,9 +175,12 @@ def render_poster(
     *,
     dpi: int = 150,
     texts: PosterTexts = DEFAULT_TEXTS,
-    font_file: Path | None = None,
+    phone: str = "",
+    opening_times: str = "",
 ) -> Poster:
-    """Draw the A4 poster at `dpi` (1240x1754 pixels at 150 dpi) and return it as PNG and one-page PDF."""
+    """Lay out the A4 poster at `dpi` (1240x1754 pixels at 150 dpi); return it as PNG and vector PDF.
+
+    `phone` and `opening_times`, when given, are printed above the footer."""
     link = matrix_to_link(bot_user_id)
     name = " ".join(practice_name.split())
     if not name:
@@ -182,11 +194,26 @@ def render_poster(
     if not MIN_DPI <= dpi <= MAX_DPI:
         raise ValueError(f"dpi must be between {MIN_DPI} and {MAX_DPI}, not {dpi}.")
 
-    fonts = _FontMaker(font_file)
-    scale = _Scale(dpi)
-    qr = _qr_code(link, target_px=scale.mm(78), min_px=scale.mm(40))
-    image, layout = _draw(name, link, qr=qr, texts=texts, fonts=fonts, scale=scale)
-    return Poster(png=_png(image, dpi), pdf=_pdf(image, dpi, name), layout=layout)
+    contact = tuple(
+        line
+        for line in (
+            f"Phone: {' '.join(phone.split())}" if phone.strip() else "",
+            f"Open: {' '.join(opening_times.split())}" if opening_times.strip() else "",
+        )
+        if line
+    )
+    texts = PosterTexts(texts.heading, texts.steps, texts.privacy, (*texts.footer, *contact))
+    with ExitStack() as stack:
+        font_path = stack.enter_context(
+            resources.as_file(resources.files(_FONT_PACKAGE).joinpath(_FONT_FILE))
+        )
+        fonts = _FontMaker(font_path)
+        scale = _Scale(dpi)
+        qr = _qr_code(link, target_px=scale.mm(70), min_px=scale.mm(40))
+        runs: list[_Run] = []
+        image, layout = _draw(name, link, qr=qr, texts=texts, fonts=fonts, scale=scale, runs=runs)
+        pdf = _pdf(runs, qr, layout.qr, scale=scale, font_path=font_path, title=f"{name}: send us a photo")
+    return Poster(png=_png(image, dpi), pdf=pdf, layout=layout)
 
 
 # --- measuring and fonts ---------------------------------------------------------------------------------
@@ -207,22 +234,15 @@ class _Scale:
 
 
 class _FontMaker:
-    """Fonts by pixel size, from Pillow's bundled font or a font file; cached for one rendering."""
+    """Fonts by pixel size, from one font file; cached for one rendering."""
 
-    def __init__(self, font_file: Path | None) -> None:
+    def __init__(self, font_file: Path) -> None:
         self._font_file = font_file
         self._cache: dict[int, ImageFont.FreeTypeFont] = {}
 
     def __call__(self, size_px: int) -> ImageFont.FreeTypeFont:
         if size_px not in self._cache:
-            font = (
-                ImageFont.load_default(size=size_px)
-                if self._font_file is None
-                else ImageFont.truetype(self._font_file, size=size_px)
-            )
-            if not isinstance(font, ImageFont.FreeTypeFont):
-                raise RuntimeError("This Pillow has no FreeType support, so it cannot draw scalable text.")
-            self._cache[size_px] = font
+            self._cache[size_px] = ImageFont.truetype(self._font_file, size=size_px)
         return self._cache[size_px]
 
     def drawable(self, text: str) -> str:
@@ -243,7 +263,7 @@ class _FontMaker:
             )
             if not plain or not all(has(c) for c in plain):
                 raise PosterTextError(
-                    f"The poster font cannot draw {char!r} (in {text!r}); pass a font file that has it."
+                    f"The poster font (Noto Sans) cannot draw {char!r} (in {text!r}): write it in the Latin, Greek or Cyrillic alphabet."
                 )
             out.append(plain)
         return "".join(out)
@@ -283,7 +303,7 @@ def _wrap(text: str, fits: Callable[[str], bool]) -> list[str]:
 class _TextBlock:
     lines: tuple[str, ...]
     font: ImageFont.FreeTypeFont
-    stroke: int  # a stroke in the ink colour makes the bundled regular font read as bold
+    stroke: int  # a stroke in the ink colour makes the regular font read as bold
     line_pitch: int
 
     @property
@@ -313,7 +333,7 @@ def _block(
 
 
 def _bold(size_px: int) -> int:
-    """A stroke width that makes the bundled regular font read as bold without letters running together."""
+    """A stroke width that makes the regular font read as bold without letters running together."""
     return max(1, size_px // 45)
 
 
@@ -371,9 +391,9 @@ def _plan(
             _block([str(n)], indent, number_px, fonts, stroke=_bold(number_px))
             for n in range(1, len(texts.steps) + 1)
         ),
-        steps=tuple(_block([step], width - indent, size(19), fonts) for step in texts.steps),
+        steps=tuple(_block([step], width - indent, size(18), fonts) for step in texts.steps),
         step_indent=indent,
-        privacy=_block([texts.privacy], width, size(15), fonts),
+        privacy=_block([texts.privacy], width, size(14), fonts),
         footer=_block(texts.footer, width, size(14), fonts, pitch=1.3),
     )
 
@@ -381,9 +401,28 @@ def _plan(
 # --- drawing ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One line of text as drawn: where its baseline starts (pixels), its size, and its bold stroke."""
+
+    x: float
+    baseline: float
+    text: str
+    size_px: int
+    stroke: int
+
+
 def _draw(
-    name: str, link: str, *, qr: _QrCode, texts: PosterTexts, fonts: _FontMaker, scale: _Scale
+    name: str,
+    link: str,
+    *,
+    qr: _QrCode,
+    texts: PosterTexts,
+    fonts: _FontMaker,
+    scale: _Scale,
+    runs: list[_Run],
 ) -> tuple[Image.Image, PosterLayout]:
+    """Draw the page into a Pillow image, and list each line of text drawn in `runs` for the PDF."""
     page_w, page_h = scale.page()
     margin = scale.mm(14)
     width = page_w - 2 * margin
@@ -413,28 +452,28 @@ def _draw(
     centre = page_w // 2
     y = margin
 
-    name_box = _draw_block(draw, plan.name, y, centre=centre)
+    name_box = _draw_block(draw, runs, plan.name, y, centre=centre)
     y += plan.name.height + gap
-    heading_box = _draw_block(draw, plan.heading, y, centre=centre)
+    heading_box = _draw_block(draw, runs, plan.heading, y, centre=centre)
     y += plan.heading.height + gap
 
     qr_left = centre - qr.image.width // 2
     image.paste(qr.image, (qr_left, y))
     qr_box = Box(qr_left, y, qr_left + qr.image.width, y + qr.image.height)
     y += qr.image.height
-    link_box = _draw_block(draw, plan.link, y, centre=centre)
+    link_box = _draw_block(draw, runs, plan.link, y, centre=centre)
     y += plan.link.height + gap
 
     step_boxes: list[Box] = []
     for number, step in zip(plan.numbers, plan.steps, strict=True):
-        number_box = _draw_block(draw, number, y, left=margin)
-        text_box = _draw_block(draw, step, y, left=margin + plan.step_indent)
+        number_box = _draw_block(draw, runs, number, y, left=margin)
+        text_box = _draw_block(draw, runs, step, y, left=margin + plan.step_indent)
         step_boxes.append(_union(number_box, text_box))
         y += max(number.height, step.height) + small_gap
     y += gap - small_gap
 
-    privacy_box = _draw_block(draw, plan.privacy, y, left=margin)
-    footer_box = _draw_block(draw, plan.footer, page_h - margin - plan.footer.height, centre=centre)
+    privacy_box = _draw_block(draw, runs, plan.privacy, y, left=margin)
+    footer_box = _draw_block(draw, runs, plan.footer, page_h - margin - plan.footer.height, centre=centre)
 
     layout = PosterLayout(
         page=Box(0, 0, page_w, page_h),
@@ -475,19 +514,30 @@ def _fit(
 
 
 def _draw_block(
-    draw: ImageDraw.ImageDraw, block: _TextBlock, top: int, *, centre: int | None = None, left: int = 0
+    draw: ImageDraw.ImageDraw,
+    runs: list[_Run],
+    block: _TextBlock,
+    top: int,
+    *,
+    centre: int | None = None,
+    left: int = 0,
 ) -> Box:
     """Draw the lines from `top` (centred on `centre`, or from `left`) and return the ink's bounding box."""
     ascent, _ = block.font.getmetrics()
-    anchor, x = ("ms", centre) if centre is not None else ("ls", left + block.stroke)
+    anchor = "ms" if centre is not None else "ls"
     boxes: list[Box] = []
     for index, line in enumerate(block.lines):
+        # Left-aligned ink starts at `left`: past a glyph's negative side bearing and the bold stroke.
+        ink_left = block.font.getbbox(line, stroke_width=block.stroke)[0]
+        x = centre if centre is not None else left - min(0, ink_left)
         at = (x, top + block.stroke + ascent + index * block.line_pitch)
         draw.text(
             at, line, fill=_INK, font=block.font, anchor=anchor, stroke_width=block.stroke, stroke_fill=_INK
         )
         ink = draw.textbbox(at, line, font=block.font, anchor=anchor, stroke_width=block.stroke)
         boxes.append(Box(*(int(edge) for edge in ink)))
+        start = at[0] - block.font.getlength(line) / 2 if centre is not None else at[0]
+        runs.append(_Run(start, at[1], line, int(block.font.size), block.stroke))
     return _union(*boxes)
 
 
@@ -504,6 +554,7 @@ def _union(*boxes: Box) -> Box:
 class _QrCode:
     image: Image.Image
     module_px: int
+    modules: tuple[tuple[bool, ...], ...]  # True for a dark module, quiet zone included
 
 
 def _qr_code(link: str, *, target_px: int, min_px: int) -> _QrCode:
@@ -520,7 +571,8 @@ def _qr_code(link: str, *, target_px: int, min_px: int) -> _QrCode:
     made = code.make_image(image_factory=PilImage).get_image()
     if not isinstance(made, Image.Image):
         raise TypeError("qrcode's Pillow image factory did not return a Pillow image.")
-    return _QrCode(made.convert("L"), module_px)
+    matrix = tuple(tuple(bool(dark) for dark in row) for row in code.get_matrix())
+    return _QrCode(made.convert("L"), module_px, matrix)
 
 
 def _png(image: Image.Image, dpi: int) -> bytes:
@@ -529,16 +581,42 @@ def _png(image: Image.Image, dpi: int) -> bytes:
     return out.getvalue()
 
 
-def _pdf(image: Image.Image, dpi: int, name: str) -> bytes:
-    """One A4 page: Pillow sizes the page from the pixels and `resolution`. No dates, so output is stable."""
-    out = io.BytesIO()
-    image.save(
-        out,
-        format="PDF",
-        resolution=float(dpi),
-        quality=92,  # the page is a JPEG inside the PDF: high enough that text edges stay clean
-        title=f"{name}: send us a photo",
-        creationDate=None,
-        modDate=None,
-    )
-    return out.getvalue()
+def _pdf(
+    runs: Sequence[_Run], qr: _QrCode, qr_box: Box, *, scale: _Scale, font_path: Path, title: str
+) -> bytes:
+    """One A4 page in points, replaying the drawn layout as vectors; no dates, so the output is stable."""
+    to_pt = 72 / scale.dpi
+    pdf = FPDF(unit="pt", format="A4")
+    pdf.set_title(title)
+    pdf.set_creator("GP Photo Bot")
+    pdf.set_producer("GP Photo Bot")
+    pdf.set_creation_date(_STABLE_DATE)
+    pdf.set_auto_page_break(auto=False)
+    pdf.set_margin(0)
+    pdf.add_page()
+    pdf.add_font("Poster", fname=font_path)
+    pdf.set_text_color(_INK)
+    pdf.set_draw_color(_INK)
+    for run in runs:
+        pdf.set_font("Poster", size=run.size_px * to_pt)
+        # Pillow widens each glyph by the stroke on every side; a PDF stroke straddles the outline.
+        pdf.text_mode = TextMode.FILL_STROKE if run.stroke else TextMode.FILL
+        pdf.set_line_width(2 * run.stroke * to_pt)
+        pdf.text(run.x * to_pt, run.baseline * to_pt, run.text)
+    pdf.text_mode = TextMode.FILL
+    pdf.set_fill_color(0)
+    size = qr.module_px * to_pt
+    for row, line in enumerate(qr.modules):
+        column = 0
+        while column < len(line):  # one rectangle per run of dark modules in a row
+            if not line[column]:
+                column += 1
+                continue
+            end = column
+            while end < len(line) and line[end]:
+                end += 1
+            x = (qr_box.left + column * qr.module_px) * to_pt
+            y = (qr_box.top + row * qr.module_px) * to_pt
+            pdf.rect(x, y, (end - column) * size, size, style="F")
+            column = end
+    return bytes(pdf.output())

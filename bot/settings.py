@@ -80,6 +80,8 @@ class Settings:
     status_port: int = 0  # 0: the metrics and health endpoint is off
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
+    practice_phone: str = ""  # printed on the poster when set
+    opening_times: str = ""  # printed on the poster when set
 
     @property
     def store_dir(self) -> Path:
@@ -276,6 +278,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         status_port=read.integer("STATUS_PORT", 0, 0, 65535),
         status_public=read.flag("STATUS_PUBLIC", False),
         test_clock_file=_test_clock_file(read),
+        practice_phone=read.text("PRACTICE_PHONE", ""),
+        opening_times=read.text("OPENING_TIMES", ""),
     )
     if read.problems:
         raise SettingsError(read.problems)

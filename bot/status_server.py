@@ -1,9 +1,10 @@
-"""A tiny HTTP server for operators: ``GET /metrics`` (Prometheus) and ``GET /healthz`` (JSON).
+"""A small HTTP server for operators: ``GET /metrics`` (Prometheus) and ``GET /healthz`` (JSON).
 
-Built on `asyncio.start_server`, with no web framework: one request per connection, then the connection is
-closed. The request line and headers must arrive within `read_timeout` seconds and `max_head_bytes` bytes,
-or the connection is answered (408, 431) and closed; a slow client holds only its own connection, and at
-most `max_connections` are served at once. Request bodies are never read; only GET is allowed.
+Served by `aiohttp.web`'s low-level server, one request per connection (each answer closes it). A client
+must send its request head within `read_timeout` seconds or is answered 408 and dropped (aiohttp itself
+never times out a request it is still receiving); a header line longer than `max_head_bytes` is refused by
+aiohttp's parser; at most `max_connections` connections are served at once, further ones are closed
+unanswered. Request bodies are never read; only GET is allowed.
 
 It binds to a loopback address unless the operator explicitly allows a public one (`allow_public`): the
 metrics hold no patient data, but they say how busy a practice is, and nothing here authenticates.
@@ -16,13 +17,15 @@ beats after each successful sync, and a query to the database.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from bot.metrics import CONTENT_TYPE, Metrics
 
@@ -31,6 +34,11 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 8192
 READ_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
+PATHS = ("/metrics", "/healthz")
+_TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 20\r\n"
+    b"Connection: close\r\n\r\n408 Request Timeout\n"
+)
 
 
 @dataclass(frozen=True)
@@ -105,52 +113,80 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    reason: str
-    body: bytes
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def encode(self) -> bytes:
-        lines = [
-            f"HTTP/1.1 {self.status} {self.reason}",
-            f"Content-Type: {self.content_type}",
-            f"Content-Length: {len(self.body)}",
-            "Cache-Control: no-store",
-            "Connection: close",
-            *(f"{name}: {value}" for name, value in self.headers),
-        ]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + self.body
+def _plain(status: int, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = web.Response(status=status, headers=headers)
+    response.text = f"{status} {response.reason}\n"
+    return response
 
 
-def _plain(status: int, reason: str, headers: tuple[tuple[str, str], ...] = ()) -> _Response:
-    return _Response(status, reason, f"{status} {reason}\n".encode("ascii"), headers=headers)
+class _Connections(web.Server):
+    """aiohttp's low-level server, with the two limits it lacks: connections at once, and a deadline for
+    the request head (cancelled once the request has arrived)."""
 
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        *,
+        read_timeout: float,
+        max_connections: int,
+        max_head_bytes: int,
+    ) -> None:
+        # No access log and no error log: nothing in a request is useful, and a path could carry anything.
+        quiet = logging.Logger("status-server-requests")
+        quiet.disabled = True
+        super().__init__(
+            handler,
+            max_line_size=max_head_bytes,
+            max_field_size=max_head_bytes,
+            access_log=None,
+            logger=quiet,
+        )
+        self._read_timeout = read_timeout
+        self._max_connections = max_connections
+        self._deadlines: dict[RequestHandler, asyncio.TimerHandle] = {}
 
-def _request_line(head: bytes) -> tuple[str, str] | None:
-    """(method, path without query) from the request head, or None if it is not HTTP/1.x."""
-    try:
-        line = head.decode("ascii").split("\r\n", 1)[0]
-    except UnicodeDecodeError:
-        return None
-    parts = line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        return None
-    method, target, _ = parts
-    return method, target.split("?", 1)[0]
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        loop = asyncio.get_running_loop()
+        if len(self.connections) > self._max_connections:
+            loop.call_soon(transport.abort)  # once aiohttp has finished setting the connection up
+            return
+        self._deadlines[handler] = loop.call_later(self._read_timeout, self._too_slow, transport)
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self.request_arrived(handler)
+        super().connection_lost(handler, exc)
+
+    def request_arrived(self, handler: RequestHandler) -> None:
+        deadline = self._deadlines.pop(handler, None)
+        if deadline is not None:
+            deadline.cancel()
+
+    def _too_slow(self, transport: asyncio.Transport) -> None:
+        if not transport.is_closing():
+            transport.write(_TIMED_OUT)
+            transport.close()
 
 
 class StatusServer:
     def __init__(
-        self, metrics: Metrics, health: HealthCheck, *, read_timeout: float, max_connections: int
+        self,
+        metrics: Metrics,
+        health: HealthCheck,
+        *,
+        read_timeout: float,
+        max_connections: int,
+        max_head_bytes: int,
     ) -> None:
         self._metrics = metrics
         self._health = health
         self._read_timeout = read_timeout
-        self._max_connections = max_connections
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections = _Connections(
+            self._answer,
+            read_timeout=read_timeout,
+            max_connections=max_connections,
+            max_head_bytes=max_head_bytes,
+        )
         self._server: asyncio.Server | None = None
 
     @property
@@ -161,71 +197,51 @@ class StatusServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def _listen(self, host: str, port: int, max_head_bytes: int) -> None:
-        self._server = await asyncio.start_server(self._connection, host, port, limit=max_head_bytes)
+    async def _listen(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._connections, host, port)
 
     async def close(self) -> None:
         """Stop listening and drop the connections still open."""
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
+        self._connections.pre_shutdown()
+        await self._connections.shutdown(timeout=self._read_timeout)
         await self._server.wait_closed()
         self._server = None
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # asyncio runs every connection callback in a task
-        self._connections.add(task)
-        try:
-            if len(self._connections) <= self._max_connections:
-                response = await self._answer(reader)
-                if response is not None:
-                    writer.write(response.encode())
-                    async with asyncio.timeout(self._read_timeout):
-                        await writer.drain()
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away or stopped reading: nothing to tell it
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(self._read_timeout):
-                    await writer.wait_closed()
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.protocol is not None:
+            self._connections.request_arrived(request.protocol)
+        response = await self._page(request)
+        response.force_close()  # one request per connection
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
-    async def _answer(self, reader: asyncio.StreamReader) -> _Response | None:
-        try:
-            async with asyncio.timeout(self._read_timeout):
-                head = await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            return _plain(408, "Request Timeout")
-        except asyncio.LimitOverrunError:
-            return _plain(431, "Request Header Fields Too Large")
-        except asyncio.IncompleteReadError:
-            return None  # closed before finishing its request
-        request = _request_line(head)
-        if request is None:
-            return _plain(400, "Bad Request")
-        method, path = request
-        if path not in ("/metrics", "/healthz"):
-            return _plain(404, "Not Found")
-        if method != "GET":
-            return _plain(405, "Method Not Allowed", headers=(("Allow", "GET"),))
+    async def _page(self, request: web.BaseRequest) -> web.Response:
+        path = request.raw_path.split("?", 1)[0]
+        if not path.isascii():
+            return _plain(400)
+        if path not in PATHS:
+            return _plain(404)
+        if request.method != "GET":
+            return _plain(405, {"Allow": "GET"})
         if path == "/metrics":
             return await self._metrics_page()
         return await self._health_page()
 
-    async def _metrics_page(self) -> _Response:
+    async def _metrics_page(self) -> web.Response:
         try:
             text = await self._metrics.render()
         except Exception:  # a bug in rendering is reported as a 500, not a dead server
             log.exception("metrics could not be rendered")
-            return _plain(500, "Internal Server Error")
-        return _Response(200, "OK", text.encode("utf-8"), content_type=CONTENT_TYPE)
+            return _plain(500)
+        response = web.Response(body=text.encode("utf-8"))
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
 
-    async def _health_page(self) -> _Response:
+    async def _health_page(self) -> web.Response:
         try:
             async with asyncio.timeout(self._read_timeout):
                 report = await self._health()
@@ -233,9 +249,11 @@ class StatusServer:
             log.warning("health check failed: %s", type(error).__name__)
             report = HealthReport(ok=False, checks={"health_check": f"failed ({type(error).__name__})"})
         body = {"status": "ok" if report.ok else "unhealthy", "checks": dict(report.checks)}
-        encoded = json.dumps(body, sort_keys=True).encode("utf-8")
-        status, reason = (200, "OK") if report.ok else (503, "Service Unavailable")
-        return _Response(status, reason, encoded, content_type="application/json")
+        return web.Response(
+            status=200 if report.ok else 503,
+            body=json.dumps(body, sort_keys=True).encode("utf-8"),
+            content_type="application/json",
+        )
 
 
 async def start_status_server(
@@ -254,6 +272,12 @@ async def start_status_server(
         raise PublicBindRefusedError(
             f"refusing to serve metrics on non-loopback address {host!r}; allow it explicitly to do so"
         )
-    server = StatusServer(metrics, health, read_timeout=read_timeout, max_connections=max_connections)
-    await server._listen("127.0.0.1" if host == "localhost" else host, port, max_head_bytes)
+    server = StatusServer(
+        metrics,
+        health,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
+        max_head_bytes=max_head_bytes,
+    )
+    await server._listen("127.0.0.1" if host == "localhost" else host, port)
     return server

@@ -581,6 +581,7 @@ class ClinicianDesk:
                 source = f"{action.value}:{submission.submission_id}:{room}"
                 await self.outbox.add(db, room, derive_txn_id(source, index), "message", {"text": text})
         await self._destroy_files([image for photo in photos for image in photo.image_ids])
+        log.info("purge: %s images destroyed (%s)", submission.reference, details.get("why", action.value))
 
     # ---- helpers ------------------------------------------------------------------------------------
 

@@ -446,6 +446,7 @@ class PatientHandler:
                         await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))
                 case Submit():
                     await self._insert_submission(db, room_id, effect)
+                    log.info("submission %s recorded: %d photo(s)", effect.reference, len(effect.photo_ids))
                 case NotifyClinicians():
                     for clinician_room in sorted(self.clinician_rooms):
                         text = clinician_notice(effect)
@@ -565,7 +566,7 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
     """Delete every upload the ledger says is due; a refusal stays pending and is retried with backoff."""
     if not gateway.can_purge_media:
         return
-    refused = 0
+    refused = settled = 0
     for entry in await media.due():
         outcome = await gateway.purge_media(entry.url)
         if outcome is PurgeOutcome.FAILED:
@@ -573,6 +574,9 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
             refused += 1
             continue
         await media.settle(entry.id, outcome.value)
+        settled += 1
+    if settled:
+        log.info("purge: %d upload(s) of patients' photos deleted from the homeserver", settled)
     if refused:
         log.warning(
             "the homeserver refused to delete %d upload(s) of patients' photos; they stay in the ledger and"

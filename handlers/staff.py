@@ -166,6 +166,7 @@ class StaffRooms:
                 )
         command, result = counted
         self.metrics.commands_total.inc(command=command, outcome=result)  # before the reply is sent
+        log.info("command !%s: %s", command, result)  # the name (or "unknown") and outcome, never its words
         await self.delivery.flush(cmd.room_id)
         if outcome.after is not None:
             await outcome.after()

@@ -56,6 +56,8 @@ from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ReplayReport
 from storage.migrations import MIGRATIONS
 from storage.postings import PostingRepository
+from storage.practice_config import ConfigRepository
+from storage.restores import record_restore
 from storage.submissions import SubmissionRepository
 from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, Vault
 
@@ -114,6 +116,8 @@ class RestoreReport:
     images: int
     replayed: ReplayReport  # destructions made after the backup, carried out again
     seconds: float
+    backup_made_at: str = ""
+    rolled_back: tuple[str, ...] | None = ()  # run-time settings the restore rolled back; None: not known
 
 
 def refuse_interrupted_restore(data_dir: Path) -> None:
@@ -268,6 +272,8 @@ async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock
     with DataDirLock.acquire(paths.data_dir, "photobot restore"):
         _refuse_unfinished_rotation(paths.database)
         images = await asyncio.to_thread(_check_backup, source, keyring)
+        made_at = _backup_made_at(source)
+        before = await _run_time_settings(paths.database, keyring, clock)
         marker = paths.data_dir / RESTORE_MARKER
         _write_file(marker, f"{source}\n".encode())
         staging = paths.data_dir / _STAGING
@@ -281,13 +287,46 @@ async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock
             replayed = await _replay(
                 paths.ledger, database, Vault(paths.vault, keyring), keyring, clock
             ).run()
+            after = await ConfigRepository(database, Sealer(keyring), clock).overrides()
+            rolled_back = _differing(before, after)
+            async with database.transaction() as db:
+                await record_restore(db, clock.now(), made_at, rolled_back or ())
             await database.shred_checkpoint()
         finally:
             await database.close()
         shutil.rmtree(staging, ignore_errors=True)
         marker.unlink()
         fsync_directory(paths.data_dir)
-    return RestoreReport(source, len(images), replayed, time.monotonic() - started)
+    return RestoreReport(source, len(images), replayed, time.monotonic() - started, made_at, rolled_back)
+
+
+def _backup_made_at(source: Path) -> str:
+    manifest = json.loads((source / MANIFEST_NAME).read_text(encoding="utf-8"))
+    return str(manifest.get("created_at", "an unknown time"))
+
+
+async def _run_time_settings(database: Path, keyring: Keyring, clock: Clock) -> dict[str, object] | None:
+    """The run-time settings in the database about to be replaced; None if it cannot be read (missing,
+    damaged: a restore is often the answer to exactly that)."""
+    if not database.exists():
+        return None
+    try:
+        opened = await Database.open(database)
+    except (sqlite3.DatabaseError, OSError):
+        return None
+    try:
+        return await ConfigRepository(opened, Sealer(keyring), clock).overrides()
+    except (sqlite3.DatabaseError, CryptoError, ValueError):
+        return None
+    finally:
+        await opened.close()
+
+
+def _differing(before: dict[str, object] | None, after: dict[str, object]) -> tuple[str, ...] | None:
+    """The names of the settings whose run-time value the restore changed (set, changed or removed)."""
+    if before is None:
+        return None
+    return tuple(sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key)))
 
 
 def _refuse_unfinished_rotation(database: Path) -> None:

@@ -6,6 +6,8 @@ written last, so a crash replays the batch instead, and handlers are idempotent 
 
 from __future__ import annotations
 
+import aiosqlite
+
 from bot.clock import Clock, iso
 from storage.database import Database
 
@@ -22,8 +24,12 @@ class SyncCheckpoint:
 
     async def save(self, next_batch: str) -> None:
         async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO sync_checkpoint (id, next_batch, saved_at) VALUES (1, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET next_batch = excluded.next_batch, saved_at = excluded.saved_at",
-                (next_batch, iso(self._clock.now())),
-            )
+            await self.save_in(db, next_batch)
+
+    async def save_in(self, db: aiosqlite.Connection, next_batch: str) -> None:
+        """Save within a caller's transaction (with what else must be committed together)."""
+        await db.execute(
+            "INSERT INTO sync_checkpoint (id, next_batch, saved_at) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET next_batch = excluded.next_batch, saved_at = excluded.saved_at",
+            (next_batch, iso(self._clock.now())),
+        )

@@ -28,6 +28,10 @@ class DatabaseError(Exception):
     """The database cannot be used as it is (for example, it was written by a newer version)."""
 
 
+class DatabaseBusyError(DatabaseError):
+    """Another process holds the database for longer than the busy timeout: try again later."""
+
+
 @dataclass
 class Database:
     """An open database. Create it with `Database.open(path)`; close it with `close()`.

@@ -234,6 +234,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         5,
+        "restores of a backup, so the next start skips to the homeserver's present and reports roll-backs",
+        """
+        CREATE TABLE restores (
+            restore_id INTEGER PRIMARY KEY,
+            restored_at TEXT NOT NULL,           -- events sent before this were handled (or not) before the
+            backup_made_at TEXT NOT NULL,        -- restore; they are not handled again
+            rolled_back TEXT NOT NULL,           -- JSON list of run-time settings the restore rolled back
+            caught_up_at TEXT                    -- NULL until the bot has skipped to the homeserver's present
+        );
+        """,
+    ),
+    Migration(
+        6,
         "the bot's own messages that show a private detail (an NHS number read back), redacted later",
         """
         CREATE TABLE private_sent (
@@ -245,7 +258,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        6,
+        7,
         "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
         """
         CREATE TABLE refused_invites (

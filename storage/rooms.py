@@ -69,3 +69,11 @@ class RoomRepository:
                 iso(self._clock.now()),
             ),
         )
+
+    async def count_patient_rooms(self) -> int:
+        """How many patient rooms the bot knows (for the start-up banner)."""
+        async with self._db.connection.execute(
+            "SELECT COUNT(*) FROM rooms WHERE kind = ?", (RoomKind.PATIENT.value,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0

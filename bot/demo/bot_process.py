@@ -27,8 +27,18 @@ class BotProcess:
     group. Either way the child is killed by the kernel if the parent dies (`die_with_parent`).
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, own_process_group: bool = False) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        own_process_group: bool = False,
+        program: tuple[str, ...] = (sys.executable, "-m", "bot"),
+    ) -> None:
+        """`program` is the command that is `photobot`: by default this interpreter's `bot` package; the
+        packaging tests pass an installed `photobot` script instead."""
         self.env = env
+        self.program = program
         self.log_path = log_path
         self.own_process_group = own_process_group
         self.process: asyncio.subprocess.Process | None = None
@@ -38,21 +48,23 @@ class BotProcess:
         base = {k: v for k, v in os.environ.items() if not k.startswith("PHOTOBOT_")}
         return base | self.env | (extra or {})
 
-    async def command(self, *args: str, extra_env: dict[str, str] | None = None) -> tuple[int, str]:
-        """Run `photobot <args>` to completion; returns the exit code and everything it printed."""
+    async def command(
+        self, *args: str, extra_env: dict[str, str] | None = None, stdin: str = ""
+    ) -> tuple[int, str]:
+        """Run `photobot <args>` to completion, `stdin` on its standard input (where secrets are given);
+        returns the exit code and everything it printed."""
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
+            *self.program,
             *args,
             env=self._full_env(extra_env),
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=self.own_process_group,
             preexec_fn=die_with_parent(),
         )
         try:
-            output, _ = await process.communicate()
+            output, _ = await process.communicate(stdin.encode())
         except BaseException:  # cancelled (Ctrl-C) or failed while waiting: do not leave it running
             self._signal(process, signal.SIGKILL)
             await process.wait()
@@ -79,9 +91,7 @@ class BotProcess:
             log_file.write(f"\n---- run {self.runs} ----\n".encode())
             log_file.flush()
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
+                *self.program,
                 "run",
                 env=self._full_env(extra_env),
                 stdout=log_file,

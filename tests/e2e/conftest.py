@@ -124,7 +124,9 @@ async def make_bot(
     bots: list[BotUnderTest] = []
     leak_scan_targets.paths.append(tmp_path)
 
-    async def make(start: bool = True, purge: bool = True, **settings: str) -> BotUnderTest:
+    async def make(
+        start: bool = True, purge: bool = True, program: tuple[str, ...] | None = None, **settings: str
+    ) -> BotUnderTest:
         localpart = unique("photobot")
         password = f"pw-{localpart}"
         user = await homeserver.register_user(localpart, password)
@@ -144,7 +146,9 @@ async def make_bot(
         if purge:
             env["PHOTOBOT_HOMESERVER_ADMIN_TOKEN"] = homeserver_admin.access_token
         env |= {f"PHOTOBOT_{key.upper()}": value for key, value in settings.items()}
-        bot = BotUnderTest(BotProcess(env, tmp_path / f"{localpart}.log"), UserID(user.user_id), data_dir)
+        log_path = tmp_path / f"{localpart}.log"
+        process = BotProcess(env, log_path) if program is None else BotProcess(env, log_path, program=program)
+        bot = BotUnderTest(process, UserID(user.user_id), data_dir)
         bots.append(bot)
         await bot.process.init()
         if start:

@@ -4,6 +4,7 @@ copied back by hand (then the bot's start-up replays the deletion ledger)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -94,3 +95,40 @@ def _copy_back_by_hand(backup: Path, data_dir: Path) -> None:
     shutil.copyfile(backup / "photobot.sqlite3", database)
     shutil.rmtree(data_dir / "vault")
     shutil.copytree(backup / "vault", data_dir / "vault")
+
+
+async def test_a_restore_does_not_replay_a_request_and_names_the_settings_it_rolled_back(
+    make_bot: BotFactory, make_person: PersonFactory, tmp_path: Path
+) -> None:
+    """A clinician's `!request` and an admin's `!set` made after a backup are not handled again when the
+    restored bot starts (the patient gets no new chat, the clinician no second reply), and the operator
+    (on the command line) and the admin room are told that the setting was rolled back."""
+    practice = await open_practice(make_bot, make_person)
+    bot, clinician, admin = practice.bot, practice.clinician, practice.admin
+    patient = await make_person("patient")
+    backup = tmp_path / "backup-before-request"
+    code, output = await bot.process.command("backup", str(backup))
+    assert code == 0, output
+
+    await command(clinician, practice.clinician_room, f"!request {patient.user_id} left knee", "opened")
+    await patient.wait_until(lambda: len(patient.client.rooms) == 1)
+    await command(admin, practice.admin_room, "!set max_photos 3", "max_photos is now 3")
+    await bot.process.stop()
+
+    code, output = await bot.process.command("restore", str(backup))
+    assert code == 0, output
+    assert (
+        "Rolled back to the backup's values (changed at run time after the backup was made): max_photos."
+        in (output)
+    )
+    await bot.process.start()
+    notice = await admin.wait_for_text(practice.admin_room, "restored from a backup", timeout=60)
+    assert "max_photos" in notice.body
+    await clinician.settled(practice.clinician_room, quiet=3.0)
+    await patient.settled(RoomID(next(iter(patient.client.rooms))), quiet=1.0)
+    assert len(patient.client.rooms) == 1, "the restored bot opened another chat with the patient"
+    opened = [text for text in clinician.texts(practice.clinician_room) if "opened" in text]
+    assert len(opened) == 1, opened
+    log_text = bot.process.log_text()
+    assert log_text.count("command !request: ok") == 1 and log_text.count("command !set: ok") == 1
+    assert re.search(r"after the restore: [1-9]\d* event\(s\) sent before it", bot.process.log_text())

@@ -133,7 +133,8 @@ async def test_view_then_delete_is_destroyed_after_view_and_description(
 async def test_view_then_delete_is_destroyed_at_the_end_of_the_viewing_window(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
-    """Without a description, the viewing window's end destroys the photos by itself and says so."""
+    """Without a description, the viewing window's end destroys the photos by itself and says so, in the
+    clinician room and in one log line naming only the reference."""
     practice = await open_practice(
         make_bot, make_person, viewing_window="10s", test_conversation_timeout_seconds="8"
     )
@@ -148,6 +149,7 @@ async def test_view_then_delete_is_destroyed_at_the_end_of_the_viewing_window(
     await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=30)
     assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
     assert vault_files(bot) == []
+    assert f"purge: {reference} images destroyed (viewing window ended)" in bot.process.log_text()
 
 
 async def test_a_kept_submissions_viewed_photos_are_taken_back_at_the_end_of_the_viewing_window(

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.demo.people import Person
+from bot.exit_codes import ExitCode
 from bot.ids import RoomID
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo, vault_files
@@ -124,7 +125,7 @@ async def test_audit_verify_passes_on_an_honest_log_and_fails_on_any_tampering(
     code, output = await bot.process.command("admin", "config")
     assert "@locum:localhost" in output
     code, output = await bot.process.command("admin", "clinician", "promote", "@locum:localhost")
-    assert code == 2
+    assert code == ExitCode.USAGE
     assert "Usage" in output
     code, output = await bot.process.command("audit", "verify")
     assert code == 0, output

@@ -13,10 +13,12 @@ from nio.api import RoomPreset
 
 from bot.cross_signing import verify_json
 from bot.demo.people import Person
+from bot.exit_codes import ExitCode
 from bot.faults import FAULT_EXIT_CODE
 from bot.ids import RoomID
 from bot.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.workspace import open_practice
 
 pytestmark = pytest.mark.e2e
 
@@ -201,14 +203,14 @@ async def test_data_is_private_and_a_bad_master_key_stops_start_up(
     key_file = bot.data_dir / "master.key"
     key_file.chmod(0o644)
     code, output = await bot.process.command("run")
-    assert code == 2 and "chmod 600" in output
+    assert code == ExitCode.CONFIG and "chmod 600" in output
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o644, "the key file was left alone"
 
     key_bytes = key_file.read_bytes()
     key_file.unlink()
     before = sorted(str(p) for p in bot.data_dir.rglob("*"))
     code, output = await bot.process.command("run")
-    assert code == 2 and "photobot init" in output
+    assert code == ExitCode.CONFIG and "photobot init" in output
     assert not key_file.exists(), "no new key was generated in its place"
     assert sorted(str(p) for p in bot.data_dir.rglob("*")) == before
 
@@ -217,9 +219,10 @@ async def test_data_is_private_and_a_bad_master_key_stops_start_up(
     await bot.process.start()
 
 
-async def test_check_reports_a_valid_configuration(make_bot: BotFactory) -> None:
-    """`photobot check` reaches the homeserver and names the bot's device."""
-    bot = await make_bot(start=False)
+async def test_check_reports_a_valid_configuration(make_bot: BotFactory, make_person: PersonFactory) -> None:
+    """`photobot check` on a practice with its rooms set up reaches the homeserver, names the bot's device
+    and finds no problem."""
+    bot = (await open_practice(make_bot, make_person)).bot
     code, output = await bot.process.command("check")
     assert code == 0, output
     device_id = bot.query("SELECT device_id FROM bot_account")[0][0]

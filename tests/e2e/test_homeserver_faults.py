@@ -358,7 +358,7 @@ async def test_uploads_the_homeserver_refuses_to_delete_are_retried_reported_and
     assert "2 upload(s) of patients' photos wait to be deleted" in output
 
     code, output = await bot.process.command(
-        "admin", "set", "homeserver_admin_token", homeserver_admin.access_token
+        "admin", "set", "homeserver_admin_token", stdin=homeserver_admin.access_token + "\n"
     )
     assert code == 0, output
     await eventually(lambda: attempts() == [], what="the backlog drained to 0")

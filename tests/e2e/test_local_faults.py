@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.demo.people import Person
+from bot.exit_codes import ExitCode
 from bot.ids import EventID, RoomID
 from bot.keyring import create_master_key_file
 from tests.e2e.conftest import BotFactory, BotUnderTest, LeakScanTargets, PersonFactory
@@ -257,7 +258,7 @@ async def test_a_damaged_database_page_stops_start_up_and_check_with_plain_words
 
     for subcommand in ("run", "check"):
         code, output = await refused(bot, subcommand)
-        assert code == 2, output
+        assert code == ExitCode.CONFIG, output
         assert "is damaged" in output and "restore your latest backup" in output, output
         assert "Traceback" not in output
     assert database.read_bytes() == damaged, "the damaged file is kept as it was, for investigation"
@@ -301,7 +302,7 @@ async def test_a_master_key_that_cannot_open_the_data_stops_start_up_and_is_neve
         left = key_file.read_bytes() if key_file.is_file() else None
         for subcommand in ("run", "check"):
             code, output = await refused(bot, subcommand)
-            assert code == 2, f"{name}: {output}"
+            assert code == ExitCode.CONFIG, f"{name}: {output}"
             assert expected in output, f"{name}: {output}"
             assert "Traceback" not in output, f"{name}: {output}"
             assert (key_file.read_bytes() if key_file.is_file() else None) == left, f"{name}: key replaced"

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.e2e
 async def test_a_journey_through_errors_logs_what_happened_and_nothing_of_the_patient(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
-    """An I/O error mid-photo (logged with its traceback), a full disk, a refused PDF, a submission and two
-    operator commands all reach the log, and not one line carries patient data or a key."""
+    """An I/O error mid-photo (logged with its traceback), a full disk, a refused PDF, a submission (one line
+    with its reference), two operator commands, the start-up banner and the shutdown line all reach the log,
+    and not one line carries patient data or a key."""
     bot = await make_bot()
     patient = await make_person("patient")
     room_id = await reach_photos(patient, bot)
@@ -46,7 +47,8 @@ async def test_a_journey_through_errors_logs_what_happened_and_nothing_of_the_pa
     await send_photo(
         patient, room_id, pdf, "PDF", filename="scan.pdf", mimetype="application/pdf", as_file=True
     )
-    await answer(patient, room_id, "done", "reference")
+    done = await answer(patient, room_id, "done", "reference")
+    reference = done.split("reference is ")[1].split(".")[0].strip("*")
     await bot.process.stop()
     for command in (("admin", "config"), ("audit", "verify")):
         code, _ = await bot.process.command(*command)
@@ -58,6 +60,10 @@ async def test_a_journey_through_errors_logs_what_happened_and_nothing_of_the_pa
         "disk is full",
         "---- photobot admin",
         "---- photobot audit",
+        f"starting as {bot.user_id}",  # the start-up banner
+        "homeserver admin token present",
+        f"submission {reference} recorded: 1 photo(s)",
+        "the bot stopped",
     ):
         assert happened in log, f"the journey did not reach the log line {happened!r}"
     assert "Traceback" in log

@@ -53,8 +53,13 @@ async def joined(person: Person, room_id: RoomID, user_id: str) -> None:
     await person.wait_until(done, timeout=60)
 
 
-async def open_practice(make_bot: BotFactory, make_person: PersonFactory, **settings: str) -> Practice:
-    bot = await make_bot(start=False, **settings)
+async def open_practice(
+    make_bot: BotFactory,
+    make_person: PersonFactory,
+    program: tuple[str, ...] | None = None,
+    **settings: str,
+) -> Practice:
+    bot = await make_bot(start=False, program=program, **settings)
     clinician = await make_person("clinician")
     admin = await make_person("admin")
     clinician_room = await encrypted_room(clinician, "Clinicians", [bot.user_id])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import open_app
+from bot.exit_codes import ExitCode
 from bot.keyring import Keyring, MasterKey, Sealer
 from bot.maintenance_cli import data_paths, rotate_key
 from storage.backup import (
@@ -412,7 +413,7 @@ async def test_restore_refuses_while_the_bot_runs(installation: Installation, tm
                 installation.clock,
             )
         result = await asyncio.to_thread(_photobot, installation, "restore", str(tmp_path / "backup"))
-    assert result.returncode == 2 and "in use by the bot" in result.stderr
+    assert result.returncode == ExitCode.TEMPORARY and "in use by the bot" in result.stderr
     assert photo in referenced(installation.settings.database_path), "the newer photo is still there"
     assert not (installation.settings.data_dir / RESTORE_MARKER).exists()
 
@@ -432,7 +433,7 @@ async def test_an_interrupted_restore_keeps_the_bot_from_starting_until_it_is_ru
     with pytest.raises(RestoreInterruptedError, match="photobot restore"):
         await _open_and_close_app(installation)
     result = await asyncio.to_thread(_photobot, installation, "run")
-    assert result.returncode == 2 and "interrupted" in result.stderr
+    assert result.returncode == ExitCode.CONFIG and "interrupted" in result.stderr
 
     await restore_backup(
         data_paths(installation.settings), tmp_path / "backup", installation.keyring(), installation.clock

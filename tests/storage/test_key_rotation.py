@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from nio.store.database import MatrixStore
 
+from bot.exit_codes import ExitCode
 from bot.faults import FAULT_EXIT_CODE
 from bot.key_rotation import KeyRotationError, next_key_path, previous_key_path, refuse_unfinished_rotation
 from bot.keyring import (
@@ -213,9 +214,9 @@ async def test_a_rotation_killed_half_way_keeps_every_image_readable_and_finishe
     with pytest.raises(KeyRotationError, match="unfinished"):
         await _refuse(installation)
     bot = await asyncio.to_thread(_bot_process, installation, "run")
-    assert bot.returncode == 2 and "rotation" in bot.stderr and "unfinished" in bot.stderr
+    assert bot.returncode == ExitCode.CONFIG and "rotation" in bot.stderr and "unfinished" in bot.stderr
     admin = await asyncio.to_thread(_bot_process, installation, "admin", "set", "max_photos", "3")
-    assert admin.returncode == 2 and "unfinished" in admin.stdout + admin.stderr, (
+    assert admin.returncode == ExitCode.CONFIG and "unfinished" in admin.stdout + admin.stderr, (
         "no value sealed mid-rotation"
     )
 
@@ -318,7 +319,7 @@ async def test_rotation_refuses_while_the_bot_holds_the_data_directory(installat
         result = await _rotate(installation)
         with pytest.raises(DataDirBusyError):
             await rotate_key(installation.settings, installation.clock, lambda line: None)
-    assert result.returncode == 2 and "in use by the bot" in result.stderr
+    assert result.returncode == ExitCode.TEMPORARY and "in use by the bot" in result.stderr
     assert load_master_key_file(installation.key_file).key_id == old.key_id
     assert not next_key_path(installation.key_file).exists()
 

@@ -18,8 +18,6 @@ from bot.metrics import (
     MetricDefinitionError,
     Metrics,
     PhotoTiming,
-    escape_label_value,
-    format_value,
     sample_loop_lag,
 )
 
@@ -56,11 +54,11 @@ async def test_small_registry_renders_exactly_in_text_format() -> None:
         "pending_uploads 3.0\n"
         "# HELP photo_seconds Time per photo.\n"
         "# TYPE photo_seconds histogram\n"
-        'photo_seconds_bucket{le="0.1"} 1\n'
-        'photo_seconds_bucket{le="1.0"} 2\n'
-        'photo_seconds_bucket{le="+Inf"} 3\n'
+        'photo_seconds_bucket{le="0.1"} 1.0\n'
+        'photo_seconds_bucket{le="1.0"} 2.0\n'
+        'photo_seconds_bucket{le="+Inf"} 3.0\n'
+        "photo_seconds_count 3.0\n"
         "photo_seconds_sum 7.55\n"
-        "photo_seconds_count 3\n"
     )
 
 
@@ -76,10 +74,10 @@ async def test_unused_metrics_still_appear_with_zero() -> None:
         "photobot_submissions_total 0.0\n"
         "# HELP photobot_wait_seconds Waits.\n"
         "# TYPE photobot_wait_seconds histogram\n"
-        'photobot_wait_seconds_bucket{le="1.0"} 0\n'
-        'photobot_wait_seconds_bucket{le="+Inf"} 0\n'
+        'photobot_wait_seconds_bucket{le="1.0"} 0.0\n'
+        'photobot_wait_seconds_bucket{le="+Inf"} 0.0\n'
+        "photobot_wait_seconds_count 0.0\n"
         "photobot_wait_seconds_sum 0.0\n"
-        "photobot_wait_seconds_count 0\n"
     )
 
 
@@ -91,18 +89,17 @@ async def test_help_text_escapes_backslash_and_newline() -> None:
     assert (await metrics.render()).splitlines()[0] == "# HELP odd Path C:\\\\bot\\nsecond line"
 
 
-def test_label_values_escape_backslash_quote_and_newline() -> None:
-    """Backslash, double quote and newline in a label value are written as their escapes."""
-    assert escape_label_value('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
+async def test_special_values_use_prometheus_spelling() -> None:
+    """Infinities and NaN are scraped the way the Prometheus parser reads them."""
+    metrics = Metrics()
+    values = metrics.gauge("odd_values", "Odd.", labels=("kind",))
+    for kind, value in (("up", float("inf")), ("down", float("-inf")), ("nan", float("nan"))):
+        values.set(value, kind=kind)
 
-
-def test_special_values_use_prometheus_spelling() -> None:
-    """Infinities and NaN are spelled the way the Prometheus parser reads them."""
-    assert [format_value(v) for v in (float("inf"), float("-inf"), float("nan"), 0.005)] == [
-        "+Inf",
-        "-Inf",
-        "NaN",
-        "0.005",
+    assert [line for line in (await metrics.render()).splitlines() if not line.startswith("#")] == [
+        'odd_values{kind="down"} -Inf',
+        'odd_values{kind="nan"} NaN',
+        'odd_values{kind="up"} +Inf',
     ]
 
 
@@ -115,12 +112,12 @@ async def test_histogram_buckets_are_cumulative_and_bounds_inclusive() -> None:
 
     lines = (await metrics.render()).splitlines()
     assert lines[2:] == [
-        'lag_seconds_bucket{loop="main",le="0.01"} 2',
-        'lag_seconds_bucket{loop="main",le="0.1"} 4',
-        'lag_seconds_bucket{loop="main",le="1.0"} 5',
-        'lag_seconds_bucket{loop="main",le="+Inf"} 7',
+        'lag_seconds_bucket{le="0.01",loop="main"} 2.0',
+        'lag_seconds_bucket{le="0.1",loop="main"} 4.0',
+        'lag_seconds_bucket{le="1.0",loop="main"} 5.0',
+        'lag_seconds_bucket{le="+Inf",loop="main"} 7.0',
+        'lag_seconds_count{loop="main"} 7.0',
         'lag_seconds_sum{loop="main"} 7.661',
-        'lag_seconds_count{loop="main"} 7',
     ]
     assert lag.count(loop="main") == 7
 
@@ -133,7 +130,7 @@ async def test_histogram_timer_observes_the_block_duration() -> None:
         await asyncio.sleep(0.002)
 
     assert seconds.count() == 1
-    assert 'step_seconds_bucket{le="0.001"} 0' in (await metrics.render()).splitlines()
+    assert 'step_seconds_bucket{le="0.001"} 0.0' in (await metrics.render()).splitlines()
 
 
 @pytest.mark.parametrize(
@@ -329,12 +326,12 @@ async def test_bot_metrics_expose_the_bot_metric_set() -> None:
         "photobot_submissions_total 0.0",
         "photobot_replies_sent_total 0.0",
         'photobot_commands_total{command="keep",outcome="ok"} 1.0',
-        'photobot_photo_processing_seconds_bucket{le="0.005"} 0',
-        'photobot_photo_processing_seconds_bucket{le="0.025"} 1',
-        'photobot_photo_processing_seconds_bucket{le="5.0"} 1',
-        "photobot_event_handling_seconds_count 0",
-        'photobot_event_loop_lag_seconds_bucket{le="0.001"} 0',
-        'photobot_event_loop_lag_seconds_bucket{le="1.0"} 0',
+        'photobot_photo_processing_seconds_bucket{le="0.005"} 0.0',
+        'photobot_photo_processing_seconds_bucket{le="0.025"} 1.0',
+        'photobot_photo_processing_seconds_bucket{le="5.0"} 1.0',
+        "photobot_event_handling_seconds_count 0.0",
+        'photobot_event_loop_lag_seconds_bucket{le="0.001"} 0.0',
+        'photobot_event_loop_lag_seconds_bucket{le="1.0"} 0.0',
         'photobot_conversations{state="awaiting_photos"} 3.0',
         'photobot_queue_length{status="claimed"} 1.0',
         'photobot_queue_length{status="new"} 2.0',
@@ -407,10 +404,10 @@ async def test_benchmark_reads_pipeline_cpu_and_forward_time_under_fixed_names()
     scraped = (await metrics.render()).splitlines()
 
     assert "photobot_photo_pipeline_cpu_seconds_sum 0.012" in scraped
-    assert "photobot_photo_pipeline_cpu_seconds_count 1" in scraped
-    assert 'photobot_photo_forward_seconds_bucket{le="0.05"} 1' in scraped
-    assert 'photobot_photo_forward_seconds_bucket{le="0.04"} 0' in scraped
-    assert "photobot_photo_forward_seconds_count 1" in scraped
+    assert "photobot_photo_pipeline_cpu_seconds_count 1.0" in scraped
+    assert 'photobot_photo_forward_seconds_bucket{le="0.05"} 1.0' in scraped
+    assert 'photobot_photo_forward_seconds_bucket{le="0.04"} 0.0' in scraped
+    assert "photobot_photo_forward_seconds_count 1.0" in scraped
 
 
 def _spin(seconds: float) -> int:
@@ -434,9 +431,7 @@ async def test_photo_timing_counts_cpu_of_worker_steps_not_waiting() -> None:
     assert turns > 0, "the wrapped step's result is returned"
     assert bot.photo_pipeline_cpu_seconds.count() == 1
     assert bot.photo_processing_seconds.count() == 1
-    cpu_line = next(line for line in bot.photo_pipeline_cpu_seconds.samples() if "_sum" in line)
-    wall_line = next(line for line in bot.photo_processing_seconds.samples() if "_sum" in line)
-    cpu, wall = float(cpu_line.split()[-1]), float(wall_line.split()[-1])
+    cpu, wall = bot.photo_pipeline_cpu_seconds.total(), bot.photo_processing_seconds.total()
     assert 0.05 <= cpu < 0.15, "the sleep added no CPU time"
     assert wall >= 0.25, "the wall time includes the wait"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 import zxingcpp
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image, PdfParser
+from PIL import Image, ImageDraw
+from pypdf import PdfReader
 
 from bot.poster import (
     DEFAULT_TEXTS,
@@ -33,7 +33,6 @@ LONG_NAME = (
     "The Old Mill and Riverside Medical Practice, Family Health Partnership "
     "and Community Minor Injuries Unit at St Bartholomew's Road, Upper Wickham"
 )
-DEJAVU = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 A4_POINTS = (595.0, 842.0)
 
 
@@ -76,17 +75,27 @@ def _parts(layout: PosterLayout) -> list[Box]:
     ]
 
 
-def _pdf_page(pdf: bytes) -> tuple[list[float], Image.Image]:
-    """The single page's MediaBox and the image drawn on it, read with Pillow's own PDF parser."""
-    parser = PdfParser.PdfParser(buf=pdf)
-    assert len(parser.pages) == 1
-    page = parser.read_indirect(parser.pages[0])
-    xobjects = page[b"Resources"][b"XObject"]
-    (image_ref,) = xobjects.values()
-    stream = parser.read_indirect(image_ref)
-    image = Image.open(io.BytesIO(bytes(stream.buf)), formats=["JPEG"])
-    image.load()
-    return [float(v) for v in page[b"MediaBox"]], image
+def _pdf_page(pdf: bytes) -> tuple[list[float], str]:
+    """The single page's MediaBox and its text, as a PDF text tool extracts it."""
+    reader = PdfReader(io.BytesIO(pdf))
+    assert len(reader.pages) == 1
+    page = reader.pages[0]
+    return [float(v) for v in page.mediabox], page.extract_text()
+
+
+def _pdf_squares(pdf: bytes, pixels_per_point: float = 2.0) -> Image.Image:
+    """The filled rectangles drawn on the page (the QR code's modules), painted black on white."""
+    page = PdfReader(io.BytesIO(pdf)).pages[0]
+    width, height = float(page.mediabox.width), float(page.mediabox.height)
+    image = Image.new("L", (round(width * pixels_per_point), round(height * pixels_per_point)), 255)
+    draw = ImageDraw.Draw(image)
+    operations = page.get_contents().operations  # type: ignore[union-attr]
+    for operands, operator in operations:
+        if operator == b"re":
+            x, y, w, h = (float(v) * pixels_per_point for v in operands)
+            top = image.height - y - h if h > 0 else image.height - y  # PDF's y axis points up
+            draw.rectangle((x, top, x + w - 1, top + abs(h) - 1), fill=0)
+    return image
 
 
 # --- the link ----------------------------------------------------------------------------------------------
@@ -255,11 +264,39 @@ def test_the_pdf_is_one_a4_page(poster: Poster) -> None:
     assert media_box[2:] == pytest.approx(A4_POINTS, abs=1.0)
 
 
-def test_the_pdf_page_is_the_same_poster_and_still_scans(poster: Poster) -> None:
-    """The PDF carries the same page as the PNG, and its QR code still scans after compression."""
-    _, page = _pdf_page(poster.pdf)
-    assert page.size == _png(poster).size
-    assert _scan(page) == [LINK]
+def test_the_pdf_has_selectable_text_in_an_embedded_font_with_welsh_letters() -> None:
+    """A PDF text tool reads "Meddygfa Tŷ Gwyn" and every step from the page; the font travels inside it."""
+    poster = render_poster("Meddygfa Tŷ Gwyn", BOT)
+    _, text = _pdf_page(poster.pdf)
+    assert "Meddygfa Tŷ Gwyn" in text
+    assert DEFAULT_TEXTS.heading in text
+    assert LINK.replace("riverside-gp.example.org", "") in text
+    assert "emergencies" in text
+    page = PdfReader(io.BytesIO(poster.pdf)).pages[0]
+    assert len(page.images) == 0, "vector text and shapes, no picture of the page"
+    assert "/XObject" not in page["/Resources"]  # type: ignore[operator]
+    fonts = page["/Resources"]["/Font"]  # type: ignore[index]
+    descriptors = [
+        font.get_object()["/DescendantFonts"][0].get_object()["/FontDescriptor"] for font in fonts.values()
+    ]
+    assert descriptors and all("/FontFile2" in d.get_object() for d in descriptors)
+
+
+def test_the_pdf_qr_code_is_drawn_as_squares_and_scans(poster: Poster) -> None:
+    """The PDF's QR code, painted from its vector squares alone, scans to the bot's link."""
+    assert _scan(_pdf_squares(poster.pdf)) == [LINK]
+
+
+def test_the_practice_phone_number_and_opening_times_are_printed_when_set() -> None:
+    """With a phone number and opening times configured, both are on the poster; without them, neither line is."""
+    with_contact = render_poster(PRACTICE, BOT, phone="01632 960 123", opening_times="Mon-Fri 8am-6.30pm")
+    _, text = _pdf_page(with_contact.pdf)
+    assert "Phone: 01632 960 123" in text
+    assert "Open: Mon-Fri 8am-6.30pm" in text
+    assert _scan(_png(with_contact)) == [LINK]
+    _, plain = _pdf_page(render_poster(PRACTICE, BOT).pdf)
+    assert "Phone:" not in plain
+    assert "Open:" not in plain
 
 
 def test_the_same_inputs_give_the_same_files() -> None:
@@ -311,30 +348,30 @@ def test_stray_whitespace_in_the_practice_name_is_tidied() -> None:
 
 
 def test_ascii_punctuation_in_a_name_is_drawn_exactly() -> None:
-    """Apostrophes, ampersands, brackets and the like are drawn as written by the bundled font."""
+    """Apostrophes, ampersands, brackets and the like are drawn as written."""
     name = "St John's & St Mary's (Group) Practice: 1-2, The Green! @#%*+=/?;\"[]{}<>|~^_`$"
     poster = render_poster(name, BOT)
     assert " ".join(poster.layout.practice_name_lines) == name
 
 
-def test_an_accented_letter_the_bundled_font_lacks_falls_back_to_its_base_letter() -> None:
-    """Without a font file, 'Meddygfa Tŷ Gwyn' is drawn as 'Meddygfa Ty Gwyn' rather than with an empty box."""
-    poster = render_poster("Meddygfa Tŷ Gwyn", BOT)
-    assert " ".join(poster.layout.practice_name_lines) == "Meddygfa Ty Gwyn"
+def test_welsh_and_accented_names_are_drawn_exactly() -> None:
+    """'Meddygfa Tŷ Gwyn' and 'Cabinet Médical Ørsted-Łódź' are drawn as written, not with base letters."""
+    for name in ("Meddygfa Tŷ Gwyn", "Cabinet Médical Ørsted-Łódź"):
+        poster = render_poster(name, BOT)
+        assert " ".join(poster.layout.practice_name_lines) == name
+        assert _scan(_png(poster)) == [LINK]
 
 
-def test_a_name_the_bundled_font_cannot_draw_is_refused_with_a_hint() -> None:
-    """A name in a script the bundled font lacks is refused, telling the operator to pass a font file."""
-    with pytest.raises(PosterTextError, match="font file"):
+def test_a_letter_the_font_lacks_falls_back_to_its_base_letter() -> None:
+    """A stylised letter the font lacks (mathematical bold A) is drawn as its plain letter, not an empty box."""
+    poster = render_poster("\U0001d400lder Surgery", BOT)
+    assert " ".join(poster.layout.practice_name_lines) == "Alder Surgery"
+
+
+def test_a_name_the_font_cannot_draw_is_refused_with_a_hint() -> None:
+    """A name in a script the font lacks is refused, saying which alphabets the poster can print."""
+    with pytest.raises(PosterTextError, match="Latin"):
         render_poster("診療所", BOT)
-
-
-@pytest.mark.skipif(not DEJAVU.exists(), reason="needs the DejaVu Sans font file on this machine")
-def test_a_font_file_draws_letters_the_bundled_font_lacks() -> None:
-    """With a font file that has the letters, 'Meddygfa Tŷ Gwyn' is drawn exactly as written."""
-    poster = render_poster("Meddygfa Tŷ Gwyn", BOT, font_file=DEJAVU)
-    assert " ".join(poster.layout.practice_name_lines) == "Meddygfa Tŷ Gwyn"
-    assert _scan(_png(poster)) == [LINK]
 
 
 # --- the words ---------------------------------------------------------------------------------------------
