@@ -254,7 +254,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             tag TEXT NOT NULL,                   -- what the message shows, e.g. 'nhs_number'
             event_id TEXT NOT NULL,
             PRIMARY KEY (room_id, event_id)
-        ) WITHOUT ROWID;
+        );                                       -- a rowid table: SQLite 3.40's quick_check misreports
+                                                 -- NOT NULL columns of WITHOUT ROWID tables as NULL
         """,
     ),
     Migration(
@@ -265,7 +266,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             server TEXT PRIMARY KEY,
             refusals INTEGER NOT NULL,
             last_told_at TEXT                    -- the last explanation sent to someone on this server
-        ) WITHOUT ROWID;
+        );
         """,
     ),
 )
