@@ -6,7 +6,7 @@ photo; this happens before the measured phase. `send_photo` is the measured part
 encrypted) photo, send the message, and wait for the bot's confirmation in the chat.
 
 The moment a photo counts as stored is when the patient's app shows the bot's confirmation ("Photo 1
-received safely..."): the bot sends it only after the photo is in the vault and the database commit is
+received and removed..."): the bot sends it only after the photo is in the vault and the database commit is
 done, so it is what a patient notices, and it is an upper bound on the storing itself (it adds the
 reply's trip through the homeserver and the patient's sync).
 """

@@ -31,6 +31,7 @@ from handlers.staff import admin_commands
 from storage.audit import AuditLog
 from storage.database import Database
 from storage.practice_config import SETTINGS, ConfigRepository, LiveConfig, defaults_from
+from storage.staff_identities import StaffIdentities
 
 
 async def _open(settings: Settings) -> tuple[Keyring, Database]:
@@ -71,7 +72,7 @@ async def admin_command(
         async def resume(db: aiosqlite.Connection) -> None:
             await resume_retention(db, clock.now())
 
-        desk = AdminDesk(config, audit, no_redaction, resume)
+        desk = AdminDesk(config, audit, no_redaction, resume, StaffIdentities(database, clock))
         commands = [command for command in admin_commands(desk, desk.show) if command.name != "help-admin"]
         table = {command.name: command for command in commands}
         parsed = parse_command("!" + " ".join(words))

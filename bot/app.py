@@ -35,6 +35,7 @@ from bot.keyring import (
     create_master_key_file,
     load_master_key_file,
 )
+from bot.matrix.events import Incoming
 from bot.matrix.gateway import (
     Credentials,
     DeviceTrust,
@@ -50,7 +51,7 @@ from bot.production_check import run_time_changes
 from bot.settings import Settings, SettingsError
 from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
-from bot.trust_policy import TrustPolicy
+from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
@@ -60,6 +61,7 @@ from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
 from handlers.retention import RetentionJob
+from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
@@ -80,6 +82,7 @@ from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
 from storage.restores import Restore, Restores
 from storage.rooms import RoomKind, RoomRepository
+from storage.staff_identities import StaffIdentities
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
 
@@ -128,6 +131,7 @@ class App:
     config: LiveConfig
     audit: AuditLog
     desk: ClinicianDesk
+    staff: StaffRooms
     media: StaffMedia
     retention: RetentionJob
     metrics: BotMetrics
@@ -275,7 +279,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
     await config.refresh()
     rooms = RoomRepository(database, keyring, sealer, clock)
-    trust = TrustPolicy(rooms, config, clock)
+    identities = StaffIdentities(database, clock)
+    trust = TrustPolicy(rooms, config, clock, identities)
     client = new_client(
         settings.homeserver_url, account.user_id, settings.store_dir, keyring.nio_pickle_passphrase()
     )
@@ -283,6 +288,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         client, trust=trust, admin_token=lambda: config.current.homeserver_admin_token.value
     )
     trust.use_keys_query(gateway.query_device_keys)
+    trust.on_identity_changed(_identity_alert(database, Outbox(database, sealer, clock), config, clock))
     gateway.restore(Credentials(account.user_id, account.device_id, account.access_token))
     outbox = Outbox(database, sealer, clock)
     # Always counted (cheap, in memory); only served when PHOTOBOT_STATUS_PORT is set (see `run`).
@@ -351,8 +357,11 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ledger=ledger,
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
-    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume)
-    staff = StaffRooms(database, handled, outbox, delivery, config, clock, {}, metrics)
+    admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
+
+    staff = StaffRooms(
+        database, handled, outbox, delivery, config, clock, {}, metrics, _device_check(gateway, trust)
+    )
     staff.table = command_table(desk, admin, staff.help)
 
     def staff_kind(room_id: RoomID) -> RoomKind | None:
@@ -370,6 +379,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         clock=clock,
         allowed_servers=settings.allowed_servers,
     )
+    delivery.when_removal_refused(patient.removal_refused)
+    guard = RoomGuard(gateway, patient)
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -386,6 +397,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
             RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
         },
         metrics=metrics,
+        admit_patient_room=guard.admit,
+        still_private=guard.still_private,
     )
     return App(
         settings=settings,
@@ -404,6 +417,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         config=config,
         audit=audit,
         desk=desk,
+        staff=staff,
         media=media,
         retention=retention,
         metrics=metrics,
@@ -594,6 +608,41 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
                 log.exception("housekeeping failed (ref %s)", error_reference())
         except Exception:
             log.exception("housekeeping failed (ref %s)", error_reference())
+
+
+def _device_check(
+    gateway: MatrixGateway, trust: TrustPolicy
+) -> Callable[[Incoming], Awaitable[DeviceVerdict]]:
+    """Whether the device that sent a staff command (as the encryption proves it) may be obeyed."""
+
+    async def check_device(event: Incoming) -> DeviceVerdict:
+        if event.sender_keys is None:
+            return DeviceVerdict.UNKNOWN
+        device = await gateway.sender_device(event.sender, event.sender_keys)
+        return DeviceVerdict.UNKNOWN if device is None else await trust.staff_device(event.sender, *device)
+
+    return check_device
+
+
+def _identity_alert(
+    database: Database, outbox: Outbox, config: LiveConfig, clock: Clock
+) -> Callable[[UserID], Awaitable[None]]:
+    """Queue (never send: a send may be under way) the admin room's alert about a changed staff identity."""
+
+    async def alert(user_id: UserID) -> None:
+        admin_room = config.current.admin_room
+        if admin_room is None:
+            return
+        text = (
+            f"**{user_id}'s cross-signing identity has changed** (reset with their password, or someone else "
+            "has their password). Until you accept it I obey none of their devices and share nothing with "
+            f"them. Check with them in person or by phone, then: `!identity accept {user_id}`"
+        )
+        async with database.transaction() as db:
+            txn_id = derive_txn_id(f"identity-changed:{user_id}:{iso(clock.now())}", 0)
+            await outbox.add(db, admin_room, txn_id, "message", {"text": text})
+
+    return alert
 
 
 async def _tell_admins_about_purges(app: App) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.cross_signing import verify_json
@@ -39,11 +39,13 @@ class SigningStatus:
     signed_devices: ids of the devices whose key object carries a valid signature by the user's
         self-signing key, itself signed by the user's master key.
     problems: what was wrong or missing, without key material.
+    master_key: the user's master public key when the chain up to it verified (to pin it), else None.
     """
 
     has_identity: bool
     signed_devices: frozenset[str]
     problems: tuple[str, ...]
+    master_key: str | None = None
 
 
 class _ChainBrokenError(Exception):
@@ -74,7 +76,8 @@ def signing_status(keys_query: Mapping[str, Any], user_id: str) -> SigningStatus
             return SigningStatus(has_identity=False, signed_devices=frozenset(), problems=())
         master_public = _cross_signing_public_key(master_keys[user_id], user_id, "master")
         self_signing_public = _self_signing_public_key(keys_query, user_id, master_public)
-        return _signed_devices(user_devices, user_id, self_signing_public)
+        status = _signed_devices(user_devices, user_id, self_signing_public)
+        return replace(status, master_key=master_public)
     except _ChainBrokenError as error:
         return _trust_none(str(error))
     except (TypeError, ValueError, RecursionError):

@@ -80,6 +80,7 @@ class Settings:
     status_port: int = 0  # 0: the metrics and health endpoint is off
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
+    screening_memory: timedelta = timedelta(days=30)  # earlier screenings in a chat travel this long
     practice_phone: str = ""  # printed on the poster when set
     opening_times: str = ""  # printed on the poster when set
 
@@ -268,6 +269,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "RETENTION_WARNING", timedelta(days=7), timedelta(hours=1), timedelta(days=365)
         ),
         retention_max_per_run=read.integer("RETENTION_MAX_PER_RUN", 20, 1, 1000),
+        screening_memory=read.duration(
+            "SCREENING_MEMORY", timedelta(days=30), timedelta(hours=1), timedelta(days=365)
+        ),
         test_mode=read.flag("TEST_MODE", False),
         homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
         cpu_workers=read.integer("CPU_WORKERS", 2, 1, 64),

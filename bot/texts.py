@@ -51,6 +51,8 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "consent_recorded_no": frozenset({"reference"}),
     "photos_viewed_and_deleted": frozenset({"reference"}),
     "photos_deleted_by_practice": frozenset({"reference"}),
+    "room_joined_by_other_with_photos": frozenset({"photos"}),
+    "room_removal_refused_with_photos": frozenset({"photos"}),
 }
 
 # Templates that are themselves the value of a common placeholder: only `{practice}` makes sense there.
@@ -273,6 +275,45 @@ class Texts:
     status_cancelled: str = "This request was cancelled."
     status_expired: str = "This request has expired."
 
+    # Chats that are not private, or that the bot cannot keep safe: it says why, then leaves.
+    room_not_private: str = (
+        "Hello, this is {practice}'s photo service. I can only help in a private chat between you and me, "
+        "and this chat has other people in it, so I'm leaving it. To send a photo, start a new chat with "
+        "me on your own."
+    )
+    room_cannot_remove: str = (
+        "Hello, this is {practice}'s photo service. This chat's settings don't let me remove messages, so "
+        "it isn't safe for your NHS number or photos, and I'm leaving it. Please start a new chat with me "
+        "on your own (in most apps: Start chat, then my name)."
+    )
+    room_not_encrypted: str = (
+        "Hello, this is {practice}'s photo service. This chat is not encrypted and its settings don't let me "
+        "turn encryption on, so it isn't safe for your NHS number or photos, and I'm leaving it. Please "
+        "start a new chat with me on your own (in most apps: Start chat, then my name)."
+    )
+    room_joined_by_other: str = (
+        "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "
+        "details safe I've stopped, and nothing more was sent to the practice. I'm leaving this chat. To "
+        "send photos, start a new chat with me on your own."
+    )
+    room_removal_refused: str = (
+        "I couldn't remove your message from this chat: its settings no longer let me, so it isn't safe "
+        "for your NHS number or photos. I've stopped, and nothing more was sent to the practice. Please "
+        "delete your messages that show your NHS number yourself (press and hold one, then Remove). I'm "
+        "leaving this chat. To send photos, start a new chat with me on your own."
+    )
+    room_removal_refused_with_photos: str = (
+        "I couldn't remove your message from this chat: its settings no longer let me, so it isn't safe "
+        "for your NHS number or photos. I've stopped and deleted {photos} you sent; nothing more was sent "
+        "to the practice. Please delete your messages that show your NHS number yourself (press and hold "
+        "one, then Remove). I'm leaving this chat. To send photos, start a new chat with me on your own."
+    )
+    room_joined_by_other_with_photos: str = (
+        "Someone else has joined or been invited to this chat, so it is no longer private. To keep your "
+        "details safe I've stopped and deleted {photos} you sent; nothing more was sent to the practice. "
+        "I'm leaving this chat. To send photos, start a new chat with me on your own."
+    )
+
     # A clinician's photo request that was not answered in time.
     request_expired: str = (
         "Sorry, the practice's request for a photo has expired, so I can't take photos for it now. "
@@ -399,6 +440,7 @@ class Texts:
     # Shown by some apps next to a removed message.
     redact_reason_personal: str = "Removed to protect your privacy: only the NHS number is needed."
     redact_reason_number: str = "Removed to keep your NHS number private."
+    redact_reason_not_private: str = "Removed: this chat is no longer private."
     redact_reason_photo: str = "Removed from the chat to keep your photo private."
     redact_reason_unsupported: str = "Removed: this chat only takes photos and typed messages."
 

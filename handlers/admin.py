@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.ids import RoomID
+from bot.ids import RoomID, UserID
 from bot.texts import Texts
 from handlers.commands import Invocation, Outcome, UsageError
 from storage.audit import AuditAction, AuditLog
@@ -24,9 +24,11 @@ from storage.practice_config import (
     ConfigError,
     LiveConfig,
     parse_room_id,
+    parse_user_id,
     show_value,
     stored_form,
 )
+from storage.staff_identities import StaffIdentities
 
 _LISTS = {"clinician": "clinicians", "admin": "admins"}
 
@@ -37,6 +39,7 @@ class AdminDesk:
     audit: AuditLog
     redact_command: Callable[[Invocation], Awaitable[None]]
     resume_retention: Callable[[aiosqlite.Connection], Awaitable[None]]
+    identities: StaffIdentities
 
     async def show(self, cmd: Invocation) -> Outcome:
         config = cmd.config
@@ -156,6 +159,24 @@ class AdminDesk:
             await self._audit(db, cmd, "retention", {"resumed": "clock confirmed"})
 
         return Outcome("The retention job will run again from now, trusting the present clock.", work)
+
+    async def identity(self, cmd: Invocation) -> Outcome:
+        """`!identity accept @user:server`: trust a staff member's new cross-signing identity."""
+        if cmd.word(0, "accept").lower() != "accept":
+            raise UsageError("Say accept.")
+        user_id = UserID(_parse(parse_user_id, cmd.word(1, "The Matrix id")))
+        pinned = await self.identities.get(user_id)
+        if pinned is None or pinned.changed_key is None:
+            return Outcome(f"{user_id} has no new identity waiting to be accepted.")
+        new_key = pinned.changed_key
+
+        async def work(db: aiosqlite.Connection) -> None:
+            await self.identities.accept(db, user_id, new_key)
+            await self._audit(db, cmd, "identity", {"accepted": user_id})
+
+        return Outcome(
+            f"{user_id}'s new identity is accepted: the devices it has signed are trusted from now on.", work
+        )
 
     async def _refresh(self) -> None:
         await self.config.refresh()

@@ -169,6 +169,7 @@ class ClinicianDesk:
             if present:
                 return Outcome(_withheld(present))
             photos = await self.submissions.photos(submission.submission_id)
+            warnings = await self.submissions.warnings(submission.submission_id)
             window = self.config.current.viewing_window
             expires = cmd.now + window
 
@@ -196,7 +197,7 @@ class ClinicianDesk:
                 if submission.view_then_delete
                 else ""
             )
-            reply = (
+            reply = "".join(f"⚠️ {warning}\n" for warning in warnings) + (
                 f"Showing {len(photos)} photo(s) of **{submission.reference}**{_flags(submission)}. They are "
                 f"removed from this room after {_minutes(window)}.{destroy_note}"
             )

@@ -2,8 +2,9 @@
 
 A room's queue stops at the first item that cannot be sent yet (a room the bot joined a moment ago is
 unknown until the next sync; the homeserver may be down), so replies never overtake each other. An item
-the homeserver refuses outright is retried a few times and then dropped with a logged warning, so one
-broken room never blocks the others.
+the homeserver refuses outright, or whose sending fails unexpectedly (logged with a reference), is retried
+a few times and then dropped with a logged warning, so one broken room never blocks the others and no
+error leaves the flush to end the sync loop.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
-from bot.errors import TransientError
+from bot.errors import TransientError, error_reference
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
-from bot.matrix.gateway import MatrixError, MatrixGateway
+from bot.matrix.gateway import ForbiddenError, MatrixError, MatrixGateway
 from bot.metrics import BotMetrics
 from storage.outbox import Outbox, OutboxItem, derive_txn_id
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
 PHOTO_CONFIRMATION = "confirms_photo"  # a message payload's flag: this reply tells a patient a photo is safe
+# A redaction payload's flag: the patient's chat cannot be kept safe if this removal is forbidden.
+REMOVAL_REQUIRED = "removal_required"
 NOTIFY = "notify"  # a message payload's flag: send as m.text, which default push rules notify for
 # A message payload's tag: the message shows a private detail (an NHS number read back); its event id is
 # remembered so a later 'redaction_own' item with the same tag removes it.
@@ -45,8 +49,14 @@ class Delivery:
         self._faults = faults
         self._metrics = metrics
         self._locks: defaultdict[RoomID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._removal_refused: Callable[[RoomID, int], None] | None = None
         self._first_seen: dict[int, float] = {}  # outbox item id -> when a first contact began waiting
         self._retries: dict[RoomID, asyncio.Task[None]] = {}
+
+    def when_removal_refused(self, callback: Callable[[RoomID, int], None]) -> None:
+        """Who is told when a required removal is forbidden; until they re-plan the room, its queue stops
+        there, so nothing after it (a reply saying the message was removed) is ever sent."""
+        self._removal_refused = callback
 
     async def flush(self, room_id: RoomID) -> None:
         async with self._locks[room_id]:
@@ -64,7 +74,11 @@ class Delivery:
                 except TransientError:
                     log.info("the homeserver is not reachable; %s will be retried", item.kind)
                     return
-                except MatrixError as error:
+                except Exception as error:  # refused, or a bug: counted, never out of the queue
+                    if not isinstance(error, MatrixError):
+                        log.exception("sending a %s failed (ref %s)", item.kind, error_reference())
+                    elif self._required_removal_forbidden(item, error):
+                        return
                     await self._outbox.failed(item.id)
                     if item.attempts + 1 >= MAX_ATTEMPTS:
                         log.warning("dropping a %s after %d refusals: %s", item.kind, MAX_ATTEMPTS, error)
@@ -73,6 +87,20 @@ class Delivery:
                     return
                 self._faults.hit("after_send_before_outbox_done")
                 await self._outbox.done(item.id, private=sent)
+
+    def _required_removal_forbidden(self, item: OutboxItem, error: MatrixError) -> bool:
+        """A removal the patient's chat depends on was forbidden: the room's owner re-plans it (the item
+        stays until then, so a restart asks again); no retries, no "removed" said after it."""
+        callback = self._removal_refused
+        if (
+            not isinstance(error, ForbiddenError)
+            or not item.payload.get(REMOVAL_REQUIRED)
+            or callback is None
+        ):
+            return False
+        log.warning("the bot may not remove a patient's message: the chat will be closed")
+        callback(item.room_id, item.id)
+        return True
 
     async def _ready_for_first_contact(self, item: OutboxItem) -> bool:
         if await self._gateway.member_keys_known(item.room_id):
@@ -110,9 +138,12 @@ class Delivery:
     async def _send(self, item: OutboxItem) -> tuple[RoomID, str, EventID] | None:
         """Send one item; for a message showing a private detail, what to remember of it."""
         if item.kind == "message":
+            # `plain`: the bot's own fixed words for a chat it is leaving because it cannot encrypt it.
+            plain = bool(item.payload.get("plain"))
             notify = bool(item.payload.get(NOTIFY))
-            text = str(item.payload["text"])
-            event_id = await self._gateway.send_text(item.room_id, text, item.txn_id, notify=notify)
+            event_id = await self._gateway.send_text(
+                item.room_id, str(item.payload["text"]), item.txn_id, allow_unencrypted=plain, notify=notify
+            )
             self._metrics.replies_sent_total.inc()
             private = item.payload.get(PRIVATE)
             return (item.room_id, str(private), event_id) if private else None

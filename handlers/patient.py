@@ -47,6 +47,7 @@ from bot.conversation import (
     RedactOwn,
     Refuse,
     Reply,
+    RoomUnsafe,
     State,
     Submit,
     Text,
@@ -55,7 +56,7 @@ from bot.conversation import (
     photo_admission,
     step,
 )
-from bot.errors import StorageFullError, TransientError
+from bot.errors import StorageFullError, TransientError, error_reference
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID, UserID
@@ -67,6 +68,7 @@ from bot.matrix.events import (
     Incoming,
     MediaKind,
     MediaMessage,
+    MembershipChange,
     OtherMessage,
     ReactionMessage,
     TextMessage,
@@ -74,7 +76,8 @@ from bot.matrix.events import (
 )
 from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
 from bot.metrics import BotMetrics, PhotoTiming
-from handlers.delivery import FIRST_CONTACT, NOTIFY, PHOTO_CONFIRMATION, PRIVATE, Delivery
+from bot.room_safety import Unsafe
+from handlers.delivery import FIRST_CONTACT, NOTIFY, PHOTO_CONFIRMATION, PRIVATE, REMOVAL_REQUIRED, Delivery
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -107,6 +110,7 @@ def patient_policy(config: PracticeConfig, *, test_mode: bool) -> Policy:
         test_mode=test_mode,
         media_purge_enabled=bool(config.homeserver_admin_token),
         texts=config.patient_texts(),
+        screening_memory=config.screening_memory,
     )
 
 
@@ -141,6 +145,7 @@ class PatientHandler:
     ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
     _policy: tuple[PracticeConfig, Policy] | None = None
     _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
+    _closing: dict[RoomID, asyncio.Task[None]] = field(default_factory=dict)  # rooms a refusal is closing
     _photos_in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PHOTOS_IN_FLIGHT))
 
     @property
@@ -163,13 +168,20 @@ class PatientHandler:
     # ---- entry points ---------------------------------------------------------------------------------
 
     async def start(self, room_id: RoomID, patient: UserID) -> None:
-        """The bot joined a patient's chat: record the room and greet (sent once the room is known)."""
-        if await self.rooms.get(room_id) is not None:
+        """The bot joined a patient's chat: record the room and greet (sent once the room is known).
+        A room the bot closed earlier and was invited back into (found safe again) starts afresh."""
+        room = await self.rooms.get(room_id)
+        if room is not None and not room.closed:
             return
-        conversation, effects = step(None, Begin(_new_id(), self.clock.now()), self.policy)
+        begin = Begin(_new_id(), self.clock.now())
+        earlier = await self._load(room_id) if room is not None else None
+        conversation, effects = step(earlier, begin, self.policy)
         async with self.database.transaction() as db:
-            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
-            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
+            if room is None:
+                await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            else:
+                await self.rooms.reopen(db, room_id, patient)
+            await self._commit(db, room_id, f"begin:{begin.conversation_id}", conversation, effects)
 
     async def start_requested(
         self,
@@ -205,6 +217,116 @@ class PatientHandler:
                 await self._commit(db, room_id, f"consent:{ask.consent_id}", new, effects)
         await self.delivery.flush(room_id)
         return True
+
+    # ---- chats that are not private, or cannot be made safe (see bot.room_safety) ---------------------
+
+    async def refuse_room(
+        self, room_id: RoomID, patient: UserID, problem: Unsafe, *, encrypted: bool
+    ) -> None:
+        """A chat just joined that cannot hold the journey: say why (in clear only if the chat is not
+        encrypted: these words carry nothing about anyone), then leave. Nothing is asked, nothing kept."""
+        texts = self.policy.texts
+        wording = {
+            Unsafe.NOT_PRIVATE: texts.room_not_private,
+            Unsafe.CANNOT_REMOVE: texts.room_cannot_remove,
+            Unsafe.NOT_ENCRYPTED: texts.room_not_encrypted,
+        }.get(problem)  # CANNOT_SEND: the bot may not post at all, so it leaves without a word
+        source = f"refuse:{room_id}:{iso(self.clock.now())}"
+        async with self.database.transaction() as db:
+            await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
+            await self.rooms.close(db, room_id, problem.value)
+            if wording is not None:
+                text = texts.fill(wording, practice=self.policy.practice_name)
+                payload = {"text": text, "plain": not encrypted}
+                await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", payload)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 1), "leave", {})
+        await self.delivery.flush(room_id)
+
+    async def close_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
+        """Someone else joined or was invited (called under the room's lock, before any event of the batch
+        is handled): the conversation ends and everything the bot holds of it is destroyed, the patient's
+        messages of this batch are removed unread (a photo's upload deleted too), the patient is told
+        why, and the bot leaves. A submission already made belongs to the practice and stays."""
+        conversation = await self._load(room_id)
+        now = self.clock.now()
+        effects: tuple[Effect, ...] = ()
+        new: Conversation | None = None
+        if conversation is not None:
+            new, effects = step(conversation, RoomUnsafe(now), self.policy)
+        source = f"unsafe:{room_id}:{iso(now)}"
+        async with self.database.transaction() as db:
+            await self._remove_unread(db, room_id, patient, events)
+            if new is not None:
+                await self._commit(db, room_id, source, new, effects)
+            await self.rooms.close(db, room_id, Unsafe.NOT_PRIVATE.value)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+        log.info("a patient chat gained another member: the conversation was ended and the bot leaves it")
+        await self._after_commit(room_id, effects)
+        await purge_pending_media(self.media, self.gateway)
+
+    def removal_refused(self, room_id: RoomID, item_id: int) -> None:
+        """Delivery's word that the homeserver forbade a required removal: the chat is closed in a task of
+        its own, under the room's lock (delivery may run under it now). Once per room at a time."""
+        if room_id in self._closing:
+            return
+        task = asyncio.create_task(self._close_after_refusal(room_id, item_id))
+        self._closing[room_id] = task
+        task.add_done_callback(lambda _: self._closing.pop(room_id, None))
+
+    async def _close_after_refusal(self, room_id: RoomID, item_id: int) -> None:
+        """The bot may no longer remove the patient's messages: say so honestly (never "removed"), destroy
+        what it holds, and leave. Everything still queued for the room is replaced by that."""
+        try:
+            async with self.locks(room_id):
+                room = await self.rooms.get(room_id)
+                if room is None or room.kind is not RoomKind.PATIENT or room.closed:
+                    await self.outbox.done(item_id)  # already closed: the removal is given up
+                    effects: tuple[Effect, ...] = ()
+                else:
+                    effects = await self._close_for_refused_removal(room_id)
+            await self._after_commit(room_id, effects)
+        except Exception:
+            log.exception("closing a chat after a refused removal failed (ref %s)", error_reference())
+
+    async def _close_for_refused_removal(self, room_id: RoomID) -> tuple[Effect, ...]:
+        conversation = await self._load(room_id)
+        now = self.clock.now()
+        source = f"cannot-remove:{room_id}:{iso(now)}"
+        effects: tuple[Effect, ...] = ()
+        async with self.database.transaction() as db:
+            await self.outbox.discard_room(db, room_id)
+            if conversation is not None:
+                new, effects = step(conversation, RoomUnsafe(now, "cannot_remove"), self.policy)
+                await self._commit(db, room_id, source, new, effects)
+            await self.rooms.close(db, room_id, Unsafe.CANNOT_REMOVE.value)
+            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+        log.info(
+            "the bot may not remove messages in a patient chat: the conversation was ended and it leaves"
+        )
+        return effects
+
+    async def remove_from_closed_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
+        """What the patient sent to a closed chat before the bot left it: removed unread (uploads deleted)."""
+        async with self.database.transaction() as db:
+            if not await self._remove_unread(db, room_id, patient, events):
+                return
+        await self.delivery.flush(room_id)
+        await purge_pending_media(self.media, self.gateway)
+
+    async def _remove_unread(
+        self, db: aiosqlite.Connection, room_id: RoomID, patient: UserID, events: list[Incoming]
+    ) -> int:
+        """Queue the removal of each of the patient's messages among `events`; how many."""
+        removed = 0
+        for event in events:
+            if event.sender != patient or isinstance(event, MembershipChange):
+                continue
+            payload = {"event_id": event.event_id, "reason": self.policy.texts.redact_reason_not_private}
+            await self.outbox.add(db, room_id, derive_txn_id(event.event_id, 96), "redaction", payload)
+            if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
+                await self.media.add(db, room_id, event.event_id, event.media_urls)
+            removed += 1
+        return removed
 
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
@@ -431,9 +553,10 @@ class PatientHandler:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)
                 case Redact(event_id=event_id, reason=reason):
-                    await self.outbox.add(
-                        db, room_id, txn_id, "redaction", {"event_id": event_id, "reason": reason}
-                    )
+                    # Required: if the homeserver forbids it, the chat is closed and nothing after it
+                    # (such as "I've removed your message") is ever sent.
+                    redaction = {"event_id": event_id, "reason": reason, REMOVAL_REQUIRED: True}
+                    await self.outbox.add(db, room_id, txn_id, "redaction", redaction)
                 case RedactOwn(private=private, reason=reason):
                     await self.outbox.add(
                         db, room_id, txn_id, "redaction_own", {PRIVATE: private, "reason": reason}
@@ -529,7 +652,12 @@ class PatientHandler:
 
     async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
         submission_id = submit.conversation_id
-        details: dict[str, Any] = {"notes": list(submit.notes), "requested_area": submit.requested_area}
+        details: dict[str, Any] = {
+            "notes": list(submit.notes),
+            "requested_area": submit.requested_area,
+            "warnings": list(submit.warnings),
+            "earlier_screenings": [screening.to_dict() for screening in submit.earlier_screenings],
+        }
         await db.execute(
             "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
             " intimate, acting_for_someone, details, status, created_at, request_id)"
@@ -595,7 +723,8 @@ def clinician_notice(notice: NotifyClinicians) -> str:
         flags.append("sent by someone acting for the patient")
     extra = f" ({'; '.join(flags)})" if flags else ""
     photos = "1 photo" if notice.photo_count == 1 else f"{notice.photo_count} photos"
-    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}."
+    warnings = "".join(f"\n⚠️ {warning}" for warning in notice.warnings)
+    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}.{warnings}"
 
 
 def _new_id() -> str:

@@ -1,8 +1,10 @@
 """Routes each sync batch to the right handler, one room at a time, never letting one event stop the rest.
 
-- Invites: joined only from users on the practice's allowed homeservers; the greeting is queued in the
-  outbox and sent once the room is known (after the next sync), so the sync loop never waits on it. An
-  invite from any other server is refused with one explanation (`handlers.refusals`).
+- Invites: joined only from users on the practice's allowed homeservers, and a patient's chat only if it
+  is private and can be made safe (`handlers.room_guard`); the greeting is queued in the outbox and sent
+  once the room is known (after the next sync), so the sync loop never waits on it. An invite from any
+  other server is refused with one explanation (`handlers.refusals`).
+- A patient chat that gained a member is closed before any event of its batch is handled.
 - Events of one room are handled in order under that room's lock; rooms are handled concurrently.
 - Each event is handled at most once (the handled-events table) and at least once (the sync checkpoint
   advances only when the whole batch is committed).
@@ -57,6 +59,8 @@ class Router:
         refuse_invite: Callable[[Invite], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
         metrics: BotMetrics,
+        admit_patient_room: Callable[[RoomID, UserID], Awaitable[bool]],
+        still_private: Callable[[Room, list[Incoming]], Awaitable[bool]],
     ) -> None:
         self._gateway = gateway
         self._rooms = rooms
@@ -69,14 +73,26 @@ class Router:
         self._refuse_invite = refuse_invite
         self._handlers = handlers
         self._metrics = metrics
+        self._admit_patient_room = admit_patient_room  # a just-joined chat is private and can be made safe
+        self._still_private = still_private  # a patient chat gained no member (checked before its events)
 
     async def handle_batch(self, batch: SyncBatch) -> bool:
         """Handle a batch; False if some of it must be replayed later (nothing was lost)."""
         results = await asyncio.gather(
             *(self._guard_invite(invite) for invite in batch.invites),
-            *(self._handle_room(room_id, events) for room_id, events in batch.timelines.items()),
+            *(self._guard_room(room_id, events) for room_id, events in batch.timelines.items()),
         )
         return all(results)
+
+    async def _guard_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
+        """One room's failure never ends the sync loop: transient ones are replayed, others logged."""
+        try:
+            return await self._handle_room(room_id, events)
+        except TransientError:
+            return False
+        except Exception:
+            log.exception("a room's events could not be handled (ref %s)", error_reference())
+            return True
 
     async def _guard_invite(self, invite: Invite) -> bool:
         try:
@@ -98,6 +114,8 @@ class Router:
             async with self._rooms.transaction() as db:
                 await self._rooms.add(db, invite.room_id, staff_kind, None)
             return
+        if not await self._admit_patient_room(invite.room_id, invite.inviter):
+            return  # refused: the patient is told why and the bot leaves
         await self._start_patient(invite.room_id, invite.inviter)
 
     async def _handle_room(self, room_id: RoomID, events: list[Incoming]) -> bool:
@@ -111,6 +129,10 @@ class Router:
                     room = await self._adopt(room_id, events)
                 if room is None or room.kind is not RoomKind.PATIENT:
                     return True
+                # Before anything of this batch is accepted: a chat that gained a member is closed now (and
+                # a closed chat's events are never handled).
+                if not await self._still_private(room, events):
+                    return True
                 kind = room.kind
             handlers = self._handlers.get(kind)
             if handlers is None:
@@ -118,7 +140,10 @@ class Router:
             for event in events:
                 if not await self._handle_one(handlers, event):
                     return False
-        await self._delivery.flush(room_id)
+        try:
+            await self._delivery.flush(room_id)
+        except Exception:
+            log.exception("sending a room's replies failed (ref %s)", error_reference())
         return True
 
     async def _adopt(self, room_id: RoomID, events: list[Incoming]) -> Room | None:
@@ -129,6 +154,8 @@ class Router:
         senders = [event.sender for event in events if event.sender != self._gateway.user_id]
         patient = next(iter(sorted(others)), None) or next(iter(senders), None)
         if patient is None or server_name(patient) not in self._allowed_servers:
+            return None
+        if not await self._admit_patient_room(room_id, patient):
             return None
         log.info("resuming a patient room that was joined before a restart")
         await self._start_patient(room_id, patient)

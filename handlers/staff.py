@@ -2,7 +2,8 @@
 
 Messages that are not commands are staff talking among themselves: the bot ignores them. A command is
 honoured only from a user on the practice's list for that room's role, checked against the configuration
-in force at that moment. The reply, the handled-event mark, the command's changes and its audit entry are
+in force at that moment, and only from a device that user's cross-signing identity has signed (the trust
+policy's rule for room keys, `bot.trust_policy`); the sending device is the one the encryption proves. The reply, the handled-event mark, the command's changes and its audit entry are
 committed in one transaction; then the command's follow-up runs (posting images, destroying files).
 """
 
@@ -17,6 +18,7 @@ from bot.errors import TransientError, UserFacingError
 from bot.ids import RoomID
 from bot.matrix.events import Incoming, TextMessage
 from bot.metrics import BotMetrics
+from bot.trust_policy import DeviceVerdict
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import (
@@ -80,8 +82,29 @@ def admin_commands(admin: AdminDesk, help_for: Handler) -> list[Command]:
         Command("admin", a, "!admin add|remove @user:server", "change who the admins are", admin.change_people),
         Command("room", a, "!room clinician add|remove !room | !room admin !room", "the rooms the bot serves staff in", admin.change_rooms),
         Command("text", a, "!text <name> <wording>|reset", "change a text patients see", admin.change_text),
+        Command("identity", a, "!identity accept @user:server", "trust a staff member's new cross-signing identity", admin.identity),
         Command("retention-resume", a, "!retention-resume", "after a reported clock jump: trust the clock again", admin.retention_resume),
     ]  # fmt: skip
+
+
+_DEVICE_REFUSALS = {
+    DeviceVerdict.UNSIGNED: (
+        "Sorry, I only act on commands from devices you have verified, and this one isn't. Verify it from "
+        "one of your other devices (in Element: Settings, Sessions), then send the command again."
+    ),
+    DeviceVerdict.NO_IDENTITY: (
+        "Sorry, I only act on commands from a verified device, and your account has no cross-signing set "
+        "up. Set it up in your Matrix app (in Element: Settings, Security & Privacy) and verify this device."
+    ),
+    DeviceVerdict.IDENTITY_CHANGED: (
+        "Sorry, your account's verification identity has changed since I last saw it, so I can't act on "
+        "your commands until an admin accepts the new one. The admins have been told."
+    ),
+    DeviceVerdict.UNKNOWN: (
+        "Sorry, I can't yet tell which of your devices sent that, so I can't act on it. Please send it "
+        "again in a moment."
+    ),
+}
 
 
 def _role(kind: RoomKind) -> Role:
@@ -98,6 +121,7 @@ class StaffRooms:
     clock: Clock
     table: dict[str, Command]
     metrics: BotMetrics
+    check_device: Callable[[Incoming], Awaitable[DeviceVerdict]]  # the sending device, by `TrustPolicy`
 
     async def help(self, cmd: Invocation) -> Outcome:
         role = Role.ADMIN if cmd.config.admin_room == cmd.room_id else Role.CLINICIAN
@@ -128,6 +152,11 @@ class StaffRooms:
         if not allowed(config, role, event.sender):
             log.info("refused a command from a user not on the practice's list")
             await self._commit(cmd, Outcome(refused(event.sender, role)), counted=(label, "refused"))
+            return
+        verdict = await self.check_device(event)
+        if verdict is not DeviceVerdict.SIGNED:
+            log.info("refused a staff command from a device that is not trusted (%s)", verdict.value)
+            await self._commit(cmd, Outcome(_DEVICE_REFUSALS[verdict]), counted=(label, "untrusted_device"))
             return
         if command is None:
             await self._commit(

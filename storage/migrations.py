@@ -247,6 +247,27 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         6,
+        "patient rooms the bot closed (not private, or it could not make them safe) and left",
+        """
+        ALTER TABLE rooms ADD COLUMN closed_at TEXT;      -- NULL while the bot serves the room
+        ALTER TABLE rooms ADD COLUMN closed_reason TEXT;  -- 'not_private', 'cannot_remove', 'not_encrypted'...
+        """,
+    ),
+    Migration(
+        7,
+        "each staff member's cross-signing identity, pinned on first sight; a changed one awaits an admin",
+        """
+        CREATE TABLE staff_identities (
+            user_id TEXT PRIMARY KEY,            -- a clinician's or admin's Matrix id
+            master_key TEXT NOT NULL,            -- their cross-signing master public key, pinned
+            pinned_at TEXT NOT NULL,
+            changed_key TEXT,                    -- a different master key seen since: trusted for nothing
+            changed_at TEXT                      -- until an admin accepts it (!identity accept)
+        ) WITHOUT ROWID;
+        """,
+    ),
+    Migration(
+        8,
         "the bot's own messages that show a private detail (an NHS number read back), redacted later",
         """
         CREATE TABLE private_sent (
@@ -254,12 +275,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             tag TEXT NOT NULL,                   -- what the message shows, e.g. 'nhs_number'
             event_id TEXT NOT NULL,
             PRIMARY KEY (room_id, event_id)
-        );                                       -- a rowid table: SQLite 3.40's quick_check misreports
-                                                 -- NOT NULL columns of WITHOUT ROWID tables as NULL
+        );                                       -- a rowid table: SQLite 3.40's quick_check reports a
+                                                 -- WITHOUT ROWID table's NOT NULL column after its key as NULL
         """,
     ),
     Migration(
-        7,
+        9,
         "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
         """
         CREATE TABLE refused_invites (

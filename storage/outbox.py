@@ -103,6 +103,11 @@ class Outbox:
                 "DELETE FROM private_sent WHERE room_id = ? AND event_id = ?", (room_id, event_id)
             )
 
+    async def discard_room(self, db: aiosqlite.Connection, room_id: RoomID) -> None:
+        """Drop everything still waiting for this room (inside the caller's transaction): the room's owner
+        replaces it with what is true now."""
+        await db.execute("DELETE FROM outbox WHERE room_id = ?", (room_id,))
+
     async def failed(self, item_id: int) -> None:
         async with self._db.transaction() as db:
             await db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?", (item_id,))

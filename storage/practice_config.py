@@ -52,6 +52,11 @@ class PracticeConfig:
     retention_max_per_run: int
     texts: Mapping[str, str] = field(default_factory=dict)
     homeserver_admin_token: Secret = field(default_factory=lambda: Secret(""))
+    # How long an earlier screening in the same chat travels with the next submission (a refusal too).
+    screening_memory: timedelta = timedelta(days=30)
+    # Staff who have no cross-signing identity: "refuse" (their commands are not obeyed and their devices
+    # get no keys) or "allow" (every device of theirs is trusted on first use, as before cross-signing).
+    staff_without_cross_signing: str = "refuse"
 
     @property
     def max_photo_bytes(self) -> int:
@@ -96,6 +101,7 @@ def defaults_from(settings: Settings) -> PracticeConfig:
         retention_warning=settings.retention_warning,
         retention_max_per_run=settings.retention_max_per_run,
         homeserver_admin_token=settings.homeserver_admin_token,
+        screening_memory=settings.screening_memory,
     )
 
 
@@ -126,6 +132,16 @@ def _name(text: str) -> str:
     if not 2 <= len(name) <= 80:
         raise ConfigError("give a name of 2 to 80 characters.")
     return name
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"give one of: {', '.join(choices)}.")
+        return value
+
+    return parse
 
 
 def _token(text: str) -> Secret:
@@ -205,6 +221,12 @@ SETTINGS: dict[str, Setting] = {
             "retention_max_per_run",
             _whole(1, 1000),
             "most submissions the retention job destroys in one run",
+        ),
+        Setting(
+            "staff_without_cross_signing",
+            "staff_without_cross_signing",
+            _choice("refuse", "allow"),
+            "staff with no cross-signing identity: refuse their commands and keys, or allow every device",
         ),
         Setting(
             "homeserver_admin_token",

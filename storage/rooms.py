@@ -26,6 +26,7 @@ class Room:
     room_id: RoomID
     kind: RoomKind
     member: UserID | None  # the patient, in a patient room
+    closed: bool = False  # a patient room the bot closed and left: none of its events are handled
 
 
 class RoomRepository:
@@ -43,7 +44,7 @@ class RoomRepository:
 
     async def get(self, room_id: RoomID) -> Room | None:
         async with self._db.connection.execute(
-            "SELECT room_id, kind, member FROM rooms WHERE room_id = ?", (room_id,)
+            "SELECT room_id, kind, member, closed_at FROM rooms WHERE room_id = ?", (room_id,)
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
@@ -53,7 +54,7 @@ class RoomRepository:
             if row["member"] is not None
             else None
         )
-        return Room(RoomID(row["room_id"]), RoomKind(row["kind"]), member)
+        return Room(RoomID(row["room_id"]), RoomKind(row["kind"]), member, row["closed_at"] is not None)
 
     async def add(
         self, db: aiosqlite.Connection, room_id: RoomID, kind: RoomKind, member: UserID | None
@@ -67,6 +68,25 @@ class RoomRepository:
                 self._lookup(member) if member else None,
                 self._sealer.seal(member.encode(), context=f"room-member:{room_id}") if member else None,
                 iso(self._clock.now()),
+            ),
+        )
+
+    async def close(self, db: aiosqlite.Connection, room_id: RoomID, reason: str) -> None:
+        """The bot stops serving this room (and leaves it): its events are no longer handled."""
+        await db.execute(
+            "UPDATE rooms SET closed_at = ?, closed_reason = ? WHERE room_id = ?",
+            (iso(self._clock.now()), reason, room_id),
+        )
+
+    async def reopen(self, db: aiosqlite.Connection, room_id: RoomID, member: UserID) -> None:
+        """A closed room the bot was invited back into, found safe: served again, for this patient."""
+        await db.execute(
+            "UPDATE rooms SET closed_at = NULL, closed_reason = NULL, member_lookup = ?, member = ?"
+            " WHERE room_id = ?",
+            (
+                self._lookup(member),
+                self._sealer.seal(member.encode(), context=f"room-member:{room_id}"),
+                room_id,
             ),
         )
 

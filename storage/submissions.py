@@ -259,6 +259,19 @@ class SubmissionRepository:
 
     # ---- changes, inside the caller's transaction -------------------------------------------------------
 
+    async def warnings(self, submission_id: str) -> tuple[str, ...]:
+        """What the clinician must see first (notes contradicting the screening, changed answers): fixed
+        wording of ours, kept in the sealed details; none once the patient's details were erased."""
+        async with self._db.connection.execute(
+            "SELECT details FROM submissions WHERE submission_id = ?", (submission_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None or not row["details"]:
+            return ()
+        details = self._sealer.open_json(row["details"], context=f"submission-details:{submission_id}")
+        found = details.get("warnings") if isinstance(details, dict) else None
+        return tuple(str(item) for item in found) if isinstance(found, list) else ()
+
     async def set_status(
         self, db: aiosqlite.Connection, submission_id: str, status: Status, now: datetime
     ) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.ids import EventID
+from bot.screening_flags import EarlierScreening
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class Submit:
     requested_area: str | None = field(repr=False)
     submitted_at: datetime
     request_id: str | None = None
+    # For the clinician: notes that contradict the screening, answers changed since an earlier screening.
+    warnings: tuple[str, ...] = ()
+    earlier_screenings: tuple[EarlierScreening, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class NotifyClinicians:
     keep_in_record: bool
     intimate: bool
     acting_for_someone: bool
+    warnings: tuple[str, ...] = ()  # fixed wording of ours (bot.screening_flags): never the patient's words
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,19 @@ class AskConsent:
     now: datetime
 
 
+@dataclass(frozen=True)
+class RoomUnsafe:
+    """The chat stopped being safe: someone else joined or was invited ('not_private'), or the homeserver
+    forbade removing the patient's message ('cannot_remove'). The conversation ends at once, whatever its
+    state, and the bot leaves the chat after saying why."""
+
+    now: datetime
+    reason: str = "not_private"
+
+
 Input = (
     Begin
+    | RoomUnsafe
     | AskConsent
     | Text
     | Edit

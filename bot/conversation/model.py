@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
 from bot.ids import EventID
+from bot.screening_flags import EarlierScreening
 from bot.texts import Texts
 
 FORMAT_VERSION = 1
@@ -58,6 +59,8 @@ class Policy:
     media_purge_enabled: bool = False  # the bot holds a homeserver-admin credential to delete uploads
     max_notes: int = 20  # typed messages kept with one request
     texts: Texts = field(default_factory=Texts)
+    # How long the answers of an earlier screening in the same chat travel with the next submission.
+    screening_memory: timedelta = timedelta(days=30)
 
     def __post_init__(self) -> None:
         if not self.practice_name.strip():
@@ -140,6 +143,9 @@ class Conversation:
     pending_note: str | None = field(default=None, repr=False)
     last_answer_id: EventID | None = None
     before_last_answer: Conversation | None = field(default=None, repr=False)
+    # Screenings of earlier conversations in this chat, within the policy's `screening_memory`: kept across
+    # START so a refusal cannot be undone unseen (they hold no NHS number and no words).
+    earlier_screenings: tuple[EarlierScreening, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.conversation_id:
@@ -213,6 +219,7 @@ class Conversation:
             "pending_note": self.pending_note,
             "last_answer_id": self.last_answer_id,
             "before_last_answer": self.before_last_answer.to_dict() if self.before_last_answer else None,
+            "earlier_screenings": [screening.to_dict() for screening in self.earlier_screenings],
         }
 
     @classmethod
@@ -253,6 +260,9 @@ class Conversation:
                 if isinstance(data.get("before_last_answer"), dict)
                 else None
             ),
+            earlier_screenings=tuple(
+                EarlierScreening.from_dict(item) for item in _list(data, "earlier_screenings")
+            ),
         )
 
 
@@ -272,6 +282,14 @@ def _optional(data: Mapping[str, Any], key: str, kind: type[T]) -> T | None:
     if data.get(key) is None:
         return None
     return _get(data, key, kind)
+
+
+def _list(data: Mapping[str, Any], key: str) -> list[Any]:
+    """A list that conversations stored before it existed do not have (read as empty)."""
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"conversation field {key!r} must be a list")
+    return value
 
 
 def _strings(data: Mapping[str, Any], key: str) -> tuple[str, ...]:

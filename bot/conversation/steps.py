@@ -56,6 +56,7 @@ from bot.conversation.inputs import (
     PhotoRejected,
     PhotoStored,
     Reaction,
+    RoomUnsafe,
     Text,
     Undecryptable,
     Unsupported,
@@ -66,6 +67,8 @@ from bot.conversation.replies import Writer
 from bot.ids import EventID
 from bot.nhs_number import NhsNumber, looks_like_nhs_number_attempt, parse_nhs_number
 from bot.nhs_number import explain as explain_nhs_number_problem
+from bot.screening_flags import EarlierScreening, note_flags, screening_warnings
+from bot.texts import count_photos
 
 Outcome = tuple[Conversation, tuple[Effect, ...]]
 
@@ -92,6 +95,8 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
         return _expire(conversation, say)
     if isinstance(event, AskConsent):
         return consent.ask(conversation, event, say)
+    if isinstance(event, RoomUnsafe):
+        return _room_unsafe(_touch(conversation, event.now), event.reason, say)
     if isinstance(event, Reaction):
         word = _reaction_word(conversation, event.key)
         if word is None:
@@ -213,7 +218,7 @@ def _handle(conversation: Conversation, event: Input, say: Writer) -> Outcome:
         case Undecryptable():
             return conversation, (Reply(say(say.texts.undecryptable)),)
         case _:
-            raise NoConversationError("not an input this step handles")  # Begin, Expire, AskConsent: above
+            raise NoConversationError("not an input this step handles")  # Begin, Expire, AskConsent...: above
 
 
 # Beginning, ending ---------------------------------------------------------------------------------------
@@ -226,7 +231,10 @@ def _begin(conversation: Conversation | None, event: Begin, say: Writer) -> Outc
     ):
         outcome = _fresh(event.conversation_id, event.now, say, area, _clean(event.requested_by))
         fresh = replace(
-            outcome[0], request_id=event.request_id, request_expires_at=_aware(event.request_expires_at)
+            outcome[0],
+            request_id=event.request_id,
+            request_expires_at=_aware(event.request_expires_at),
+            earlier_screenings=_screenings_to_carry(conversation, event.now, say),
         )
         return fresh, outcome[1]
     # An open conversation (or the same Begin again): keep it, note any request, say where we are.
@@ -314,6 +322,34 @@ def _cancel(conversation: Conversation, say: Writer) -> Outcome:
     return _end(conversation, State.CANCELLED, say, plain=t.cancelled, with_photos=t.cancelled_with_photos)
 
 
+def _room_unsafe(conversation: Conversation, reason: str, say: Writer) -> Outcome:
+    """Someone else is in the chat, or the bot may not remove messages there: end the conversation,
+    whatever its state. Everything the bot holds of it goes (photos destroyed, the NHS-number messages
+    removed where it still may); a finished submission already belongs to the practice and stays. The reply
+    never says "start again here" (the bot leaves this chat) nor that a removal happened that did not."""
+    t = say.texts
+    refused = reason == "cannot_remove"
+    plain, with_photos = (
+        (t.room_removal_refused, t.room_removal_refused_with_photos)
+        if refused
+        else (t.room_joined_by_other, t.room_joined_by_other_with_photos)
+    )
+    if conversation.state.finished:
+        return replace(conversation, consent=None), (Reply(say(plain)),)
+    effects: list[Effect] = []
+    if not refused:
+        effects += [
+            Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
+        ]
+        if conversation.state in _NUMBER_STATES:
+            effects.append(RedactOwn(NHS_NUMBER_SHOWN, say(t.redact_reason_number)))
+    if conversation.all_photo_ids:
+        effects.append(DestroyPhotos(conversation.all_photo_ids))
+    count = conversation.photo_count
+    text = say(with_photos, photos=count_photos(count)) if count else say(plain)
+    return _finish(conversation, State.CANCELLED), (*effects, Reply(text))
+
+
 def _expire(conversation: Conversation, say: Writer) -> Outcome:
     t = say.texts
     if conversation.state.finished:
@@ -361,7 +397,9 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
             return _cancel(conversation, say)
         case Command.START:
             if state.finished:
-                return _fresh(restart_conversation_id(event.event_id), event.now, say)
+                fresh, effects = _fresh(restart_conversation_id(event.event_id), event.now, say)
+                carried = _screenings_to_carry(conversation, event.now, say)
+                return replace(fresh, earlier_screenings=carried), effects
             already = say.join([say(say.texts.already_started), replies.prompt(conversation, say)])
             return conversation, (Reply(already),)
         case None:
@@ -596,6 +634,11 @@ def _done(conversation: Conversation, say: Writer) -> Outcome:
     intimate = bool(conversation.intimate)
     keep = bool(conversation.keep_in_record) and not intimate
     acting = bool(conversation.acting_for_someone)
+    earlier = _recent(conversation.earlier_screenings, conversation.last_activity_at, say)
+    warnings = (
+        *screening_warnings(earlier, intimate=intimate, under_18=conversation.under_18),
+        *note_flags(conversation.notes, intimate=intimate, under_18=conversation.under_18),
+    )
     submit = Submit(
         conversation_id=conversation.conversation_id,
         reference=reference,
@@ -609,6 +652,8 @@ def _done(conversation: Conversation, say: Writer) -> Outcome:
         requested_area=conversation.requested_area,
         submitted_at=conversation.last_activity_at,
         request_id=conversation.request_id,
+        warnings=warnings,
+        earlier_screenings=earlier,
     )
     notify = NotifyClinicians(
         reference=reference,
@@ -616,9 +661,36 @@ def _done(conversation: Conversation, say: Writer) -> Outcome:
         keep_in_record=keep,
         intimate=intimate,
         acting_for_someone=acting,
+        warnings=warnings,
     )
     text = replies.submitted_text(conversation, say)
     return _finish(conversation, State.SUBMITTED), (submit, notify, Reply(text))
+
+
+# Earlier screenings in the same chat --------------------------------------------------------------------
+
+
+def _screenings_to_carry(
+    previous: Conversation | None, now: datetime, say: Writer
+) -> tuple[EarlierScreening, ...]:
+    """What a new conversation in this chat remembers of earlier screenings: the previous conversation's
+    answers (if it got as far as one) and those it remembered, within the practice's period."""
+    if previous is None:
+        return ()
+    earlier = previous.earlier_screenings
+    if previous.intimate is not None:
+        # When that conversation began: its last activity is touched by the very START that ends it.
+        answered = EarlierScreening(
+            previous.started_at, previous.intimate, previous.under_18, previous.state.value
+        )
+        earlier = (*earlier, answered)
+    return _recent(earlier, now, say)
+
+
+def _recent(
+    earlier: tuple[EarlierScreening, ...], now: datetime, say: Writer
+) -> tuple[EarlierScreening, ...]:
+    return tuple(screening for screening in earlier if now - screening.at <= say.policy.screening_memory)
 
 
 # Small helpers -----------------------------------------------------------------------------------------

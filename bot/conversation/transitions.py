@@ -24,6 +24,7 @@ CANCEL_TRIGGER = "CANCEL"
 EDIT_TRIGGER = "an edit of the last answer"
 EXPIRE_TRIGGER = "timeout (Expire)"
 RESTART_TRIGGER = "START or a new request"
+ROOM_UNSAFE_TRIGGER = "someone else joins the chat (RoomUnsafe)"
 
 _OPEN_STATES = tuple(state for state in State if state not in FINISHED_STATES)
 _FINISHED_IN_ORDER = tuple(state for state in State if state in FINISHED_STATES)
@@ -58,5 +59,6 @@ TRANSITIONS: tuple[Transition, ...] = (
     Transition(State.STORAGE_CHOICE, State.SUBMITTED, EDIT_TRIGGER),
     *(Transition(state, State.CANCELLED, CANCEL_TRIGGER) for state in _OPEN_STATES),
     *(Transition(state, State.EXPIRED, EXPIRE_TRIGGER) for state in _OPEN_STATES),
+    *(Transition(state, State.CANCELLED, ROOM_UNSAFE_TRIGGER) for state in _OPEN_STATES),
     *(Transition(state, State.AWAITING_NHS_NUMBER, RESTART_TRIGGER) for state in _FINISHED_IN_ORDER),
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import nio
 from nio.api import RoomPreset
 from nio.client.async_client import AsyncClient, AsyncClientConfig
 
-from bot.ids import EventID, RoomID, UserID
+from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
+from bot.ids import DeviceID, EventID, RoomID, UserID
 from bot.local_homeserver import LocalHomeserver
 from bot.matrix.attachments import decrypt_attachment, encrypt_attachment
 
@@ -49,12 +51,18 @@ class Person:
         self.uploads: dict[EventID, list[str]] = {}  # the mxc URLs each photo message uploaded
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
+        # The private cross-signing keys, on the device that created them (Element keeps them in secret
+        # storage); None on a device that has not been given them.
+        self.cross_signing: CrossSigningKeys | None = None
 
     @classmethod
     async def sign_up(cls, homeserver: LocalHomeserver, localpart: str, store_dir: Path) -> Person:
+        """A new account on its first device, which sets up cross-signing as Element does at first login."""
         password = f"pw-{localpart}"
         user = await homeserver.register_user(localpart, password)
-        return await cls.log_in(homeserver, user.user_id, password, store_dir)
+        person = await cls.log_in(homeserver, user.user_id, password, store_dir)
+        await person.set_up_cross_signing()
+        return person
 
     @classmethod
     async def log_in(
@@ -76,6 +84,63 @@ class Person:
     @property
     def user_id(self) -> UserID:
         return UserID(self.client.user_id)
+
+    @property
+    def device_id(self) -> DeviceID:
+        return DeviceID(self.client.device_id or "")
+
+    # ---- cross-signing ------------------------------------------------------------------------------
+
+    async def set_up_cross_signing(self) -> None:
+        """A new cross-signing identity (master and self-signing keys) that signs this device.
+
+        Also what a password reset that resets the identity does: every other device is then unsigned.
+        """
+        keys = CrossSigningKeys.generate()
+        path = "/_matrix/client/v3/keys/device_signing/upload"
+        body: dict[str, Any] = device_signing_upload(self.user_id, keys)
+        status, answer = await self._call("POST", path, body)
+        if status == 401:  # replacing an identity asks for the password (user-interactive auth)
+            body["auth"] = {
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": self.user_id},
+                "password": self.password,
+                "session": answer.get("session"),
+            }
+            status, answer = await self._call("POST", path, body)
+        if status != 200:
+            raise RuntimeError(f"uploading cross-signing keys answered {status}")
+        self.cross_signing = keys
+        await self.sign_device(self.device_id)
+
+    async def sign_device(self, device_id: DeviceID) -> None:
+        """Sign one of this person's devices with their self-signing key (what "verify this device" does)."""
+        keys = self.cross_signing
+        if keys is None:
+            raise RuntimeError("this device does not hold the cross-signing keys")
+        query = {"device_keys": {self.user_id: [device_id]}}
+        response = await self._api("POST", "/_matrix/client/v3/keys/query", query)
+        device = response["device_keys"][self.user_id][device_id]
+        signed = await self._api(
+            "POST",
+            "/_matrix/client/v3/keys/signatures/upload",
+            device_signature_upload(self.user_id, device, keys),
+        )
+        if signed.get("failures"):
+            raise RuntimeError("the homeserver refused the device signature")
+
+    async def _api(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = await self._call(method, path, body)
+        if status != 200:
+            raise RuntimeError(f"{path} answered {status}")
+        return answer
+
+    async def _call(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": f"Bearer {self.client.access_token}", "Content-Type": "application/json"}
+        response = await self.client.send(method, path, json.dumps(body), headers=headers)
+        async with response:
+            answer = await response.json()
+            return int(response.status), answer if isinstance(answer, dict) else {}
 
     async def close(self) -> None:
         if self._task:

@@ -45,12 +45,26 @@ class EncryptedFile:
 
 
 @dataclass(frozen=True)
+class SenderKeys:
+    """Which device sent a decrypted message, as the encryption proves it (not as the event claims it).
+
+    curve25519: the sending device's identity key, the one the room key came from over Olm.
+    ed25519: the signing key the sender bound to that room key; the device's own key for a device that
+        really holds it. A room key forwarded by another device proves nothing and gives no SenderKeys.
+    """
+
+    curve25519: str
+    ed25519: str
+
+
+@dataclass(frozen=True)
 class Message:
     event_id: EventID
     room_id: RoomID
     sender: UserID
     timestamp_ms: int
     encrypted: bool
+    sender_keys: SenderKeys | None = field(default=None, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,10 @@ What it takes care of (numbers refer to ../shared/matrix-notes.md):
   devices can always reach the bot (#3);
 - the bot's cross-signing identity, and the device re-signed if it changed (#4);
 - an explicit trust decision for every device in a room before anything is sent, then sending with
-  `ignore_unverified_devices=False` (#5), after any pending key query (#6);
+  `ignore_unverified_devices=False` (#5), after any pending key query (#6), all under one lock so that
+  concurrent sends in other rooms cannot change nio's global trust flags in between (#15);
+- which device sent a decrypted message, from the keys the encryption proves (`SenderKeys`), so staff
+  commands can be checked against the device that typed them;
 - replies with caller-chosen transaction ids, so a replay is de-duplicated by the homeserver (#13);
 - attachments decrypted in one pass (#11) and media deleted through the admin API when configured.
 """
@@ -20,7 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,17 @@ from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_
 from bot.errors import TransientError
 from bot.ids import DeviceID, EventID, RoomID, UserID
 from bot.matrix.attachments import decrypt_attachment
-from bot.matrix.events import EncryptedFile, Incoming, Invite, convert
+from bot.matrix.events import EncryptedFile, Incoming, Invite, SenderKeys, convert
 
 log = logging.getLogger(__name__)
 
 
 class MatrixError(Exception):
     """The homeserver refused a request, for a reason that retrying will not fix."""
+
+
+class ForbiddenError(MatrixError):
+    """The homeserver refused because the bot lacks the permission (M_FORBIDDEN): retrying will not help."""
 
 
 class TransientMatrixError(MatrixError, TransientError):
@@ -103,6 +110,8 @@ class MatrixGateway:
         self.client = client
         self._trust = trust
         self._admin_token = admin_token
+        # The crypto lock: key uploads, queries and claims, and each send's "decide trust, share the room
+        # key, encrypt" run one at a time, because nio's device trust and device lists are shared by all rooms.
         self._key_lock = asyncio.Lock()
 
     @property
@@ -251,6 +260,13 @@ class MatrixGateway:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()
 
+    async def room_state(self, room_id: RoomID) -> list[dict[str, Any]]:
+        """The room's current state events, as the homeserver holds them (for deciding, never nio's view)."""
+        found = await self._request_json("GET", f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state")
+        if not isinstance(found, list):
+            raise MatrixError("the room's state is not a list of events")
+        return [event for event in found if isinstance(event, dict)]
+
     async def join(self, room_id: RoomID) -> None:
         response = await self.client.join(room_id)
         if not isinstance(response, nio.JoinResponse):
@@ -269,48 +285,76 @@ class MatrixGateway:
     # ---- sending -------------------------------------------------------------------------------------
 
     async def _apply_trust(self, room_id: RoomID) -> None:
-        """Decide every device in the room explicitly, so nio shares the room key only where we said."""
-        room = self.client.rooms[room_id]
-        if not room.members_synced:
-            await self.client.joined_members(room_id)
-        async with self._key_lock:
-            if self.client.should_query_keys:
-                await self.client.keys_query()
-        for user_id in room.users:
-            for device in self.client.device_store.active_user_devices(user_id):
-                if user_id == self.user_id and device.id == self.device_id:
-                    continue
-                decision = await self._trust(
-                    room_id, UserID(user_id), DeviceID(device.id), str(device.ed25519)
-                )
-                if decision is DeviceTrust.TRUST:
-                    if self.client.olm and self.client.olm.is_device_blacklisted(device):
-                        self.client.unblacklist_device(device)
-                    if not self.client.olm or not self.client.olm.is_device_verified(device):
-                        self.client.verify_device(device)
-                else:
-                    if self.client.olm and self.client.olm.is_device_verified(device):
-                        self.client.unverify_device(device)
-                    if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
-                        self.client.blacklist_device(device)
+        """Decide every device in the room explicitly, so nio shares the room key only where we said.
 
-    async def send_message(self, room_id: RoomID, content: dict[str, Any], txn_id: str) -> EventID:
+        Runs under the crypto lock, with the key query and the send that follow it: nio's trust flags are
+        global (matrix-notes #15), so no other room's decisions may change them until this send is
+        encrypted. The member and device lists are copied first: a sync may change nio's dicts meanwhile.
+        """
+        room = self.client.rooms[room_id]
+        if self.client.should_query_keys:
+            await self.client.keys_query()
+        devices = [
+            (UserID(user_id), device)
+            for user_id in list(room.users)
+            for device in list(self.client.device_store.active_user_devices(user_id))
+            if not (user_id == self.user_id and device.id == self.device_id)
+        ]
+        for user_id, device in devices:
+            decision = await self._trust(room_id, user_id, DeviceID(device.id), str(device.ed25519))
+            if decision is DeviceTrust.TRUST:
+                if self.client.olm and self.client.olm.is_device_blacklisted(device):
+                    self.client.unblacklist_device(device)
+                if not self.client.olm or not self.client.olm.is_device_verified(device):
+                    self.client.verify_device(device)
+            else:
+                if self.client.olm and self.client.olm.is_device_verified(device):
+                    self.client.unverify_device(device)
+                if not self.client.olm or not self.client.olm.is_device_blacklisted(device):
+                    self.client.blacklist_device(device)
+
+    async def send_message(
+        self, room_id: RoomID, content: dict[str, Any], txn_id: str, *, allow_unencrypted: bool = False
+    ) -> EventID:
+        """`allow_unencrypted`: only for the bot's own fixed words that carry nothing about anyone (why it
+        is leaving a chat it cannot make safe); any other message waits for encryption."""
         if room_id not in self.client.rooms:
             raise TransientMatrixError("the room is not known yet (it appears after the next sync)")
+        if allow_unencrypted and not self.client.rooms[room_id].encrypted:
+            response = await self.client.room_send(room_id, "m.room.message", content, tx_id=txn_id)
+            if not isinstance(response, nio.RoomSendResponse):
+                raise _error("sending a message", response)
+            return EventID(response.event_id)
         if not self.client.rooms[room_id].encrypted:
             # Never a word in clear: turn encryption on, and send once the next sync shows it on. If the bot
             # may not change the room's settings, this raises and the message is never sent.
             await self.enable_encryption(room_id)
             raise TransientMatrixError("encryption was just turned on; waiting for it to take effect")
-        await self._apply_trust(room_id)
-        response = await self.client.room_send(
-            room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False
-        )
+        if not self.client.rooms[room_id].members_synced:
+            await self.client.joined_members(room_id)
+        # One send at a time decides trust, shares the room key and encrypts (matrix-notes #15): a send in
+        # another room, or a key query, cannot change a device's trust in between.
+        async with self._key_lock:
+            await self._apply_trust(room_id)
+            try:
+                response = await self.client.room_send(
+                    room_id, "m.room.message", content, tx_id=txn_id, ignore_unverified_devices=False
+                )
+            except nio.OlmUnverifiedDeviceError as error:  # a device appeared after the decisions above
+                raise TransientMatrixError("a device appeared while sending; it will be retried") from error
         if not isinstance(response, nio.RoomSendResponse):
             raise _error("sending a message", response)
         return EventID(response.event_id)
 
-    async def send_text(self, room_id: RoomID, text: str, txn_id: str, *, notify: bool = False) -> EventID:
+    async def send_text(
+        self,
+        room_id: RoomID,
+        text: str,
+        txn_id: str,
+        *,
+        allow_unencrypted: bool = False,
+        notify: bool = False,
+    ) -> EventID:
         """A Markdown message. `notify`: an `m.text` that default push rules notify for (a question or an
         outcome the reader must see, matrix-notes #14), with empty `m.mentions` so no legacy mention rule
         fires on words in it; otherwise an `m.notice`, which never notifies."""
@@ -322,7 +366,7 @@ class MatrixGateway:
         }
         if notify:
             content["m.mentions"] = {}
-        return await self.send_message(room_id, content, txn_id)
+        return await self.send_message(room_id, content, txn_id, allow_unencrypted=allow_unencrypted)
 
     async def upload(self, ciphertext: bytes) -> str:
         """Upload already-encrypted bytes in one piece (matrix-notes #11) under a neutral name; the mxc URL."""
@@ -361,6 +405,28 @@ class MatrixGateway:
         if isinstance(response, nio.ProfileGetDisplayNameResponse) and response.displayname:
             return str(response.displayname)[:80]
         return None
+
+    async def sender_device(self, user_id: UserID, keys: SenderKeys) -> tuple[DeviceID, str] | None:
+        """The device (id, ed25519 key) of `user_id` that the encryption says sent a message, or None if the
+        bot knows no such device of that user (after running any pending key query)."""
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+            for device in list(self.client.device_store.active_user_devices(user_id)):
+                if device.curve25519 == keys.curve25519 and device.ed25519 == keys.ed25519:
+                    return DeviceID(device.id), str(device.ed25519)
+        return None
+
+    def sender_keys(self, event: Any, room_id: RoomID) -> SenderKeys | None:
+        """What the encryption proves about the device that sent a decrypted event (see `SenderKeys`)."""
+        olm = self.client.olm
+        sender_key, session_id = getattr(event, "sender_key", None), getattr(event, "session_id", None)
+        if olm is None or not getattr(event, "decrypted", False) or not sender_key or not session_id:
+            return None
+        session = olm.inbound_group_store.get(room_id, sender_key, session_id)
+        if session is None or session.forwarding_chain:
+            return None
+        return SenderKeys(curve25519=str(sender_key), ed25519=str(session.ed25519))
 
     async def query_device_keys(self, user_ids: Collection[UserID]) -> dict[str, Any]:
         """The homeserver's /keys/query answer for these users, with their cross-signing keys."""
@@ -415,6 +481,12 @@ class MatrixGateway:
     # ---- plumbing ------------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        parsed = await self._request_json(method, path, body)
+        if not isinstance(parsed, dict):
+            raise MatrixError(f"{method} {path} answered something that is not a JSON object")
+        return parsed
+
+    async def _request_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.client.access_token}", "Content-Type": "application/json"}
         try:
             response = await self.client.send(
@@ -430,10 +502,7 @@ class MatrixGateway:
                 raise TransientMatrixError(f"{method} {path} answered {response.status}")
             if response.status >= 400:
                 raise MatrixError(f"{method} {path} answered {response.status}: {text[:200]}")
-            parsed = json.loads(text) if text else {}
-        if not isinstance(parsed, dict):
-            raise MatrixError(f"{method} {path} answered something that is not a JSON object")
-        return parsed
+            return json.loads(text) if text else {}
 
 
 def decrypt_file(ciphertext: bytes, file: EncryptedFile) -> bytes:
@@ -449,6 +518,8 @@ def _error(action: str, response: object) -> MatrixError:
     http_status = getattr(transport, "status", 0) or 0
     if http_status >= 500:
         return TransientMatrixError(f"{action}: the homeserver answered {http_status}")
+    if status == "M_FORBIDDEN" or http_status == 403:
+        return ForbiddenError(f"{action} was forbidden ({status or http_status})")
     return MatrixError(f"{action} failed ({status or http_status})")
 
 
@@ -491,7 +562,7 @@ async def sync_once(
         if info.timeline.limited and since is not None and info.timeline.prev_batch:
             events = await _page_back(gateway, room_id, info.timeline.prev_batch, since) + events
         converted = [
-            incoming
+            replace(incoming, sender_keys=gateway.sender_keys(event, room_id))
             for event in events
             if getattr(event, "sender", None) != gateway.user_id and (incoming := convert(event, room_id))
         ]

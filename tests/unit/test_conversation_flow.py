@@ -21,6 +21,7 @@ from bot.conversation import (
     PhotoRejected,
     PhotoStored,
     Reaction,
+    RoomUnsafe,
     State,
     Text,
     Undecryptable,
@@ -153,6 +154,7 @@ def vocabulary(counter: itertools.count[int]) -> list[Callable[[Conversation], I
         lambda c: PhotoNotExpected(EventID(f"$e{next(counter)}"), c.last_activity_at),
         lambda c: Unsupported(EventID(f"$e{next(counter)}"), "video", c.last_activity_at),
         lambda c: Undecryptable(EventID(f"$e{next(counter)}"), c.last_activity_at),
+        lambda c: RoomUnsafe(c.last_activity_at),
         later,
         lambda c: Begin(f"conv-{next(counter)}", c.last_activity_at, requested_area="your arm"),
     ]

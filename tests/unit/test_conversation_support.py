@@ -24,6 +24,7 @@ from bot.conversation import (
     Redact,
     Refuse,
     Reply,
+    RoomUnsafe,
     State,
     Submit,
     Text,
@@ -159,7 +160,7 @@ class Chat:
 
     def last_event_id(self) -> EventID:
         event = self.history[-1][0]
-        assert not isinstance(event, Begin | Expire | AskConsent)
+        assert not isinstance(event, Begin | Expire | AskConsent | RoomUnsafe)
         return event.event_id
 
     # What the patient and the handler see after the last step.

@@ -95,7 +95,8 @@ def test_a_device_the_user_did_not_sign_is_not_trusted() -> None:
 def test_a_fully_signed_user_has_no_problems() -> None:
     """When every device is signed and the chain is whole, nothing is reported."""
     response = keys_query({"PHONE": cross_signed(device_object(ALICE, "PHONE"))})
-    assert signing_status(response, ALICE) == SigningStatus(True, frozenset({"PHONE"}), ())
+    expected = SigningStatus(True, frozenset({"PHONE"}), (), master_key=ALICE_KEYS.master_public)
+    assert signing_status(response, ALICE) == expected
 
 
 def test_a_device_signed_by_another_users_self_signing_key_is_not_trusted() -> None:
@@ -275,7 +276,8 @@ def test_the_bots_own_uploaded_identity_verifies() -> None:
         "master_keys": {bot_user: identity["master_key"]},
         "self_signing_keys": {bot_user: identity["self_signing_key"]},
     }
-    assert signing_status(response, bot_user) == SigningStatus(True, frozenset({"BOTDEVICE"}), ())
+    expected = SigningStatus(True, frozenset({"BOTDEVICE"}), (), master_key=keys.master_public)
+    assert signing_status(response, bot_user) == expected
 
 
 GARBAGE: list[Any] = [

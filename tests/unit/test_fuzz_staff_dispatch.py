@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from bot.app import App
 from bot.ids import EventID, RoomID, UserID
-from bot.matrix.events import TextMessage
+from bot.matrix.events import Incoming, TextMessage
 from bot.matrix.gateway import SyncBatch
+from bot.trust_policy import DeviceVerdict
 from handlers.commands import parse_command
 from storage.outbox import derive_txn_id
 from tests.unit.test_fuzz_support import CASES, fuzz_settings, offline_app
@@ -35,12 +36,12 @@ OTHER_ROOM = RoomID("!elsewhere:example.org")  # not a staff room, and no patien
 COMMAND_NAMES = [
     "help", "queue", "claim", "view", "keep", "describe", "crop", "rotate", "blur", "export", "consent",
     "share", "delete", "request", "audit", "config", "set", "clinician", "admin", "room", "text",
-    "retention-resume", "nonsense", "HELP", "Queue",
+    "retention-resume", "identity", "nonsense", "HELP", "Queue",
 ]  # fmt: skip
 WORDS = [
     "GP-7KQ2-M4XD", "GP-0000-0000", "gp-7kq2-m4xd", "new", "claimed", "done", "open", "all", "0", "1", "2",
     "-1", "999999999999", "90", "180", "270", "45", "10", "50", "100", "101", "second-opinion", "teaching",
-    "add", "remove", "promote", "reset", "clinician", "admin", "max_photos", "retention", "practice_name",
+    "add", "remove", "accept", "promote", "reset", "clinician", "admin", "max_photos", "retention", "practice_name",
     "greeting", "@someone:patients.invalid", "@dr.bea:example.org", "!another:example.org", "--", "the",
     "lesion", "is", "changing", "\u202e", "🙂", "x" * 300,
 ]  # fmt: skip
@@ -75,10 +76,17 @@ async def app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
         ADMIN_ROOM=ADMIN_ROOM,
         ALLOWED_SERVERS="patients.invalid",  # a photo request would open a chat: refused before any network
     )
+    # Every command here comes from a device its sender signed, so it reaches the command table; the
+    # signed-device rule has its own end-to-end tests (tests/e2e/test_device_trust.py).
+    opened.staff.check_device = _from_a_signed_device
     try:
         yield opened
     finally:
         await opened.close()
+
+
+async def _from_a_signed_device(event: Incoming) -> DeviceVerdict:
+    return DeviceVerdict.SIGNED
 
 
 @fuzz_settings(CASES["staff dispatch: commands from anyone in any staff room"])
