@@ -55,8 +55,10 @@ from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
+from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
-from handlers.patient import PatientHandler, purge_pending_media
+from handlers.media_purge import purge_pending_media
+from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
@@ -368,19 +370,9 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         kind = config.current.staff_room_kind(room_id)
         return None if kind is None else RoomKind(kind)
 
-    refusals = InviteRefusals(
-        database=database,
-        rooms=rooms,
-        refused=RefusedInvites(),
-        outbox=outbox,
-        delivery=delivery,
-        gateway=gateway,
-        config=config,
-        clock=clock,
-        allowed_servers=settings.allowed_servers,
-    )
     delivery.when_removal_refused(patient.removal_refused)
     guard = RoomGuard(gateway, patient)
+    credentials = CredentialGuard(database, outbox, config, gateway)  # a pasted credential leaves any room
     router = Router(
         gateway=gateway,
         rooms=rooms,
@@ -390,11 +382,29 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         allowed_servers=settings.allowed_servers,
         staff_kind=staff_kind,
         start_patient=patient.start,
-        refuse_invite=refusals.refuse,
+        refuse_invite=InviteRefusals(
+            database=database,
+            rooms=rooms,
+            refused=RefusedInvites(),
+            outbox=outbox,
+            delivery=delivery,
+            gateway=gateway,
+            config=config,
+            clock=clock,
+            allowed_servers=settings.allowed_servers,
+        ).refuse,
         handlers={
-            RoomKind.PATIENT: RoomHandlers(handle=patient.handle, failed=patient.failed),
-            RoomKind.CLINICIAN: RoomHandlers(handle=staff.handler(RoomKind.CLINICIAN), failed=staff.failed),
-            RoomKind.ADMIN: RoomHandlers(handle=staff.handler(RoomKind.ADMIN), failed=staff.failed),
+            RoomKind.PATIENT: RoomHandlers(
+                handle=credentials.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed
+            ),
+            RoomKind.CLINICIAN: RoomHandlers(
+                handle=credentials.guarding(RoomKind.CLINICIAN, staff.handler(RoomKind.CLINICIAN)),
+                failed=staff.failed,
+            ),
+            RoomKind.ADMIN: RoomHandlers(
+                handle=credentials.guarding(RoomKind.ADMIN, staff.handler(RoomKind.ADMIN)),
+                failed=staff.failed,
+            ),
         },
         metrics=metrics,
         admit_patient_room=guard.admit,

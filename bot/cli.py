@@ -122,6 +122,8 @@ async def _check(settings: Settings) -> int:
             )
         elif backlog.waiting:
             print(f"{backlog.waiting} upload(s) of patients' photos wait to be deleted from the homeserver.")
+        if remote := await app.patient.media.remote_count():
+            print(f"{remote} upload(s) sent from other servers cannot be deleted by this practice.")
         async with bounded(settings.homeserver_url, CHECK_SECONDS, "checking the bot's account"):
             user = await app.gateway.whoami()
         print(

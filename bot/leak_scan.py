@@ -15,11 +15,15 @@ What it looks for (`FindingKind`), and how it tells a real hit from chance bytes
     HEIF_IMAGE      an ISO-BMFF "ftyp" box with a HEIF/AVIF brand whose size field is a plausible small
                     box size (16 to 512, a multiple of 4).
     NHS_NUMBER      ten ASCII (or UTF-16-LE) digits, optionally grouped 3-3-4 with spaces or dashes, passing
-                    the Modulus 11 check, not inside a longer run of letters or digits. A digit run inside
-                    a word (a hex digest, a base64 id, a token) is not something a patient typed, and hex
-                    ids would otherwise give a chance hit about once per thousand 32-character ids. Nor is
-                    a run glued to an ISO timestamp (fractional seconds before it, or "-MM-DD" after it):
-                    SQLite writes neighbouring text columns with nothing between them.
+                    the Modulus 11 check, not inside a longer run of digits, whatever character comes before
+                    or after: Synapse's search index and SQLite's neighbouring columns glue text to letters
+                    ("nhs9434765919"), and the check digit keeps chance hits down (1 in 11 of random runs).
+                    Two kinds of run are not something a patient typed and are left out: ten undivided
+                    digits inside a random id: 24 or more hexadecimal characters (a digest, a MAC or a
+                    transaction id, which would otherwise give a chance hit about once per thousand ids),
+                    a "0x" hexadecimal literal (an object's address in a homeserver's log), or 24 or more
+                    id characters mixing upper and lower case (a base64 id); and a run glued to an ISO
+                    timestamp (fractional seconds before it, or "-MM-DD" after it).
     MASTER_KEY      the practice's master key secret (raw, standard or URL-safe base64, or hex), or a
                     master key file's line, anywhere but the master key file itself.
     PEM_PRIVATE_KEY an unencrypted PEM private key block ("-----BEGIN ... PRIVATE KEY-----").
@@ -131,11 +135,15 @@ _PEM = re.compile(rb"-----BEGIN (?:RSA |EC |DSA |OPENSSH )?PRIVATE KEY-----")
 _MASTER_KEY_LINE = re.compile(rb"photobot-master-key v[0-9]{1,3} mk-[0-9a-f]{8} [A-Za-z0-9+/]{43}=")
 _JWK_K = re.compile(rb"""["']k["']\s*:\s*["'][A-Za-z0-9_-]{43}=?["']""")
 _JWK_CONTEXT = re.compile(rb"""["']oct["']|A256CTR""")
-_NHS_ASCII = re.compile(rb"(?<![0-9A-Za-z])([0-9]{3})([ -]?)([0-9]{3})\2([0-9]{4})(?![0-9A-Za-z])")
+_NHS_ASCII = re.compile(rb"(?<![0-9])([0-9]{3})([ -]?)([0-9]{3})\2([0-9]{4})(?![0-9])")
 _NHS_UTF16 = re.compile(
-    rb"(?<![0-9A-Za-z]\x00)((?:[0-9]\x00){3})((?:[ -]\x00)?)((?:[0-9]\x00){3})\2((?:[0-9]\x00){4})"
-    rb"(?![0-9A-Za-z]\x00)"
+    rb"(?<![0-9]\x00)((?:[0-9]\x00){3})((?:[ -]\x00)?)((?:[0-9]\x00){3})\2((?:[0-9]\x00){4})"
+    rb"(?![0-9]\x00)"
 )
+_ID_LENGTH = 24  # a run of id characters this long around ten undivided digits may be a random id
+_ID_CHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_HEX_PREFIXES = frozenset({b"0x", b"0X", b"0\x00x\x00", b"0\x00X\x00"})
 
 # JPEG markers that may follow SOI or another segment: C0-CF (the frame headers SOFn, with DHT at C4 and DAC
 # at CC; not JPG at C8), DQT, DRI, APPn and COM; and SOS, which starts the entropy-coded data.
@@ -212,6 +220,36 @@ def _glued_to_a_timestamp(data: bytes, match: re.Match[bytes]) -> bool:
     )
 
 
+def _inside_an_id(data: bytes | str, match: re.Match[bytes] | re.Match[str], width: int = 1) -> bool:
+    """Whether ten undivided digits sit inside a random id: a run of 24 or more hexadecimal characters (a
+    digest, a MAC, a transaction id), a "0x" hexadecimal literal of any length (an object's address in
+    Synapse's log), or 24 or more id characters mixing upper and lower case (a base64 event id). Text a
+    patient typed, even glued to letters in a search index, is none of these."""
+    if match.group(2):
+        return False  # grouped with spaces or dashes: typed, not an id
+    raw = data.encode() if isinstance(data, str) else data
+
+    def span(chars: frozenset[int]) -> tuple[int, int]:
+        """The run of `chars` around the digits, as (start, end) offsets."""
+
+        def inside(at: int) -> bool:
+            return 0 <= at < len(raw) and raw[at] in chars and (width == 1 or raw[at + 1 : at + 2] == b"\x00")
+
+        start, end = match.start(), match.end()
+        while inside(start - width):
+            start -= width
+        while inside(end):
+            end += width
+        return start, end
+
+    start, end = span(_HEX)
+    if (end - start) // width >= _ID_LENGTH or raw[max(0, start - 2 * width) : start] in _HEX_PREFIXES:
+        return True
+    start, end = span(_ID_CHARS)
+    word = raw[start:end:width]
+    return len(word) >= _ID_LENGTH and word.lower() != word and word.upper() != word
+
+
 def _nhs_numbers(data: bytes, start: int, stop: int) -> Iterator[int]:
     """Offsets in data[start:stop] where an NHS number begins (ASCII or UTF-16-LE digits)."""
     classes = data.translate(_DIGIT_CLASSES)
@@ -230,7 +268,8 @@ def _nhs_numbers(data: bytes, start: int, stop: int) -> Iterator[int]:
                 break
             if width == 1 and _glued_to_a_timestamp(data, match):
                 continue
-            if _valid_nhs_digits((match.group(1) + match.group(3) + match.group(4))[::width]):
+            digits = (match.group(1) + match.group(3) + match.group(4))[::width]
+            if _valid_nhs_digits(digits) and not _inside_an_id(data, match, width):
                 yield match.start()
 
 
@@ -441,7 +480,7 @@ _MEDIA_URL = re.compile(
 )
 _KEY_OBJECT = re.compile(r"""["']key["']\s*:\s*\{""")
 _KEY_LIKE = re.compile(r"(?<![A-Za-z0-9+/_$!=-])[A-Za-z0-9+/_-]{43}(?:=|(?![A-Za-z0-9+/_=-]))")
-_NHS_TEXT = re.compile(r"(?<![0-9A-Za-z])([0-9]{3})([ -]?)([0-9]{3})\2([0-9]{4})(?![0-9A-Za-z])")
+_NHS_TEXT = re.compile(r"(?<![0-9])([0-9]{3})([ -]?)([0-9]{3})\2([0-9]{4})(?![0-9])")
 
 
 def _looks_like_random_key(token: str) -> bool:
@@ -458,8 +497,10 @@ def _looks_like_random_key(token: str) -> bool:
 def scan_log_line(line: str, master_keys: Sequence[MasterKeyNeedles] = ()) -> list[FindingKind]:
     """What a log line must never carry, each kind once, in a stable order."""
     found: set[FindingKind] = set()
+    plain = line.encode("ascii", "replace").decode()  # one byte per character, for `_inside_hex_id`
     if any(
-        _valid_nhs_digits((m.group(1) + m.group(3) + m.group(4)).encode()) for m in _NHS_TEXT.finditer(line)
+        _valid_nhs_digits((m.group(1) + m.group(3) + m.group(4)).encode()) and not _inside_an_id(plain, m)
+        for m in _NHS_TEXT.finditer(plain)
     ):
         found.add(FindingKind.NHS_NUMBER)
     if _MEDIA_URL.search(line):

@@ -227,6 +227,18 @@ class Texts:
         "If it happens again, please update your chat app."
     )
     photo_rejected_other: str = "I couldn't use that photo. Please send it again."
+    photo_rejected_not_matrix: str = (
+        "That attachment is a link to somewhere outside this chat, so I couldn't fetch it and have removed "
+        "it. Please send the photo itself from your phone's camera or gallery."
+    )
+    photo_rejected_remote: str = (
+        "That photo is stored on another server that I couldn't fetch it from, so I've removed it without "
+        "using it. Please send it again from your phone's camera or gallery."
+    )
+    photo_rejected_gone: str = (
+        "That photo has already been deleted from the server, so I couldn't use it and have removed the "
+        "message. Please send it again from your phone's camera or gallery."
+    )
     # The bot cannot store anything for now (its disk is full): it keeps the photo's message and tries again.
     photo_not_stored_yet: str = (
         "Sorry, I couldn't save your photo just now because of a problem on our side. You don't need to "

@@ -74,10 +74,13 @@ from bot.matrix.events import (
     TextMessage,
     UndecryptableMessage,
 )
-from bot.matrix.gateway import MatrixGateway, PurgeOutcome, decrypt_file
+from bot.matrix.gateway import MatrixGateway, decrypt_file
+from bot.matrix.mxc import is_local
 from bot.metrics import BotMetrics, PhotoTiming
 from bot.room_safety import Unsafe
+from handlers.attachment_fetch import AttachmentUnavailable, fetch_attachment
 from handlers.delivery import FIRST_CONTACT, NOTIFY, PHOTO_CONFIRMATION, PRIVATE, REMOVAL_REQUIRED, Delivery
+from handlers.media_purge import purge_pending_media
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
@@ -86,7 +89,7 @@ from storage.database import Database, database_busy
 from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
-from storage.outbox import Outbox, derive_txn_id
+from storage.outbox import Outbox, derive_room_txn_id, derive_txn_id
 from storage.practice_config import LiveConfig, PracticeConfig
 from storage.rooms import RoomKind, RoomRepository
 from storage.vault import StoredImage, Vault
@@ -323,8 +326,7 @@ class PatientHandler:
                 continue
             payload = {"event_id": event.event_id, "reason": self.policy.texts.redact_reason_not_private}
             await self.outbox.add(db, room_id, derive_txn_id(event.event_id, 96), "redaction", payload)
-            if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
-                await self.media.add(db, room_id, event.event_id, event.media_urls)
+            await self._list_uploads(db, event)
             removed += 1
         return removed
 
@@ -396,7 +398,12 @@ class PatientHandler:
             await self._apply(conversation, PhotoRejected(event.event_id, "too_large", None, now), event)
             return
         await self.faults.pause("before_download")
-        ciphertext = await self.gateway.download_encrypted(event.file)
+        try:
+            ciphertext = await fetch_attachment(self.gateway, event.file)
+        except AttachmentUnavailable as unavailable:
+            rejected = PhotoRejected(event.event_id, unavailable.reason, None, now)
+            await self._apply(conversation, rejected, event)
+            return
         self.faults.hit("after_download")
         timing = PhotoTiming(self.metrics)
         try:
@@ -472,14 +479,27 @@ class PatientHandler:
         async with self.database.transaction() as db:
             if photo is not None:
                 await self._insert_photo(db, event.room_id, new, step_input, photo)
-            if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
-                await self.media.add(db, event.room_id, event.event_id, event.media_urls)
+            await self._list_uploads(db, event)
             await self.handled.mark(db, event.event_id, event.room_id)
             about_photo = isinstance(step_input, PhotoStored)
             await self._commit(db, event.room_id, event.event_id, new, effects, about_photo=about_photo)
         self.faults.hit("after_commit")
         self._count(conversation, step_input, effects)  # before the reply goes out: a scrape never lags it
         await self._after_commit(event.room_id, effects)
+
+    async def _list_uploads(self, db: aiosqlite.Connection, event: Incoming) -> None:
+        """List the uploads a removed message pointed at in the media ledger, with who sent it and when, so
+        the purge can check with the homeserver that they are the patient's (`handlers.media_purge`)."""
+        if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
+            await self.media.add(
+                db,
+                event.room_id,
+                event.event_id,
+                event.media_urls,
+                sender=event.sender,
+                sent_at_ms=event.timestamp_ms,
+                remote=[url for url in event.media_urls if not is_local(url, self.gateway.server_name)],
+            )
 
     def _count(self, before: Conversation | None, step_input: Input, effects: tuple[Effect, ...]) -> None:
         """Metrics of a committed step: photos received, accepted or rejected (by reason code), submissions."""
@@ -573,13 +593,16 @@ class PatientHandler:
                 case NotifyClinicians():
                     for clinician_room in sorted(self.clinician_rooms):
                         text = clinician_notice(effect)
-                        await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
+                        room_txn_id = derive_room_txn_id(source, clinician_room, index)
+                        await self.outbox.add(db, clinician_room, room_txn_id, "message", {"text": text})
                 case PurgeMedia():
                     pass  # the media ledger already lists the event's uploads; purged after the commit
                 case RecordConsent():
-                    await self._record_consent(db, effect, txn_id)
+                    await self._record_consent(db, effect, source, index)
 
-    async def _record_consent(self, db: aiosqlite.Connection, effect: RecordConsent, txn_id: str) -> None:
+    async def _record_consent(
+        self, db: aiosqlite.Connection, effect: RecordConsent, source: str, index: int
+    ) -> None:
         submission_id = await self.consents.answer(
             db, effect.consent_id, effect.agreed, effect.given_by, effect.answered_at
         )
@@ -601,6 +624,7 @@ class PatientHandler:
             f"at {iso(effect.answered_at)[:16].replace('T', ' ')} UTC."
         )
         for clinician_room in sorted(self.clinician_rooms):
+            txn_id = derive_room_txn_id(source, clinician_room, index)
             await self.outbox.add(db, clinician_room, txn_id, "message", {"text": text})
 
     async def _after_commit(self, room_id: RoomID, effects: tuple[Effect, ...]) -> None:
@@ -688,29 +712,6 @@ class PatientHandler:
     async def _load(self, room_id: RoomID) -> Conversation | None:
         data = await self.conversations.load(room_id)
         return Conversation.from_dict(data) if data is not None else None
-
-
-async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> None:
-    """Delete every upload the ledger says is due; a refusal stays pending and is retried with backoff."""
-    if not gateway.can_purge_media:
-        return
-    refused = settled = 0
-    for entry in await media.due():
-        outcome = await gateway.purge_media(entry.url)
-        if outcome is PurgeOutcome.FAILED:
-            await media.failed(entry.id)
-            refused += 1
-            continue
-        await media.settle(entry.id, outcome.value)
-        settled += 1
-    if settled:
-        log.info("purge: %d upload(s) of patients' photos deleted from the homeserver", settled)
-    if refused:
-        log.warning(
-            "the homeserver refused to delete %d upload(s) of patients' photos; they stay in the ledger and"
-            " are retried with backoff. Check the homeserver-admin credential (homeserver_admin_token).",
-            refused,
-        )
 
 
 def clinician_notice(notice: NotifyClinicians) -> str:

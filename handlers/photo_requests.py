@@ -39,6 +39,11 @@ class PhotoRequests:
             )
         if patient == self.gateway.user_id:
             raise UserFacingError("That is my own id: give the patient's Matrix id.")
+        if await self.gateway.user_exists(patient) is False:
+            raise UserFacingError(
+                f"There is no Matrix account {patient}, so I haven't opened a chat or sent anything. Check the "
+                "id with the patient (it looks like @name:server) and try again."
+            )
         requested_by = await self.gateway.display_name(by) or "A clinician"
         room_id = await self.gateway.create_direct_chat(patient, "Photo request")
         wanted = f"{area} (note from the practice: {note})" if note else area

@@ -11,12 +11,19 @@ the homeserver one request per upload per hour rather than one per housekeeping 
 the backoff again (an admin has just changed the credential). For a pending entry, `attempts` counts the
 refused attempts so far.
 
+Only uploads on the bot's own homeserver are listed as waiting (`PENDING`): an upload on another server
+cannot be deleted by this practice, so it is written down once as `REMOTE` and never retried or alarmed
+about. Each entry keeps who sent the message (sealed) and when (`sent_at_ms`), so the purge can check with
+the homeserver that this patient uploaded it, for this message, before deleting it (`handlers.media_purge`);
+one that fails the check is settled as `NOT_OWNED` and left alone.
+
 An operator is told once when deletions keep failing (`alert_change` says when to tell, and when to say
 it works again); the told-or-not flag lives in `job_runs`, so a restart does not repeat the message.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -24,11 +31,15 @@ from enum import Enum
 import aiosqlite
 
 from bot.clock import Clock, iso
-from bot.ids import EventID, RoomID
+from bot.ids import EventID, RoomID, UserID
 from bot.keyring import Keyring, Sealer
 from storage.database import Database
 
 PENDING = "pending"
+REMOTE = "on another server"  # cannot be deleted by this practice: never pending, never retried
+NOT_OWNED = (
+    "not the patient's upload"  # the homeserver says someone else uploaded it, or not for this message
+)
 RETRY_FIRST = timedelta(seconds=30)
 RETRY_MAX = timedelta(hours=1)
 ALERT_AFTER_FAILURES = 3  # refused attempts of one upload before an operator is told
@@ -50,6 +61,8 @@ class MediaEntry:
     event_id: EventID
     url: str = field(repr=False)
     attempts: int
+    owner: UserID | None = field(repr=False)  # who sent the message (None: listed before owners were kept)
+    sent_at_ms: int | None  # when the homeserver received the message
 
 
 @dataclass(frozen=True)
@@ -76,21 +89,41 @@ class MediaLedger:
         self._clock = clock
 
     async def add(
-        self, db: aiosqlite.Connection, room_id: RoomID, event_id: EventID, urls: tuple[str, ...]
+        self,
+        db: aiosqlite.Connection,
+        room_id: RoomID,
+        event_id: EventID,
+        urls: tuple[str, ...],
+        *,
+        sender: UserID,
+        sent_at_ms: int,
+        remote: Collection[str] = (),
     ) -> None:
+        """List the uploads `sender`'s message pointed at; those in `remote` are on another server."""
         for url in urls:
+            local = url not in remote
             await db.execute(
-                "INSERT INTO media_ledger (room_id, event_id, media_lookup, media, status, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (media_lookup) DO NOTHING",
+                "INSERT INTO media_ledger (room_id, event_id, media_lookup, media, status, updated_at, owner,"
+                " sent_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (media_lookup) DO NOTHING",
                 (
                     room_id,
                     event_id,
                     self._keyring.lookup_hash(url, purpose="media"),
                     self._sealer.seal(url.encode(), context="media"),
-                    PENDING,
+                    PENDING if local else REMOTE,
                     iso(self._clock.now()),
+                    self._sealer.seal(sender.encode(), context="media-owner"),
+                    sent_at_ms,
                 ),
             )
+
+    async def remote_count(self) -> int:
+        """Uploads on other servers, which this practice cannot delete (for `photobot check`)."""
+        async with self._db.connection.execute(
+            "SELECT COUNT(*) FROM media_ledger WHERE status = ?", (REMOTE,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
 
     async def pending(self) -> list[MediaEntry]:
         """Every upload not yet deleted, whether or not its retry time has come."""
@@ -107,7 +140,8 @@ class MediaLedger:
 
     async def _pending_rows(self) -> list[aiosqlite.Row]:
         async with self._db.connection.execute(
-            "SELECT id, room_id, event_id, media, attempts, updated_at FROM media_ledger WHERE status = ?"
+            "SELECT id, room_id, event_id, media, attempts, updated_at, owner, sent_at_ms FROM media_ledger"
+            " WHERE status = ?"
             " ORDER BY id",
             (PENDING,),
         ) as cursor:
@@ -120,6 +154,8 @@ class MediaLedger:
             EventID(row["event_id"]),
             self._sealer.open(row["media"], context="media").decode(),
             row["attempts"],
+            UserID(self._sealer.open(row["owner"], context="media-owner").decode()) if row["owner"] else None,
+            row["sent_at_ms"],
         )
 
     async def settle(self, entry_id: int, status: str) -> None:

@@ -268,6 +268,14 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
+        "media ledger: who sent each listed upload and when, checked with the homeserver before deleting",
+        """
+        ALTER TABLE media_ledger ADD COLUMN owner BLOB;          -- sealed user id of the message's sender
+        ALTER TABLE media_ledger ADD COLUMN sent_at_ms INTEGER;  -- the message's server timestamp
+        """,
+    ),
+    Migration(
+        9,
         "the bot's own messages that show a private detail (an NHS number read back), redacted later",
         """
         CREATE TABLE private_sent (
@@ -280,7 +288,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        9,
+        10,
         "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
         """
         CREATE TABLE refused_invites (

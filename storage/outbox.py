@@ -27,6 +27,12 @@ def derive_txn_id(source: str, index: int) -> str:
     return f"pb{digest}"
 
 
+def derive_room_txn_id(source: str, room_id: RoomID, index: int) -> str:
+    """A transaction id for one of several rooms told about the same source: each (source, room) pair has
+    its own, since the outbox keeps one row per transaction id (one shared id reached only the first room)."""
+    return derive_txn_id(f"{source}\x00{room_id}", index)
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: int

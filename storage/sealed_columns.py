@@ -61,6 +61,7 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn("submissions", "submission_id", "decision", "submission-decision:{}"),
     SealedColumn("submissions", "submission_id", "description", "submission-description:{}"),
     SealedColumn("media_ledger", "id", "media", "media", "media_lookup", "media"),
+    SealedColumn("media_ledger", "id", "owner", "media-owner"),
     SealedColumn("practice_config", "key", "value", "practice_config:{}", only_where="sealed = 1"),
     SealedColumn("postings", "txn_id", "content", "posting:{}"),
     SealedColumn("postings", "txn_id", "upload", "posting-upload:{}"),

@@ -23,6 +23,9 @@ REJECT_REASONS = frozenset(
         "corrupt",
         "download_failed",
         "unencrypted",
+        "not_matrix",  # the attachment's link is not an mxc:// upload
+        "remote",  # on another server, which could not be fetched from
+        "gone",  # already deleted from the homeserver
     }
 )
 

@@ -177,6 +177,9 @@ def rejection_text(reason: str, detected: str | None, say: Writer) -> str:
         "corrupt": t.photo_rejected_corrupt,
         "download_failed": t.photo_rejected_download_failed,
         "unencrypted": t.photo_rejected_unencrypted,
+        "not_matrix": t.photo_rejected_not_matrix,
+        "remote": t.photo_rejected_remote,
+        "gone": t.photo_rejected_gone,
     }
     return say(templates.get(reason, t.photo_rejected_other))
 

@@ -35,7 +35,7 @@ from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
 from bot.errors import TransientError
-from bot.ids import DeviceID, EventID, RoomID, UserID
+from bot.ids import DeviceID, EventID, RoomID, UserID, server_name
 from bot.matrix.attachments import decrypt_attachment
 from bot.matrix.events import EncryptedFile, Incoming, Invite, SenderKeys, convert
 
@@ -54,6 +54,10 @@ class TransientMatrixError(MatrixError, TransientError):
     """The homeserver could not be reached or was busy: try again later, nothing is lost."""
 
 
+class MediaGoneError(MatrixError):
+    """The homeserver does not have the upload (never there, or already deleted)."""
+
+
 class DeviceTrust(Enum):
     TRUST = "trust"
     EXCLUDE = "exclude"
@@ -62,6 +66,14 @@ class DeviceTrust(Enum):
 # Decides, for one device of one member of a room, whether it may receive the room's keys.
 # (room, user, device id, the device's ed25519 key as nio holds it) -> trust it or exclude it
 TrustDecision = Callable[[RoomID, UserID, DeviceID, str], Awaitable[DeviceTrust]]
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """The homeserver's own record of an upload (Synapse's admin media info): who uploaded it, and when."""
+
+    uploader: UserID | None  # None for remote media (cached from another server)
+    created_ms: int
 
 
 class PurgeOutcome(Enum):
@@ -121,6 +133,11 @@ class MatrixGateway:
     @property
     def device_id(self) -> DeviceID:
         return DeviceID(self.client.device_id or "")
+
+    @property
+    def server_name(self) -> str:
+        """The bot's homeserver, as it names itself in user ids and media links."""
+        return server_name(self.user_id)
 
     @property
     def can_purge_media(self) -> bool:
@@ -406,6 +423,27 @@ class MatrixGateway:
             return str(response.displayname)[:80]
         return None
 
+    async def user_exists(self, user_id: UserID) -> bool | None:
+        """Whether the homeserver knows this account (its profile answers); None if it cannot tell (another
+        server that could not be asked). Inviting an unknown id succeeds on Synapse, so ask first."""
+        path = f"/_matrix/client/v3/profile/{quote(user_id, safe='')}"
+        try:
+            response = await self.client.send(
+                "GET", path, headers={"Authorization": f"Bearer {self.client.access_token}"}
+            )
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to look up an account") from error
+        async with response:
+            if response.status == 200:
+                return True
+            if response.status == 404:
+                return False
+            if response.status == 429 or (
+                response.status >= 500 and server_name(user_id) == self.server_name
+            ):
+                raise TransientMatrixError(f"looking up an account answered {response.status}")
+            return None
+
     async def sender_device(self, user_id: UserID, keys: SenderKeys) -> tuple[DeviceID, str] | None:
         """The device (id, ed25519 key) of `user_id` that the encryption says sent a message, or None if the
         bot knows no such device of that user (after running any pending key query)."""
@@ -445,6 +483,8 @@ class MatrixGateway:
         """The attachment's ciphertext, as uploaded: decrypt it with `decrypt_file` (a worker thread may)."""
         response = await self.client.download(mxc=file.url)
         if not isinstance(response, nio.DownloadResponse):
+            if getattr(response, "status_code", None) == "M_NOT_FOUND":
+                raise MediaGoneError("the attachment is not on the homeserver")
             raise _error("downloading an attachment", response)
         status = getattr(getattr(response, "transport_response", None), "status", 200)
         if status == 429 or status >= 500:  # nio takes a proxy's error page for the file itself
@@ -455,6 +495,32 @@ class MatrixGateway:
         if not isinstance(body, bytes):
             raise MatrixError("the download was not kept in memory")
         return body
+
+    async def media_info(self, mxc_url: str) -> MediaInfo | None:
+        """Who uploaded a piece of media and when, from the homeserver's admin API (needs the admin token);
+        None if the homeserver does not know it (never uploaded, or already deleted)."""
+        token = self._admin_token()
+        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
+        if not token or not server or not media_id:
+            raise MatrixError("media info needs a homeserver-admin credential and an mxc:// link")
+        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        try:
+            response = await self.client.send("GET", path, headers={"Authorization": f"Bearer {token}"})
+        except (OSError, TimeoutError) as error:
+            raise TransientMatrixError("the homeserver could not be reached to check an upload") from error
+        async with response:
+            if response.status == 404:
+                return None
+            if response.status >= 500 or response.status == 429:
+                raise TransientMatrixError(f"media info answered {response.status}")
+            if response.status != 200:
+                raise MatrixError(f"media info answered {response.status}")
+            body = await response.json()
+        info = body.get("media_info") if isinstance(body, dict) else None
+        if not isinstance(info, dict) or not isinstance(info.get("created_ts"), int):
+            raise MatrixError("media info answered without the upload's details")
+        uploader = info.get("user_id")
+        return MediaInfo(UserID(uploader) if isinstance(uploader, str) else None, int(info["created_ts"]))
 
     async def purge_media(self, mxc_url: str) -> PurgeOutcome:
         """Delete an upload from the homeserver's media store (needs a homeserver-admin token)."""

@@ -185,7 +185,14 @@ async def _populate(
                 db, room, "submitted", {"synthetic": index, "nhs": nhs_number}, iso(clock.now())
             )
             await outbox.add(db, room, f"txn-{index}", "message", {"text": f"Synthetic reply {index}"})
-            await media.add(db, room, EventID(f"$photo{index}"), (url,))
+            await media.add(
+                db,
+                room,
+                EventID(f"$photo{index}"),
+                (url,),
+                sender=patient,
+                sent_at_ms=0,
+            )
             await db.execute(
                 "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup,"
                 " keep_in_record, intimate, acting_for_someone, details, status, created_at, request_id)"

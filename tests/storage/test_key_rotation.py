@@ -153,6 +153,7 @@ async def test_rotation_moves_everything_to_the_new_key_and_destroys_the_old_one
             assert submission is not None and submission.description is not None and submission.decision
         pending = await MediaLedger(database, alone, sealer, installation.clock).pending()
         assert sorted(entry.url for entry in pending) == sorted(installation.media_urls)
+        assert all(entry.owner == installation.members[entry.room_id] for entry in pending)
         # Look-ups made with the new key find the rows: the hashes were recomputed, not left stale.
         async with database.connection.execute("SELECT nhs_lookup FROM submissions") as cursor:
             lookups = {str(row[0]) for row in await cursor.fetchall()}

@@ -124,10 +124,15 @@ def test_encrypted_photos_and_random_bytes_give_no_chance_hits() -> None:
         TEST_NHS_NUMBER,
         f'{{"body": "{NHS_NUMBER}"}}',
         f"NHS:{NHS_NUMBER.replace(' ', '')}.",
+        f"nhs{NHS_NUMBER.replace(' ', '')}",  # glued to a letter, as Synapse's search index holds it
+        f"a{NHS_NUMBER.replace(' ', '')}f",
+        f"x{NHS_NUMBER.replace(' ', '-')}y",
+        f"mynhsnumberis{NHS_NUMBER.replace(' ', '')}thankyou",  # a long lower-case word is typed text
     ],
 )
 def test_an_nhs_number_as_a_patient_types_it_is_found(text: str) -> None:
-    """Ten digits with a valid check digit, grouped 3-3-4 or not, in ASCII or UTF-16, are reported."""
+    """Ten digits with a valid check digit, grouped 3-3-4 or not, glued to letters or not, in ASCII or UTF-16,
+    are reported."""
     for encoded in (text.encode(), text.encode("utf-16-le")):
         data, offset = _embedded(b" " + encoded + b" ")
         assert _kinds(data) == [FindingKind.NHS_NUMBER], encoded
@@ -141,8 +146,11 @@ def test_an_nhs_number_as_a_patient_types_it_is_found(text: str) -> None:
         "9434765910",  # wrong check digit
         "19434765919",  # part of a longer number
         "94347659190",
-        "a9434765919",  # inside a hex id or a token
-        "9434765919f",
+        "0123456789abcdef9434765919abcdef",  # inside a hexadecimal id (a digest, a transaction id)
+        "pb9434765919c0ffee0123456789abcd",
+        "AbCdEfGhIjKl9434765919MnOpQrStUv",  # inside a base64 id
+        "<SynapseRequest at 0x7f7313679890 method='GET'>",  # an address in Synapse's log (passes the check)
+        "photobot-audit-genesis-v161e6fdf6300240231e39d9f8e6b9aa6",  # a MAC glued to the column before it
         "943 476-5919",  # mixed separators
         "07700 900123",  # a phone number
         "943 4765 919",  # not grouped 3-3-4
@@ -150,7 +158,7 @@ def test_an_nhs_number_as_a_patient_types_it_is_found(text: str) -> None:
     ],
 )
 def test_numbers_that_are_not_nhs_numbers_are_not_reported(text: str) -> None:
-    """Wrong check digits, longer runs, digits inside words and other groupings are left alone."""
+    """Wrong check digits, longer runs, digits inside long hexadecimal ids and other groupings are left alone."""
     data, _ = _embedded(b" " + text.encode() + b" ")
     assert _kinds(data) == []
 
@@ -226,6 +234,31 @@ def test_a_k_field_that_is_not_an_attachment_key_is_not_reported() -> None:
 
 
 # ---- files and directories ---------------------------------------------------------------------------
+
+
+def test_an_nhs_number_in_a_search_index_built_as_synapse_builds_it_is_found(tmp_path: Path) -> None:
+    """A message that is only an NHS number, indexed in an FTS4 table made as Synapse makes it on SQLite,
+    is found: SQLite writes it glued to the previous column's "content.body"."""
+    path = tmp_path / "homeserver.db"
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(
+            "CREATE VIRTUAL TABLE event_search USING fts4 (tokenize=porter, event_id, room_id, sender, key, value)"
+        )
+        row = (
+            "$AbCdEfGhIjKl",
+            "!MnOpQrStUv",
+            "@patient:localhost",
+            "content.body",
+            NHS_NUMBER.replace(" ", ""),
+        )
+        connection.execute("INSERT INTO event_search VALUES (?, ?, ?, ?, ?)", row)
+        connection.commit()
+    finally:
+        connection.close()
+    data = path.read_bytes()
+    assert b"content.body" + NHS_NUMBER.replace(" ", "").encode() in data  # glued, as the issue saw it
+    assert {f.kind for f in scan_paths([tmp_path]).findings} == {FindingKind.NHS_NUMBER}
 
 
 def test_sqlite_databases_and_their_wal_files_are_scanned_as_raw_bytes(tmp_path: Path) -> None:
