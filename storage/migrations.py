@@ -274,4 +274,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE media_ledger ADD COLUMN sent_at_ms INTEGER;  -- the message's server timestamp
         """,
     ),
+    Migration(
+        9,
+        "the bot's own messages that show a private detail (an NHS number read back), redacted later",
+        """
+        CREATE TABLE private_sent (
+            room_id TEXT NOT NULL,
+            tag TEXT NOT NULL,                   -- what the message shows, e.g. 'nhs_number'
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, event_id)
+        );                                       -- a rowid table: SQLite 3.40's quick_check reports a
+                                                 -- WITHOUT ROWID table's NOT NULL column after its key as NULL
+        """,
+    ),
+    Migration(
+        10,
+        "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
+        """
+        CREATE TABLE refused_invites (
+            server TEXT PRIMARY KEY,
+            refusals INTEGER NOT NULL,
+            last_told_at TEXT                    -- the last explanation sent to someone on this server
+        );
+        """,
+    ),
 )

@@ -257,6 +257,22 @@ class MatrixGateway:
     def room_known(self, room_id: RoomID) -> bool:
         return room_id in self.client.rooms
 
+    async def member_keys_known(self, room_id: RoomID) -> bool:
+        """Whether the bot knows a device of every other member (querying keys first if nio wants to): a
+        first message sent before that would be encrypted for nobody, and the patient could never read it."""
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return False
+        if not room.encrypted:
+            return True  # nothing is sent in clear: `send_message` turns encryption on first, then asks again
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+        others = [user for user in room.users if user != self.user_id]
+        return bool(others) and all(
+            any(True for _ in self.client.device_store.active_user_devices(user)) for user in others
+        )
+
     def room_members(self, room_id: RoomID) -> frozenset[UserID]:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()
@@ -348,14 +364,25 @@ class MatrixGateway:
         return EventID(response.event_id)
 
     async def send_text(
-        self, room_id: RoomID, text: str, txn_id: str, *, allow_unencrypted: bool = False
+        self,
+        room_id: RoomID,
+        text: str,
+        txn_id: str,
+        *,
+        allow_unencrypted: bool = False,
+        notify: bool = False,
     ) -> EventID:
-        content = {
-            "msgtype": "m.notice",
+        """A Markdown message. `notify`: an `m.text` that default push rules notify for (a question or an
+        outcome the reader must see, matrix-notes #14), with empty `m.mentions` so no legacy mention rule
+        fires on words in it; otherwise an `m.notice`, which never notifies."""
+        content: dict[str, Any] = {
+            "msgtype": "m.text" if notify else "m.notice",
             "body": text.replace("**", ""),
             "format": "org.matrix.custom.html",
             "formatted_body": render_markdown(text),
         }
+        if notify:
+            content["m.mentions"] = {}
         return await self.send_message(room_id, content, txn_id, allow_unencrypted=allow_unencrypted)
 
     async def upload(self, ciphertext: bytes) -> str:
