@@ -6,7 +6,7 @@ photo; this happens before the measured phase. `send_photo` is the measured part
 encrypted) photo, send the message, and wait for the bot's confirmation in the chat.
 
 The moment a photo counts as stored is when the patient's app shows the bot's confirmation ("Photo 1
-received safely..."): the bot sends it only after the photo is in the vault and the database commit is
+received and removed..."): the bot sends it only after the photo is in the vault and the database commit is
 done, so it is what a patient notices, and it is an upper bound on the storing itself (it adds the
 reply's trip through the homeserver and the patient's sync).
 """
@@ -71,10 +71,8 @@ async def enrol(
         await person.wait_for_text(room_id, "NHS number", timeout=STEP_TIMEOUT)
         await person.settled(room_id, quiet=QUIET_SECONDS)
         await _answer(person, room_id, nhs_number, nhs_number)  # read back for confirmation
-        await _answer(person, room_id, "yes", "intimate area")  # the number is right
-        await _answer(person, room_id, "no", "Who is in the photo")  # not an intimate area
-        await _answer(person, room_id, "1", "What should happen")  # a photo of myself
-        await _answer(person, room_id, "1", "DONE")  # may be kept in my record
+        await _answer(person, room_id, "1", "intimate area")  # the number is right, and mine
+        await _answer(person, room_id, "no", "DONE")  # not an intimate area; may be kept in my record
     except BaseException:
         await person.close()
         raise

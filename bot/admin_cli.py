@@ -21,7 +21,7 @@ from bot.key_rotation import KeyRotationUnfinishedError, refuse_unfinished_rotat
 from bot.keyring import Keyring, Sealer, load_master_key_file
 from bot.matrix.homeserver_audit import HomeserverAudit
 from bot.matrix.reachability import probe
-from bot.poster import render_poster
+from bot.poster import render_poster, texts_for_server
 from bot.production_check import admin_token_problem
 from bot.settings import Settings
 from handlers.admin import AdminDesk
@@ -180,8 +180,14 @@ def make_poster(
     error, not a reason to print a name that may be out of date."""
     if settings.database_path.exists():
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
+    servers = sorted(settings.allowed_servers)
+    texts = texts_for_server(servers[0] if len(servers) == 1 else None)  # name the one server to join
     poster = render_poster(
-        practice_name, settings.user_id, phone=settings.practice_phone, opening_times=settings.opening_times
+        practice_name,
+        settings.user_id,
+        texts=texts,
+        phone=settings.practice_phone,
+        opening_times=settings.opening_times,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)

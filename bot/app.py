@@ -61,6 +61,7 @@ from handlers.media_purge import purge_pending_media
 from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
+from handlers.refusals import InviteRefusals
 from handlers.reminders import ReminderJob
 from handlers.retention import RetentionJob
 from handlers.room_guard import RoomGuard
@@ -83,6 +84,7 @@ from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+from storage.refused_invites import RefusedInvites
 from storage.restores import Restore, Restores
 from storage.rooms import RoomKind, RoomRepository
 from storage.staff_identities import StaffIdentities
@@ -396,6 +398,17 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         allowed_servers=settings.allowed_servers,
         staff_kind=staff_kind,
         start_patient=patient.start,
+        refuse_invite=InviteRefusals(
+            database=database,
+            rooms=rooms,
+            refused=RefusedInvites(),
+            outbox=outbox,
+            delivery=delivery,
+            gateway=gateway,
+            config=config,
+            clock=clock,
+            allowed_servers=settings.allowed_servers,
+        ).refuse,
         handlers={
             RoomKind.PATIENT: RoomHandlers(
                 handle=credentials.guarding(RoomKind.PATIENT, patient.handle), failed=patient.failed

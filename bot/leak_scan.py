@@ -144,6 +144,10 @@ _ID_LENGTH = 24  # a run of id characters this long around ten undivided digits 
 _ID_CHARS = frozenset(b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 _HEX_PREFIXES = frozenset({b"0x", b"0X", b"0\x00x\x00", b"0\x00X\x00"})
+_HEX_OR_DASH = _HEX | frozenset(b"-")
+# A UUID (8-4-4-4-12 hexadecimal digits): Matrix clients' transaction ids, which Synapse keeps. About 1 in 1,400
+# random UUIDs holds ten digits with a valid check digit between two of its letters.
+_UUID = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 # JPEG markers that may follow SOI or another segment: C0-CF (the frame headers SOFn, with DHT at C4 and DAC
 # at CC; not JPG at C8), DQT, DRI, APPn and COM; and SOS, which starts the entropy-coded data.
@@ -223,8 +227,8 @@ def _glued_to_a_timestamp(data: bytes, match: re.Match[bytes]) -> bool:
 def _inside_an_id(data: bytes | str, match: re.Match[bytes] | re.Match[str], width: int = 1) -> bool:
     """Whether ten undivided digits sit inside a random id: a run of 24 or more hexadecimal characters (a
     digest, a MAC, a transaction id), a "0x" hexadecimal literal of any length (an object's address in
-    Synapse's log), or 24 or more id characters mixing upper and lower case (a base64 event id). Text a
-    patient typed, even glued to letters in a search index, is none of these."""
+    Synapse's log), a UUID (a client's transaction id), or 24 or more id characters mixing upper and lower
+    case (a base64 event id). Text a patient typed, even glued to letters in a search index, is none of these."""
     if match.group(2):
         return False  # grouped with spaces or dashes: typed, not an id
     raw = data.encode() if isinstance(data, str) else data
@@ -245,6 +249,12 @@ def _inside_an_id(data: bytes | str, match: re.Match[bytes] | re.Match[str], wid
     start, end = span(_HEX)
     if (end - start) // width >= _ID_LENGTH or raw[max(0, start - 2 * width) : start] in _HEX_PREFIXES:
         return True
+    if width == 1:
+        start, end = span(_HEX_OR_DASH)
+        if any(
+            u.start() <= match.start() and match.end() <= u.end() for u in _UUID.finditer(raw, start, end)
+        ):
+            return True
     start, end = span(_ID_CHARS)
     word = raw[start:end:width]
     return len(word) >= _ID_LENGTH and word.lower() != word and word.upper() != word

@@ -77,7 +77,7 @@ _KIND_PHRASES: dict[PersonalDataKind, str] = {
 }
 
 
-def explain(found: frozenset[PersonalDataKind]) -> str:
+def explain(found: frozenset[PersonalDataKind], *, offer: bool = False) -> str:
     """The reply sent after the message was removed: what it seemed to contain, and why only the NHS number.
 
     Raises ValueError for an empty set: there is nothing to explain, and no message should have been removed.
@@ -86,6 +86,11 @@ def explain(found: frozenset[PersonalDataKind]) -> str:
         raise ValueError("explain() needs at least one kind of personal data")
     phrases = [_KIND_PHRASES[kind] for kind in PersonalDataKind if kind in found]
     listed = phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    if offer:  # the rest of the message is offered back without the details: no need to send it again
+        return (
+            f"I've removed your message because it looked like it contained {listed}. To keep your details "
+            "safe, I only need your NHS number."
+        )
     return (
         f"I've removed your message because it looked like it contained {listed}. To keep your details "
         "safe, I only need your NHS number: please don't send your name, date of birth, address, "
@@ -385,3 +390,68 @@ def _has_name(text: str) -> bool:
         elif title[0].isupper() and _could_be_name(surname, capitalised=True):
             return True
     return any(_could_be_name(match.group(1), capitalised=True) for match in SIGN_OFF.finditer(text))
+
+
+# --- masking -------------------------------------------------------------------------------------------
+
+MASK = "[…]"
+_MASKED_WHOLE = (
+    EMAIL,
+    UK_PHONE_INTERNATIONAL,
+    OTHER_INTERNATIONAL_PHONE,
+    POSTCODE,
+    FLAT,
+    ISO_DATE,
+    TEXT_DATE,
+)
+_REST_OF_SENTENCE = r"[^.!?\n]*"
+_CUE_SENTENCES = tuple(
+    re.compile(pattern.pattern + _REST_OF_SENTENCE, pattern.flags)
+    for pattern in (ADDRESS_CUE, LIVING_AT, DATE_OF_BIRTH_CUE, BORN)
+)
+_MIN_WORDS_LEFT = 2
+# Words that only introduce the removed details: a message of nothing else is not worth offering back.
+_ONLY_ABOUT_THE_DETAILS = _word_set(
+    """
+    my name is i am im was born on in date of birth dob postcode address live at phone number mobile email
+    and the a me call here it s this hi hello mr mrs ms miss mx dr thanks regards
+    """
+)
+_NEXT_NAME = re.compile(r"\s+[A-Z][\w'\-]*")
+
+
+def mask(text: str) -> str | None:
+    """The message with every personal detail the guard looks for replaced by "[…]", keeping the other
+    words (a date right after "since" or "started" is when the concern began, and stays); None when what
+    is left would still look personal, or has too few words to be worth keeping.
+
+    A safety net like `find_personal_data`: the masked text is checked again with it before it is offered.
+    """
+    masked = _normalise(text)
+    spans: list[tuple[int, int]] = []
+    for pattern in (*_MASKED_WHOLE, *_CUE_SENTENCES):
+        spans += [match.span() for match in pattern.finditer(masked)]
+    spans += [match.span() for match in UK_PHONE_NATIONAL.finditer(masked)]
+    spans += [
+        match.span() for match in NUMERIC_DATE.finditer(masked) if not _is_onset_date(masked, match.start())
+    ]
+    spans += [match.span() for match in ADDRESS_CANDIDATE.finditer(masked)]
+    for pattern, groups in ((NAME_IS, (1,)), (I_AM, (1, 2)), (TITLE, (2,)), (SIGN_OFF, (1,))):
+        for match in pattern.finditer(masked):
+            for group in groups:
+                start, end = match.span(group)
+                # A surname (or two) after the first name goes too.
+                while (more := _NEXT_NAME.match(masked, end)) is not None:
+                    end = more.end()
+                spans.append((start, end))
+    for start, end in sorted(spans, reverse=True):
+        masked = masked[:start] + MASK + masked[end:]
+    masked = re.sub(r"(?:\[…\]\s*)+", MASK + " ", masked).strip()
+    words = [
+        word
+        for word in re.findall(r"[^\W\d_][\w'\-]*", masked.lower())
+        if word not in _ONLY_ABOUT_THE_DETAILS
+    ]
+    if len(words) < _MIN_WORDS_LEFT or find_personal_data(masked):
+        return None
+    return masked

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -89,6 +89,17 @@ class PosterTexts:
 
 
 DEFAULT_TEXTS = PosterTexts()
+
+
+def texts_for_server(account_server: str | None) -> PosterTexts:
+    """The default texts, naming the server to make an account on when the practice allows only one."""
+    if account_server is None:
+        return DEFAULT_TEXTS
+    first = (
+        f"Get the free app Element from your phone's app store. Make your account on {account_server}: "
+        f"where the app shows matrix.org, tap Edit and type {account_server}."
+    )
+    return replace(DEFAULT_TEXTS, steps=(first, *DEFAULT_TEXTS.steps[1:]))
 
 
 @dataclass(frozen=True)

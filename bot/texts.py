@@ -26,6 +26,8 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "request_intro": frozenset({"area"}),
     "request_intro_by": frozenset({"area", "requested_by"}),
     "nhs_number_readback": frozenset({"nhs_number"}),
+    "masked_offer": frozenset({"masked"}),
+    "server_refused": frozenset({"servers"}),
     "photo_guidance": frozenset({"max_photos", "area"}),
     "photo_received": frozenset({"number", "remaining"}),
     "photo_received_last": frozenset({"number"}),
@@ -78,56 +80,50 @@ class Texts:
 
     # The practice's own details: the fields a practice is expected to override.
     how_to_contact: str = "Please phone {practice}, or ask at reception."
-    emergency_advice: str = (
-        "This service is not for emergencies. If you need help urgently, call 111, or 999 in an emergency."
-    )
+    emergency_advice: str = "Not for emergencies: call 111, or 999 in an emergency."
     privacy_notice: str = (
-        "**Privacy notice**\n"
-        "- During a remote consultation, {practice} may ask you for a photo of the bruise or skin "
-        "problem that concerns you.\n"
-        "- A doctor or nurse uses the photo to decide on your treatment. Where it's needed, the photo "
-        "may be added to your medical record.\n"
-        "- Send only your NHS number with the photo: never your name, date of birth or address.\n"
-        "- The photo should show only the area asked for. No other person should be in it."
+        "Privacy notice: the practice may ask for a photo of your skin problem or bruise. A doctor or "
+        "nurse uses it to decide your treatment, and it may go in your medical record. Send only the NHS "
+        "number with it: no name, date of birth or address. Show only that area, with no one else in "
+        "the photo."
     )
-    what_happens_next: str = (
-        "A doctor or nurse will look at your photos. The practice may contact you about them."
-    )
+    # Where the practice's full privacy notice is: a practice sets its own link here.
+    privacy_link: str = "Full notice: on the practice's website."
+    what_happens_next: str = "A doctor or nurse will look at them."
+    # When the patient should expect to hear back: a practice sets its own promise here.
+    reply_time: str = "The practice will reply within 2 working days."
 
     # Greeting (the first message when the bot joins the chat).
-    greeting: str = (
-        "Hello. This is the secure photo service of {practice}. You can use this chat to send the "
-        "practice photos of a rash, a skin problem, a lump or a bruise, so a doctor or nurse can look "
-        "at it. This chat is encrypted: only you and the practice can read it."
-    )
+    greeting: str = "Hello, this is {practice}'s secure photo chat."
     request_intro: str = "The practice has asked you for a photo of: {area}."
     request_intro_by: str = "{requested_by} at {practice} has asked you for a photo of: {area}."
     record_notice: str = (
-        "A record may be kept: the photo may be added to your medical record. Before you send it, "
-        "you can choose to have it deleted once a doctor or nurse has looked at it instead."
+        "The photo may be kept in your medical record, to show what your care was based on. To have it "
+        "deleted once seen instead, reply **DELETE**."
     )
 
     # NHS number.
-    ask_nhs_number: str = (
-        "To start, please type the **NHS number** of the person in the photo: your own, or theirs "
-        "if you're sending it for your child or someone you care for. It has 10 digits. You can find "
-        "it in the NHS App, on a prescription, or on a letter from your GP surgery or hospital. "
-        "Please don't send a name, date of birth or address."
-    )
-    nhs_number_prompt: str = "Please type your 10-digit **NHS number**."
+    ask_nhs_number: str = "What is the **NHS number** (10 digits) of the person in the photo?"
+    nhs_number_prompt: str = "Please type the 10-digit **NHS number** of the person in the photo."
     nhs_number_readback: str = (
-        "I've read the NHS number as **{nhs_number}**. Is that right? Reply **yes** or **no**."
+        "I've read the NHS number as **{nhs_number}**. Whose number is it?\n"
+        "**1**: mine\n"
+        "**2**: someone I look after\n"
+        "If I've read it wrong, reply **no**."
+    )
+    nhs_number_unknown: str = (
+        "You can find the NHS number in the NHS App, on a letter from the practice or a hospital, or on a "
+        "repeat prescription slip. If you can't find it, the practice can help. {how_to_contact}"
     )
     nhs_number_retry: str = "No problem. Please type the NHS number again."
-    nhs_number_confirmed: str = (
-        "Thank you. I've removed your message with the NHS number from this chat, to keep it private."
-    )
+    nhs_number_confirmed: str = "Thank you. I've removed the number from this chat."
+
+    readback_removed: str = "I've removed my read-back of it too."
 
     # Screening.
-    screening_intro: str = "Next, a few quick questions."
+    screening_intro: str = "Thank you."
     ask_intimate: str = (
-        "Is the photo of an **intimate area**? That means the genitals, bottom or breasts. "
-        "Reply **yes** or **no**."
+        "Is the photo of an **intimate area** (genitals, bottom or breasts)? Reply **yes** or **no**."
     )
     ask_under_18: str = "Is the person in the photo **under 18**? Reply **yes** or **no**."
     refused: str = (
@@ -138,54 +134,41 @@ class Texts:
         "I'm sorry, I can't accept photos for this request, so I've deleted that one without "
         "looking at it. {how_to_contact}"
     )
-    ask_who: str = (
-        "Who is in the photo?\n"
-        "**1**: me\n"
-        "**2**: someone I have legal authority to act for, such as my child, or a person I hold a "
-        "lasting power of attorney for\n"
-        "Reply **1** or **2**."
-    )
+    ask_who: str = "Whose NHS number is it?\n**1**: mine\n**2**: someone I look after\nReply **1** or **2**."
     ask_storage: str = (
-        "What should happen to the photo once a doctor or nurse has looked at it?\n"
-        "**1**: it may be kept in the medical record, so the record shows what the decision was based "
-        "on. This is the usual choice.\n"
-        "**2**: view then delete. The doctor or nurse writes a description in the record, and the "
-        "photo is deleted.\n"
+        "What should happen to the photo once a doctor or nurse has seen it?\n"
+        "**1**: it may be kept in my medical record\n"
+        "**2**: delete it (a written description goes in my record instead)\n"
         "You'll get the same care either way. Reply **1** or **2**."
     )
     intimate_storage: str = (
-        "Because the photo is of an intimate area, the doctor or nurse will look at it, write a "
-        "description in the medical record, and then delete the photo. It won't be kept."
+        "Because it's an intimate area, the doctor or nurse will describe the photo in your record, then "
+        "delete it."
     )
-    storage_keep_chosen: str = "Thank you. The photo may be kept in the medical record."
+    storage_keep_chosen: str = "Thank you. The photo may be kept in your medical record."
     storage_delete_chosen: str = (
-        "Thank you. The photo will be deleted once a doctor or nurse has looked at it."
+        "Thank you. The photo will be deleted once a doctor or nurse has seen it. To change your mind, "
+        "reply **CHANGE**."
     )
 
     # Photos.
     photo_guidance: str = (
-        "Now please send your photos: up to {max_photos}. Tips for a good photo:\n"
-        "- Use daylight, near a window.\n"
-        "- Use a plain background.\n"
-        "- Make sure it's in focus: tap the screen on the area before you take it.\n"
-        "- Send one photo from further away, showing where it is on the body, and one close-up with "
-        "a coin or ruler beside it, to show the size.\n"
-        "- Show only {area}. No one else should be in the photo.\n"
-        "You can also type a few words: where it is on the body, and how long it has been there.\n"
-        "When you've finished, reply **DONE**."
+        "Now send a photo of {area}, up to {max_photos}: daylight, plain background, in focus. One from "
+        "further away, one close-up with a coin or ruler beside it. Add a note if you like, then reply "
+        "**DONE**."
     )
-    area_of_concern: str = "the area that concerns you"
-    photos_prompt_first: str = "Please send a photo of the area, then reply **DONE** when you've finished."
+    area_of_concern: str = "the area"
+    photos_prompt_first: str = "Please send a photo of the area, then reply **DONE**."
     photos_prompt_more: str = "You can send another photo, or reply **DONE** if you've finished."
     photos_prompt_full: str = "Reply **DONE** to send your photos to the practice."
     photos_prompt_retake: str = "Please send a new photo, or reply **KEEP** to use the last one anyway."
     photo_received: str = (
-        "Photo {number} received safely. I've removed it from this chat to keep it private. "
-        "You can send up to {remaining} more, or reply **DONE** if you've finished."
+        "Photo {number} received and removed from this chat, to keep it private. Send another, or reply "
+        "**DONE**."
     )
     photo_received_last: str = (
-        "Photo {number} received safely. I've removed it from this chat to keep it private. "
-        "That's the most photos I can take. Reply **DONE** to send them to the practice."
+        "Photo {number} received and removed from this chat, to keep it private. That's the most I can "
+        "take: reply **DONE** to send them."
     )
     photo_replaced: str = "I've deleted the earlier version of photo {number}."
     retake: str = (
@@ -264,6 +247,9 @@ class Texts:
     )
     photo_removed: str = "I've removed it from this chat to keep it private."
     need_a_photo: str = "I haven't received any photos yet. Please send at least one, then reply **DONE**."
+    storage_unchanged_intimate: str = (
+        "Because it's an intimate area, the photo will be described in your record and then deleted."
+    )
     note_added: str = "Thank you, I've added your message to your request."
     notes_full: str = (
         "Thank you. I can't add any more messages to this request. Reply **DONE** to send it; you can "
@@ -271,22 +257,16 @@ class Texts:
     )
 
     # Submitted.
-    submitted: str = (
-        "Thank you. Your photos have been sent safely to {practice}. Your reference is **{reference}**."
-    )
-    submitted_kept: str = "The photos may be kept in your medical record."
+    submitted: str = "Thank you. Your photos have been sent to {practice}. Your reference is **{reference}**."
+    submitted_kept: str = "They may be kept in your medical record."
     submitted_deleted: str = (
-        "The photos will be deleted once a doctor or nurse has looked at them; a written description "
-        "goes in your record instead."
+        "They'll be deleted once a doctor or nurse has seen them; a written description goes in your record."
     )
-    deleted_from_chat: str = "Your photo messages have been removed from this chat."
+    deleted_from_chat: str = "They're gone from this chat."
     # Sent with the submission, before the purge has run: say what is under way, not what is done.
-    deleted_from_server: str = "The copies on the chat server are being deleted too."
-    phone_copies: str = (
-        "Copies may still be on your phone, for example in your photo gallery or camera roll, or in a "
-        "cloud backup. You may want to delete them."
-    )
-    start_again: str = "To send new photos, reply **START**."
+    deleted_from_server: str = "Copies on the chat server are being deleted."
+    phone_copies: str = "You may want to delete copies on your phone."
+    start_again: str = "To send more photos, reply **START**."
 
     # Cancelled and expired.
     cancelled: str = "Cancelled. Nothing was sent to the practice."
@@ -393,6 +373,26 @@ class Texts:
         "you can do here."
     )
 
+    # Edits of earlier messages.
+    edit_too_late: str = (
+        "I saw your change, but I can't change that answer now. If something is wrong, tell the doctor "
+        "or nurse when the practice contacts you, or reply **CANCEL** to start again."
+    )
+
+    # A message removed for personal details: its other words offered back, masked.
+    masked_offer: str = (
+        "Would you like me to add your message without those details?\n\n{masked}\n\nReply **yes** or **no**."
+    )
+    masked_added: str = "Thank you, I've added it to your request."
+    masked_declined: str = "OK, I haven't added it."
+
+    # A patient whose homeserver the practice does not allow (the bot then leaves the chat).
+    server_refused: str = (
+        "Hello, this is {practice}'s secure photo chat. Sorry: it only takes chats from accounts made on "
+        "{servers}, so I can't help you from this account, and I'll leave this chat now. To send a photo, "
+        "make an account on {servers} and message me from it. Or contact the practice: {how_to_contact}"
+    )
+
     # Anything unexpected.
     not_understood: str = "Sorry, I didn't understand that."
     yes_or_no: str = "Please reply **yes** or **no**."
@@ -419,7 +419,7 @@ class Texts:
         "of 3, 3 and 4. You can find it in the NHS App, on a prescription, or on a letter from your GP "
         "surgery or hospital. If you can't find it, the practice can help. {how_to_contact}"
     )
-    help_confirm: str = "Reply **yes** if the NHS number I read back is right, or **no** to type it again."
+    help_confirm: str = "If I've read the NHS number wrong, reply **no** and type it again."
     help_intimate: str = (
         "I ask because photos of intimate areas (the genitals, bottom or breasts) are handled with "
         "extra care: the doctor or nurse describes them in the record and then deletes them. "
@@ -429,15 +429,15 @@ class Texts:
         "I ask because this service can't accept intimate photos of anyone under 18. Reply **yes** or **no**."
     )
     help_who: str = (
-        "Reply **1** if the photo is of you. Reply **2** if it's of your child, or of someone you hold a "
-        "lasting power of attorney for (or have other legal authority to act for). If you're helping "
-        "someone send a photo of themselves, with their agreement, answer as they would. If neither "
-        "fits, the practice can help. {how_to_contact}"
+        "Reply **1** if the photo is of you. Reply **2** if it's of someone you look after: your child, or "
+        "someone you care for or help. The practice needs to know who you are to them (for example their "
+        "parent, or their attorney) and that they agree to the photo, or that you can decide for them. "
+        "If you're not sure, the practice can help. {how_to_contact}"
     )
     help_storage: str = (
-        "Reply **1** if the photo may be kept in the medical record. Reply **2** if you'd rather the "
-        "doctor or nurse look at it, write a description, and then delete it. You'll get the same care "
-        "either way."
+        "Reply **1** if the photo may be kept in your medical record, so the record shows what your care "
+        "was based on. Reply **2** if you'd rather the doctor or nurse look at it, write a description, "
+        "and then delete it. You'll get the same care either way."
     )
     help_photos: str = (
         "To send a photo, tap the paperclip or **+** button next to where you type, then choose a "

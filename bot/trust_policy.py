@@ -93,7 +93,8 @@ class TrustPolicy:
             staff = config.is_admin(user_id)
         else:
             room = await self._rooms.get(room_id)
-            if room is not None and room.kind is RoomKind.PATIENT and room.member == user_id:
+            patient_like = room is not None and room.kind in (RoomKind.PATIENT, RoomKind.REFUSED)
+            if room is not None and patient_like and room.member == user_id:
                 return DeviceTrust.TRUST
             return DeviceTrust.EXCLUDE
         if not staff:

@@ -31,6 +31,7 @@ from bot.conversation import (
     Begin,
     Conversation,
     DestroyPhotos,
+    Edit,
     Effect,
     Expire,
     Input,
@@ -40,8 +41,10 @@ from bot.conversation import (
     PhotoStored,
     Policy,
     PurgeMedia,
+    Reaction,
     RecordConsent,
     Redact,
+    RedactOwn,
     Refuse,
     Reply,
     RoomUnsafe,
@@ -61,11 +64,13 @@ from bot.images import CleanPhoto, Limits, Rejected, process_photo
 from bot.keyring import Keyring, Sealer
 from bot.matrix.attachments import AttachmentError
 from bot.matrix.events import (
+    EditMessage,
     Incoming,
     MediaKind,
     MediaMessage,
     MembershipChange,
     OtherMessage,
+    ReactionMessage,
     TextMessage,
     UndecryptableMessage,
 )
@@ -75,7 +80,15 @@ from bot.metrics import BotMetrics, PhotoTiming
 from bot.room_safety import Unsafe
 from handlers.alerts import alert
 from handlers.attachment_fetch import AttachmentUnavailable, fetch_attachment
-from handlers.delivery import ALERT_OF, PHOTO_CONFIRMATION, REMOVAL_REQUIRED, Delivery
+from handlers.delivery import (
+    ALERT_OF,
+    FIRST_CONTACT,
+    NOTIFY,
+    PHOTO_CONFIRMATION,
+    PRIVATE,
+    REMOVAL_REQUIRED,
+    Delivery,
+)
 from handlers.media_purge import purge_pending_media
 from handlers.room_locks import RoomLocks
 from storage.audit import AuditAction, AuditLog
@@ -330,7 +343,9 @@ class PatientHandler:
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
         async with self.database.transaction() as db:
-            await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", {"text": text})
+            await self.outbox.add(
+                db, room_id, derive_txn_id(source, 0), "message", {"text": text, NOTIFY: True}
+            )
         await self.delivery.flush(room_id)
 
     async def handle(self, event: Incoming) -> None:
@@ -351,6 +366,10 @@ class PatientHandler:
         match event:
             case TextMessage():
                 await self._apply(conversation, Text(event.event_id, event.body, now), event)
+            case EditMessage():
+                await self._apply(conversation, Edit(event.event_id, event.replaces, event.body, now), event)
+            case ReactionMessage():
+                await self._apply(conversation, Reaction(event.event_id, event.key, now), event)
             case MediaMessage(kind=MediaKind.IMAGE | MediaKind.FILE):
                 async with self._photos_in_flight:
                     await self._photo(conversation, event)
@@ -372,7 +391,7 @@ class PatientHandler:
         async with self.database.transaction() as db:
             await self.handled.mark(db, event.event_id, event.room_id, outcome="failed")
             await self.outbox.add(
-                db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text}
+                db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text, NOTIFY: True}
             )
 
     # ---- photos -------------------------------------------------------------------------------------
@@ -448,7 +467,7 @@ class PatientHandler:
         try:
             async with self.database.transaction() as db:
                 txn_id = derive_txn_id(event.event_id, 97)  # the same notice on a replay: sent once
-                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text})
+                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text, NOTIFY: True})
         except (OSError, sqlite3.Error):
             log.warning("the disk is full and the patient could not be told yet; their photo will be retried")
             return
@@ -554,8 +573,13 @@ class PatientHandler:
         for index, effect in enumerate(effects):
             txn_id = derive_txn_id(source, index)
             match effect:
-                case Reply(text=text):
-                    payload: dict[str, Any] = {"text": text}
+                case Reply(text=text, private=private):
+                    # Every reply to a patient is a question or an outcome: it notifies (issue 15).
+                    payload: dict[str, Any] = {"text": text, NOTIFY: True}
+                    if private is not None:
+                        payload[PRIVATE] = private
+                    if source.startswith("begin:"):
+                        payload[FIRST_CONTACT] = True  # waits until the patient's device keys are known
                     if about_photo:
                         payload[PHOTO_CONFIRMATION] = True
                     await self.outbox.add(db, room_id, txn_id, "message", payload)
@@ -564,6 +588,10 @@ class PatientHandler:
                     # (such as "I've removed your message") is ever sent.
                     redaction = {"event_id": event_id, "reason": reason, REMOVAL_REQUIRED: True}
                     await self.outbox.add(db, room_id, txn_id, "redaction", redaction)
+                case RedactOwn(private=private, reason=reason):
+                    await self.outbox.add(
+                        db, room_id, txn_id, "redaction_own", {PRIVATE: private, "reason": reason}
+                    )
                 case DestroyPhotos(photo_ids=photo_ids):
                     await self.ledger.record(
                         db, LedgerKind.IMAGES_DESTROYED, self.clock.now(), image_ids=photo_ids

@@ -2,7 +2,8 @@
 
 - Invites: joined only from users on the practice's allowed homeservers, and a patient's chat only if it
   is private and can be made safe (`handlers.room_guard`); the greeting is queued in the outbox and sent
-  once the room is known (after the next sync), so the sync loop never waits on it.
+  once the room is known (after the next sync), so the sync loop never waits on it. An invite from any
+  other server is refused with one explanation (`handlers.refusals`).
 - A patient chat that gained a member is closed before any event of its batch is handled.
 - Events of one room are handled in order under that room's lock; rooms are handled concurrently.
 - Each event is handled at most once (the handled-events table) and at least once (the sync checkpoint
@@ -55,6 +56,7 @@ class Router:
         allowed_servers: frozenset[str],
         staff_kind: Callable[[RoomID], RoomKind | None],
         start_patient: Callable[[RoomID, UserID], Awaitable[None]],
+        refuse_invite: Callable[[Invite], Awaitable[None]],
         handlers: dict[RoomKind, RoomHandlers],
         metrics: BotMetrics,
         admit_patient_room: Callable[[RoomID, UserID], Awaitable[bool]],
@@ -68,6 +70,7 @@ class Router:
         self._allowed_servers = allowed_servers
         self._staff_kind = staff_kind
         self._start_patient = start_patient
+        self._refuse_invite = refuse_invite
         self._handlers = handlers
         self._metrics = metrics
         self._admit_patient_room = admit_patient_room  # a just-joined chat is private and can be made safe
@@ -102,8 +105,7 @@ class Router:
 
     async def _on_invite(self, invite: Invite) -> None:
         if server_name(invite.inviter) not in self._allowed_servers:
-            log.info("declined an invite from a homeserver the practice does not allow")
-            await self._gateway.leave(invite.room_id)
+            await self._refuse_invite(invite)  # told why and how else to reach the practice, never silently
             return
         await self._gateway.join(invite.room_id)
         staff_kind = self._staff_kind(invite.room_id)

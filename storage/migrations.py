@@ -276,20 +276,44 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         9,
+        "the bot's own messages that show a private detail (an NHS number read back), redacted later",
+        """
+        CREATE TABLE private_sent (
+            room_id TEXT NOT NULL,
+            tag TEXT NOT NULL,                   -- what the message shows, e.g. 'nhs_number'
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, event_id)
+        );                                       -- a rowid table: SQLite 3.40's quick_check reports a
+                                                 -- WITHOUT ROWID table's NOT NULL column after its key as NULL
+        """,
+    ),
+    Migration(
+        10,
+        "invitations refused because the patient's homeserver is not allowed: a count and a rate limit per server",
+        """
+        CREATE TABLE refused_invites (
+            server TEXT PRIMARY KEY,
+            refusals INTEGER NOT NULL,
+            last_told_at TEXT                    -- the last explanation sent to someone on this server
+        );
+        """,
+    ),
+    Migration(
+        11,
         "photo captions: the patient's words sent with a photo, shown to the clinician and in the package",
         """
         ALTER TABLE photos ADD COLUMN caption BLOB;  -- sealed: the image event's caption, or NULL
         """,
     ),
     Migration(
-        10,
+        12,
         "reminders of unclaimed requests: when the clinician room was reminded of each",
         """
         ALTER TABLE submissions ADD COLUMN reminded_at TEXT;  -- NULL until the room is reminded of it
         """,
     ),
     Migration(
-        11,
+        13,
         "the alert that announced each submission in each clinician room: the root of its thread",
         """
         CREATE TABLE alert_events (
@@ -303,7 +327,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
-        12,
+        14,
         "destructive commands waiting for confirmation; a described view-then-delete's undo window",
         """
         CREATE TABLE pending_commands (

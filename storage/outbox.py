@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from bot.clock import Clock, iso
-from bot.ids import RoomID
+from bot.ids import EventID, RoomID
 from bot.keyring import Sealer
 from storage.database import Database
 
@@ -38,7 +38,7 @@ class OutboxItem:
     id: int
     room_id: RoomID
     txn_id: str
-    kind: str  # 'message' | 'redaction' | 'leave' (the bot leaves the room, after what came before)
+    kind: str  # 'message' | 'redaction' | 'redaction_own' (the bot's messages showing a private detail) | 'leave'
     payload: dict[str, Any] = field(repr=False)
     attempts: int
 
@@ -84,9 +84,30 @@ class Outbox:
         async with self._db.connection.execute("SELECT DISTINCT room_id FROM outbox") as cursor:
             return [RoomID(row["room_id"]) for row in await cursor.fetchall()]
 
-    async def done(self, item_id: int) -> None:
+    async def done(self, item_id: int, *, private: tuple[RoomID, str, EventID] | None = None) -> None:
+        """The item was sent. `private`: the sent message shows a private detail (room, tag, its event id),
+        remembered in the same transaction so a later `redaction_own` item can remove it."""
         async with self._db.transaction() as db:
             await db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            if private is not None:
+                await db.execute(
+                    "INSERT INTO private_sent (room_id, tag, event_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    private,
+                )
+
+    async def private_sent(self, room_id: RoomID, tag: str) -> list[EventID]:
+        """The bot's own messages in the room that show `tag`'s detail and are not yet removed."""
+        async with self._db.connection.execute(
+            "SELECT event_id FROM private_sent WHERE room_id = ? AND tag = ? ORDER BY event_id",
+            (room_id, tag),
+        ) as cursor:
+            return [EventID(row["event_id"]) for row in await cursor.fetchall()]
+
+    async def forget_private(self, room_id: RoomID, event_id: EventID) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "DELETE FROM private_sent WHERE room_id = ? AND event_id = ?", (room_id, event_id)
+            )
 
     async def discard_room(self, db: aiosqlite.Connection, room_id: RoomID) -> None:
         """Drop everything still waiting for this room (inside the caller's transaction): the room's owner

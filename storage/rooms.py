@@ -18,6 +18,7 @@ class RoomKind(Enum):
     PATIENT = "patient"
     CLINICIAN = "clinician"
     ADMIN = "admin"
+    REFUSED = "refused"  # a patient on a homeserver the practice does not allow: told why, then left
 
 
 @dataclass(frozen=True)

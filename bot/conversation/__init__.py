@@ -4,12 +4,14 @@ conversation, effects = step(conversation, Text(event_id, body, now), policy)
 """
 
 from bot.conversation.effects import (
+    NHS_NUMBER_SHOWN,
     DestroyPhotos,
     Effect,
     NotifyClinicians,
     PurgeMedia,
     RecordConsent,
     Redact,
+    RedactOwn,
     Reply,
     Submit,
 )
@@ -17,11 +19,13 @@ from bot.conversation.inputs import (
     REJECT_REASONS,
     AskConsent,
     Begin,
+    Edit,
     Expire,
     Input,
     PhotoNotExpected,
     PhotoRejected,
     PhotoStored,
+    Reaction,
     RoomUnsafe,
     Text,
     Undecryptable,
@@ -35,6 +39,7 @@ from bot.conversation.transitions import TRANSITIONS, Transition
 
 __all__ = [
     "FINISHED_STATES",
+    "NHS_NUMBER_SHOWN",
     "REJECT_REASONS",
     "TRANSITIONS",
     "Admit",
@@ -42,6 +47,7 @@ __all__ = [
     "Begin",
     "Conversation",
     "DestroyPhotos",
+    "Edit",
     "Effect",
     "Expire",
     "Input",
@@ -53,8 +59,10 @@ __all__ = [
     "PhotoStored",
     "Policy",
     "PurgeMedia",
+    "Reaction",
     "RecordConsent",
     "Redact",
+    "RedactOwn",
     "Refuse",
     "Reply",
     "RoomUnsafe",

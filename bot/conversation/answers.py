@@ -26,6 +26,7 @@ class Answer(Enum):
     TWO = "2"
     DONE = "done"
     KEEP = "keep"
+    CHANGE_STORAGE = "change storage"  # at the photo step: "delete" (or change back to keeping)
     COURTESY = "courtesy"  # "ok", "thanks", "hello": not an answer, not a note
 
 
@@ -147,6 +148,27 @@ _STORE_DELETE = (
     "view only",
 )
 
+_STORAGE_CHANGE = (
+    "delete",
+    "delete it",
+    "delete please",
+    "please delete",
+    "delete it please",
+    "delete after",
+    "view then delete",
+    "view and delete",
+    "dont keep",
+    "do not keep",
+    "dont keep it",
+    "change",
+    "change storage",
+    "change my choice",
+    "record",
+    "keep in record",
+    "keep in my record",
+    "keep it in my record",
+)
+
 _DONE = (
     "done",
     "finished",
@@ -206,8 +228,16 @@ _COURTESY = (
 YES_NO = ((Answer.YES, _YES), (Answer.NO, _NO))
 WHO = ((Answer.ONE, _WHO_ME), (Answer.TWO, _WHO_OTHER))
 STORAGE = ((Answer.ONE, _STORE_KEEP), (Answer.TWO, _STORE_DELETE))
-PHOTOS = ((Answer.DONE, _DONE), (Answer.KEEP, _KEEP))
+PHOTOS = ((Answer.DONE, _DONE), (Answer.KEEP, _KEEP), (Answer.CHANGE_STORAGE, _STORAGE_CHANGE))
 COURTESY = ((Answer.COURTESY, _COURTESY),)
+
+# "I don't know my NHS number" and its close variants, matched anywhere in the (normalised) message.
+_NUMBER_UNKNOWN = re.compile(
+    r"\b(?:(?:i )?(?:dont|do not|don t|dunno)(?: know| have| remember)?|not sure|cant find|cannot find|"
+    r"can not find|no idea|forgot|forgotten|lost|havent got|have not got|where|what is|whats|how do i find|"
+    r"never had)\b"
+)
+_NUMBER_WORDS = re.compile(r"\b(?:nhs|number|it|one|mine)\b")
 
 _PUNCTUATION = ".,!?;:()[]*_~\"'`-"
 
@@ -234,3 +264,28 @@ def answer(text: str, choices: tuple[tuple[Answer, tuple[str, ...]], ...]) -> An
         if said in words:
             return meaning
     return None
+
+
+# Reactions that answer a question: yes/no, and the numbered choices.
+_REACTIONS: dict[str, str] = {
+    **dict.fromkeys(("👍", "✅", "✔️", "✔", "☑️"), "yes"),
+    **dict.fromkeys(("👎", "❌", "✖️", "✖"), "no"),
+    **dict.fromkeys(("1️⃣", "1⃣"), "1"),
+    **dict.fromkeys(("2️⃣", "2⃣"), "2"),
+}
+
+
+def reaction_answer(key: str) -> str | None:
+    """The typed answer a reaction stands for ('👍' -> 'yes', '1️⃣' -> '1'), or None."""
+    stripped = key.strip()
+    # Skin-tone modifiers (U+1F3FB..U+1F3FF) do not change the answer.
+    stripped = "".join(ch for ch in stripped if not 0x1F3FB <= ord(ch) <= 0x1F3FF)
+    return _REACTIONS.get(stripped)
+
+
+def number_unknown(text: str) -> bool:
+    """Whether the patient is saying they don't know their NHS number or where to find it."""
+    said = normalise(text)
+    if said in {"dont know", "i dont know", "not sure", "no idea", "dunno", "idk", "i dont have one"}:
+        return True
+    return bool(_NUMBER_UNKNOWN.search(said) and _NUMBER_WORDS.search(said))

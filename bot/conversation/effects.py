@@ -14,9 +14,22 @@ from bot.screening_flags import EarlierScreening
 
 @dataclass(frozen=True)
 class Reply:
-    """Send this text (Markdown) to the patient."""
+    """Send this text (Markdown) to the patient. `private` names a private detail the text shows (the NHS
+    number read back): the handler remembers the sent message so `RedactOwn` can remove it later."""
 
     text: str = field(repr=False)
+    private: str | None = None
+
+
+NHS_NUMBER_SHOWN = "nhs_number"  # a `Reply.private` tag: the message reads the NHS number back
+
+
+@dataclass(frozen=True)
+class RedactOwn:
+    """Remove every message the bot sent in this chat that shows the `private` detail."""
+
+    private: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -87,4 +100,4 @@ class RecordConsent:
     answered_at: datetime
 
 
-Effect = RecordConsent | Reply | Redact | DestroyPhotos | PurgeMedia | Submit | NotifyClinicians
+Effect = RecordConsent | Reply | Redact | RedactOwn | DestroyPhotos | PurgeMedia | Submit | NotifyClinicians

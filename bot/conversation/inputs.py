@@ -56,6 +56,25 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Edit:
+    """The patient edited an earlier message (`m.replace`): `body` is the new text (`m.new_content`)."""
+
+    event_id: EventID  # the edit event, which carries the new text in clear too
+    replaces: EventID
+    body: str = field(repr=False)
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """The patient reacted to a message with `key` (an emoji): an answer to a yes/no or numbered question."""
+
+    event_id: EventID
+    key: str
+    now: datetime
+
+
+@dataclass(frozen=True)
 class PhotoStored:
     """A photo was cleaned and encrypted into the vault as `photo_id`; `quality_issues` are
     `bot.images.model.QualityIssue` values ("blurred", "too_dark", "too_bright", "too_small")."""
@@ -135,6 +154,8 @@ Input = (
     | RoomUnsafe
     | AskConsent
     | Text
+    | Edit
+    | Reaction
     | PhotoStored
     | PhotoRejected
     | PhotoNotExpected

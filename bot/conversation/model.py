@@ -30,8 +30,10 @@ class State(Enum):
     CONFIRMING_NHS_NUMBER = "confirming_nhs_number"
     SCREEN_INTIMATE = "screen_intimate"  # is the photo of an intimate area?
     SCREEN_UNDER_18 = "screen_under_18"  # asked only for an intimate area: is the person under 18?
-    SCREEN_WHO = "screen_who"  # the patient, or someone they act for with legal authority?
-    STORAGE_CHOICE = "storage_choice"  # asked only when not intimate: keep in record / view then delete
+    SCREEN_WHO = "screen_who"  # asked only after a bare "yes" to the read-back: the patient's, or someone's they look after?
+    STORAGE_CHOICE = (
+        "storage_choice"  # asked only when the patient says DELETE at the photo step (not intimate)
+    )
     AWAITING_PHOTOS = "awaiting_photos"  # photos, optional words, a pending retake question, "done"
     REFUSED = "refused"  # intimate and under 18: no photo is accepted (finished)
     SUBMITTED = "submitted"  # finished
@@ -135,6 +137,12 @@ class Conversation:
     request_id: str | None = None
     request_expires_at: datetime | None = None
     consent: PendingConsent | None = None
+    # The patient's last answer, and the conversation as it was before it: an edit of that answer (while
+    # nothing else has happened since) is taken as a correction and replayed from there. Never nested.
+    # Words of a message removed for personal details, masked, offered back as a note ("add this?").
+    pending_note: str | None = field(default=None, repr=False)
+    last_answer_id: EventID | None = None
+    before_last_answer: Conversation | None = field(default=None, repr=False)
     # Screenings of earlier conversations in this chat, within the policy's `screening_memory`: kept across
     # START so a refusal cannot be undone unseen (they hold no NHS number and no words).
     earlier_screenings: tuple[EarlierScreening, ...] = ()
@@ -157,7 +165,8 @@ class Conversation:
             raise ValueError(f"a conversation in state {state.value} needs an NHS number")
         if not needs_number and self.nhs_number is not None:
             raise ValueError(f"a conversation in state {state.value} cannot hold an NHS number")
-        if state is not State.AWAITING_PHOTOS and (self.photo_ids or self.retake_photo_id or self.notes):
+        holds_photos = state in (State.AWAITING_PHOTOS, State.STORAGE_CHOICE)
+        if not holds_photos and (self.photo_ids or self.retake_photo_id or self.notes):
             raise ValueError("only a conversation at the photo step holds photos and notes")
         if len(set(self.all_photo_ids)) != len(self.all_photo_ids):
             raise ValueError("a photo id appears twice")
@@ -165,6 +174,13 @@ class Conversation:
             raise ValueError("a consent question waits only on a finished conversation")
         if self.intimate and self.keep_in_record:
             raise ValueError("an intimate photo is never kept in the record")
+        if self.pending_note is not None and state is not State.AWAITING_PHOTOS:
+            raise ValueError("only a conversation at the photo step offers a masked note")
+        if self.before_last_answer is not None:
+            if state.finished or self.last_answer_id is None:
+                raise ValueError("only an open conversation remembers its last answer")
+            if self.before_last_answer.before_last_answer is not None:
+                raise ValueError("the conversation before the last answer keeps no earlier one")
 
     @property
     def photo_count(self) -> int:
@@ -200,6 +216,9 @@ class Conversation:
                 self.request_expires_at.astimezone(UTC).isoformat() if self.request_expires_at else None
             ),
             "consent": self.consent.to_dict() if self.consent else None,
+            "pending_note": self.pending_note,
+            "last_answer_id": self.last_answer_id,
+            "before_last_answer": self.before_last_answer.to_dict() if self.before_last_answer else None,
             "earlier_screenings": [screening.to_dict() for screening in self.earlier_screenings],
         }
 
@@ -234,6 +253,13 @@ class Conversation:
             consent=PendingConsent.from_dict(data["consent"])
             if isinstance(data.get("consent"), dict)
             else None,
+            pending_note=_optional(data, "pending_note", str),
+            last_answer_id=EventID(answer) if isinstance(answer := data.get("last_answer_id"), str) else None,
+            before_last_answer=(
+                cls.from_dict(data["before_last_answer"])
+                if isinstance(data.get("before_last_answer"), dict)
+                else None
+            ),
             earlier_screenings=tuple(
                 EarlierScreening.from_dict(item) for item in _list(data, "earlier_screenings")
             ),

@@ -52,6 +52,8 @@ def prompt(conversation: Conversation, say: Writer) -> str:
             return say(t.ask_who)
         case State.STORAGE_CHOICE:
             return say(t.ask_storage)
+        case State.AWAITING_PHOTOS if conversation.pending_note is not None:
+            return say(t.masked_offer, masked=conversation.pending_note)
         case State.AWAITING_PHOTOS:
             return photos_prompt(conversation, say)
         case State.REFUSED:
@@ -91,7 +93,7 @@ def help_text(conversation: Conversation, say: Writer) -> str:
         case State.AWAITING_NHS_NUMBER:
             specific = say(t.help_nhs_number)
         case State.CONFIRMING_NHS_NUMBER:
-            specific = say(t.help_confirm)
+            specific = say.join([say(t.help_who), say(t.help_confirm)])
         case State.SCREEN_INTIMATE:
             specific = say(t.help_intimate)
         case State.SCREEN_UNDER_18:
@@ -102,6 +104,8 @@ def help_text(conversation: Conversation, say: Writer) -> str:
             specific = say(t.help_storage)
         case State.AWAITING_PHOTOS:
             specific = say(t.help_photos, max_photos=say.policy.max_photos)
+            if conversation.keep_in_record and not conversation.intimate:
+                specific = say.join([specific, say(t.record_notice)])
             if conversation.retake_photo_id is not None:
                 specific = say.join([specific, say(t.photos_prompt_retake)])
         case State.REFUSED | State.SUBMITTED | State.CANCELLED | State.EXPIRED:
@@ -111,11 +115,17 @@ def help_text(conversation: Conversation, say: Writer) -> str:
 
 
 def introduction(say: Writer, requested_area: str | None, requested_by: str | None) -> str:
-    """The first message: who the bot is, what it is for, the privacy notice and the record notice."""
+    """The first message: who the bot is, the privacy notice (rule 9) with where to read it in full, and
+    that it is not for emergencies. What a record means is said once, where the choice is made."""
     t = say.texts
     request = request_intro(say, requested_area, requested_by) if requested_area is not None else ""
     return say.join(
-        [say(t.greeting), request, say(t.privacy_notice), say(t.record_notice), say(t.emergency_advice)]
+        [
+            say(t.greeting),
+            request,
+            " ".join([say(t.privacy_notice), say(t.privacy_link)]),
+            say(t.emergency_advice),
+        ]
     )
 
 
@@ -192,15 +202,15 @@ def submitted_text(conversation: Conversation, say: Writer) -> str:
                 [
                     say(t.submitted, reference=reference),
                     say(t.what_happens_next),
-                    say(t.submitted_kept) if kept else say(t.submitted_deleted),
+                    say(t.reply_time),
                 ]
             ),
             " ".join(
-                [say(t.deleted_from_chat)]
+                ([] if kept else [say(t.submitted_deleted)])
+                + [say(t.deleted_from_chat)]
                 + ([say(t.deleted_from_server)] if say.policy.media_purge_enabled else [])
                 + [say(t.phone_copies)]
             ),
-            " ".join([say(t.emergency_advice), say(t.start_again)]),
         ]
     )
 

@@ -23,23 +23,39 @@ from datetime import UTC, datetime
 
 from bot import personal_data
 from bot.conversation import consent, photos, replies
-from bot.conversation.answers import COURTESY, PHOTOS, STORAGE, WHO, YES_NO, Answer, Command, answer, command
+from bot.conversation.answers import (
+    COURTESY,
+    PHOTOS,
+    STORAGE,
+    WHO,
+    YES_NO,
+    Answer,
+    Command,
+    answer,
+    command,
+    number_unknown,
+    reaction_answer,
+)
 from bot.conversation.effects import (
+    NHS_NUMBER_SHOWN,
     DestroyPhotos,
     Effect,
     NotifyClinicians,
     Redact,
+    RedactOwn,
     Reply,
     Submit,
 )
 from bot.conversation.inputs import (
     AskConsent,
     Begin,
+    Edit,
     Expire,
     Input,
     PhotoNotExpected,
     PhotoRejected,
     PhotoStored,
+    Reaction,
     RoomUnsafe,
     Text,
     Undecryptable,
@@ -81,6 +97,32 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
         return consent.ask(conversation, event, say)
     if isinstance(event, RoomUnsafe):
         return _room_unsafe(_touch(conversation, event.now), event.reason, say)
+    if isinstance(event, Reaction):
+        word = _reaction_word(conversation, event.key)
+        if word is None:
+            return conversation, ()  # a reaction that answers no question is not a message: no reply
+        event = Text(event.event_id, word, event.now)
+    if isinstance(event, Edit):
+        return _mark_private(_edit(conversation, event, policy, say))
+    return _mark_private(_remember(conversation, event, _step(conversation, event, say)))
+
+
+def _mark_private(outcome: Outcome) -> Outcome:
+    """Tag every reply that reads the NHS number back, so the handler can remove it once it is confirmed."""
+    conversation, effects = outcome
+    if conversation.nhs_number is None:
+        return outcome
+    shown = replies.readable_nhs_number(conversation.nhs_number)
+    tagged = tuple(
+        replace(effect, private=NHS_NUMBER_SHOWN)
+        if isinstance(effect, Reply) and shown in effect.text and effect.private is None
+        else effect
+        for effect in effects
+    )
+    return conversation, tagged
+
+
+def _step(conversation: Conversation, event: Input, say: Writer) -> Outcome:
     conversation = _touch(conversation, event.now)
     if _request_expired(conversation):
         t = say.texts
@@ -98,6 +140,67 @@ def step(conversation: Conversation | None, event: Input, policy: Policy) -> Out
         ended, more = _handle(ended, event, say)
         return ended, (*effects, *(effect for effect in more if not isinstance(effect, Reply)))
     return _handle(conversation, event, say)
+
+
+def _remember(before: Conversation, event: Input, outcome: Outcome) -> Outcome:
+    """After a text in an open conversation, remember it as the last answer (with the conversation before
+    it), so an edit of it can be replayed; any other input ends that chance."""
+    after, effects = outcome
+    if replace(after, last_activity_at=before.last_activity_at) == before:
+        return outcome  # nothing changed (help, a question asked again): the last answer stays editable
+    if isinstance(event, Text) and not before.state.finished and not after.state.finished:
+        bare = replace(before, last_answer_id=None, before_last_answer=None)
+        return replace(after, last_answer_id=event.event_id, before_last_answer=bare), effects
+    if after.before_last_answer is not None or after.last_answer_id is not None:
+        after = replace(after, last_answer_id=None, before_last_answer=None)
+    return after, effects
+
+
+def _reaction_word(conversation: Conversation, key: str) -> str | None:
+    """The answer a reaction gives to the question now asked, or None if it answers nothing here."""
+    word = reaction_answer(key)
+    if word is None:
+        return None
+    yes_no = word in {"yes", "no"}
+    if conversation.consent is not None:
+        return word if yes_no == (conversation.consent.stage == "answer") else None
+    if conversation.pending_note is not None:
+        return word if yes_no else None
+    takes_yes_no = {State.CONFIRMING_NHS_NUMBER, State.SCREEN_INTIMATE, State.SCREEN_UNDER_18}
+    takes_number = {State.CONFIRMING_NHS_NUMBER, State.SCREEN_WHO, State.STORAGE_CHOICE}
+    return word if conversation.state in (takes_yes_no if yes_no else takes_number) else None
+
+
+def _edit(conversation: Conversation, event: Edit, policy: Policy, say: Writer) -> Outcome:
+    """An edit of the last answer, while nothing else has happened since, replays that answer with the new
+    text; any other edit gets a kind reply. The edit event carries its text in clear, so it is removed
+    wherever the original is."""
+    base = conversation.before_last_answer
+    if base is not None and event.replaces == conversation.last_answer_id:
+        new, effects = step(base, Text(event.replaces, event.body, event.now), policy)
+        also = tuple(
+            Redact(event.event_id, effect.reason)
+            for effect in effects
+            if isinstance(effect, Redact) and effect.event_id == event.replaces
+        )
+        if event.replaces in new.number_event_ids:
+            new = replace(new, number_event_ids=_with(new.number_event_ids, event.event_id))
+        return new, (*effects, *also)
+    conversation = _touch(conversation, event.now)
+    t = say.texts
+    found = personal_data.find_personal_data(event.body)
+    if found:
+        return conversation, (
+            Redact(event.event_id, say(t.redact_reason_personal)),
+            Reply(personal_data.explain(found)),
+        )
+    removal: tuple[Effect, ...] = ()
+    if looks_like_nhs_number_attempt(event.body) or _NUMBER_LIKE.search(event.body):
+        removal = (Redact(event.event_id, say(t.redact_reason_number)),)
+    return conversation, (
+        *removal,
+        Reply(say.join([say(t.edit_too_late), replies.prompt(conversation, say)])),
+    )
 
 
 def _handle(conversation: Conversation, event: Input, say: Writer) -> Outcome:
@@ -160,8 +263,7 @@ def _fresh(
         requested_area=area,
     )
     return conversation, (
-        Reply(replies.introduction(say, area, requested_by)),
-        Reply(say(say.texts.ask_nhs_number)),
+        Reply(say.join([replies.introduction(say, area, requested_by), say(say.texts.ask_nhs_number)])),
     )
 
 
@@ -188,6 +290,9 @@ def _finish(conversation: Conversation, state: State) -> Conversation:
         photo_ids=(),
         retake_photo_id=None,
         notes=(),
+        pending_note=None,
+        last_answer_id=None,
+        before_last_answer=None,
     )
 
 
@@ -196,6 +301,8 @@ def _end(conversation: Conversation, state: State, say: Writer, *, plain: str, w
     effects: list[Effect] = [
         Redact(event_id, say(say.texts.redact_reason_number)) for event_id in conversation.number_event_ids
     ]
+    if conversation.state in _NUMBER_STATES:
+        effects.append(RedactOwn(NHS_NUMBER_SHOWN, say(say.texts.redact_reason_number)))
     if conversation.all_photo_ids:
         effects.append(DestroyPhotos(conversation.all_photo_ids))
     text = replies.ended_text(
@@ -234,6 +341,8 @@ def _room_unsafe(conversation: Conversation, reason: str, say: Writer) -> Outcom
         effects += [
             Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
         ]
+        if conversation.state in _NUMBER_STATES:
+            effects.append(RedactOwn(NHS_NUMBER_SHOWN, say(t.redact_reason_number)))
     if conversation.all_photo_ids:
         effects.append(DestroyPhotos(conversation.all_photo_ids))
     count = conversation.photo_count
@@ -262,10 +371,14 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     guarded = _without_number_like_runs(event.body) if state in _NUMBER_STATES else event.body
     found = personal_data.find_personal_data(guarded)
     if found:
-        return conversation, (
-            Redact(event.event_id, say(say.texts.redact_reason_personal)),
-            Reply(personal_data.explain(found)),
-        )
+        removal = Redact(event.event_id, say(say.texts.redact_reason_personal))
+        masked = _maskable(conversation, event.body, say)
+        if masked is not None:
+            # The clinical words are not lost: offered back without the details, added only on "yes".
+            offer = say(say.texts.masked_offer, masked=masked)
+            conversation = replace(conversation, pending_note=masked)
+            return conversation, (removal, Reply(say.join([personal_data.explain(found, offer=True), offer])))
+        return conversation, (removal, Reply(personal_data.explain(found)))
 
     if event.body.lstrip().startswith("!"):
         staff = say.join([say(say.texts.staff_command), replies.prompt(conversation, say)])
@@ -313,6 +426,15 @@ def _text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
             return _unexpected(conversation, event, say)
 
 
+def _maskable(conversation: Conversation, body: str, say: Writer) -> str | None:
+    """The removed message's words without the personal details, if they could be added as a note now."""
+    if conversation.state is not State.AWAITING_PHOTOS or conversation.consent is not None:
+        return None
+    if len(conversation.notes) >= say.policy.max_notes:
+        return None
+    return personal_data.mask(body)
+
+
 def _unexpected(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     """The current question again; 'Sorry, I didn't understand' unless it was only 'ok' or 'thanks'."""
     polite = answer(event.body, COURTESY) is Answer.COURTESY
@@ -349,22 +471,41 @@ def _number_attempt_failed(conversation: Conversation, event: Text, say: Writer)
 
 
 def _awaiting_number(conversation: Conversation, event: Text, say: Writer) -> Outcome:
-    return _number_attempt_failed(conversation, event, say) or _unexpected(conversation, event, say)
+    attempt = _number_attempt_failed(conversation, event, say)
+    if attempt is not None:
+        return attempt
+    if number_unknown(event.body):
+        t = say.texts
+        return conversation, (Reply(say.join([say(t.nhs_number_unknown), say(t.nhs_number_prompt)])),)
+    return _unexpected(conversation, event, say)
+
+
+def _confirm_number(
+    conversation: Conversation, state: State, say: Writer
+) -> tuple[Conversation, tuple[Effect, ...], str]:
+    """The read-back was confirmed: remove every message that carried the number; the thanks to say."""
+    t = say.texts
+    removals: tuple[Effect, ...] = (
+        *(Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids),
+        RedactOwn(NHS_NUMBER_SHOWN, say(t.redact_reason_number)),  # the read-back: told once, in the thanks
+    )
+    conversation = replace(conversation, state=state, number_event_ids=())
+    thanks = say(t.nhs_number_confirmed)  # the typed number and the read-back are both removed
+    return conversation, removals, thanks
 
 
 def _confirming_number(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     t = say.texts
+    whose = answer(event.body, WHO)
+    if whose is not None:
+        # "1: mine" or "2: someone I look after" answers the read-back and who it is for at once.
+        confirmed, removals, thanks = _confirm_number(conversation, State.SCREEN_INTIMATE, say)
+        confirmed = replace(confirmed, acting_for_someone=whose is Answer.TWO)
+        return confirmed, (*removals, Reply(say.join([thanks, say(t.ask_intimate)])))
     match answer(event.body, YES_NO):
         case Answer.YES:
-            removals = tuple(
-                Redact(event_id, say(t.redact_reason_number)) for event_id in conversation.number_event_ids
-            )
-            conversation = replace(conversation, state=State.SCREEN_INTIMATE, number_event_ids=())
-            thanks = say(t.nhs_number_confirmed) if removals else ""
-            return conversation, (
-                *removals,
-                Reply(say.join([thanks, say(t.screening_intro), say(t.ask_intimate)])),
-            )
+            confirmed, removals, thanks = _confirm_number(conversation, State.SCREEN_WHO, say)
+            return confirmed, (*removals, Reply(say.join([thanks, say(t.ask_who)])))
         case Answer.NO:
             conversation = replace(conversation, state=State.AWAITING_NHS_NUMBER, nhs_number=None)
             return conversation, (Reply(say(t.nhs_number_retry)),)
@@ -378,8 +519,13 @@ def _screen_intimate(conversation: Conversation, event: Text, say: Writer) -> Ou
             conversation = replace(conversation, state=State.SCREEN_UNDER_18, intimate=True)
             return conversation, (Reply(say(say.texts.ask_under_18)),)
         case Answer.NO:
-            conversation = replace(conversation, state=State.SCREEN_WHO, intimate=False, under_18=None)
-            return conversation, (Reply(say(say.texts.ask_who)),)
+            # Rule 3, said once where the choice is made: the photo may be kept unless they say DELETE.
+            conversation = replace(
+                conversation, state=State.AWAITING_PHOTOS, intimate=False, under_18=None, keep_in_record=True
+            )
+            return conversation, (
+                Reply(say.join([say(say.texts.record_notice), replies.photo_guidance(conversation, say)])),
+            )
         case _:
             return _unexpected(conversation, event, say)
 
@@ -390,8 +536,13 @@ def _screen_under_18(conversation: Conversation, event: Text, say: Writer) -> Ou
             refused = _finish(replace(conversation, under_18=True), State.REFUSED)
             return refused, (Reply(say.join([say(say.texts.refused), say(say.texts.start_again)])),)
         case Answer.NO:
-            conversation = replace(conversation, state=State.SCREEN_WHO, under_18=False)
-            return conversation, (Reply(say(say.texts.ask_who)),)
+            # Rule 5: an intimate photo is described, then destroyed; there is no choice to offer.
+            conversation = replace(
+                conversation, state=State.AWAITING_PHOTOS, under_18=False, keep_in_record=False
+            )
+            return conversation, (
+                Reply(say.join([say(say.texts.intimate_storage), replies.photo_guidance(conversation, say)])),
+            )
         case _:
             return _unexpected(conversation, event, say)
 
@@ -400,15 +551,8 @@ def _screen_who(conversation: Conversation, event: Text, say: Writer) -> Outcome
     choice = answer(event.body, WHO)
     if choice is None:
         return _unexpected(conversation, event, say)
-    conversation = replace(conversation, acting_for_someone=choice is Answer.TWO)
-    if conversation.intimate:
-        # Rule 5: an intimate photo is described, then destroyed; there is no choice to offer.
-        conversation = replace(conversation, state=State.AWAITING_PHOTOS, keep_in_record=False)
-        return conversation, (
-            Reply(say.join([say(say.texts.intimate_storage), replies.photo_guidance(conversation, say)])),
-        )
-    conversation = replace(conversation, state=State.STORAGE_CHOICE)
-    return conversation, (Reply(say(say.texts.ask_storage)),)
+    conversation = replace(conversation, state=State.SCREEN_INTIMATE, acting_for_someone=choice is Answer.TWO)
+    return conversation, (Reply(say(say.texts.ask_intimate)),)
 
 
 def _storage_choice(conversation: Conversation, event: Text, say: Writer) -> Outcome:
@@ -418,11 +562,31 @@ def _storage_choice(conversation: Conversation, event: Text, say: Writer) -> Out
     keep = choice is Answer.ONE
     conversation = replace(conversation, state=State.AWAITING_PHOTOS, keep_in_record=keep)
     chosen = say(say.texts.storage_keep_chosen if keep else say.texts.storage_delete_chosen)
-    return conversation, (Reply(say.join([chosen, replies.photo_guidance(conversation, say)])),)
+    follow = (
+        replies.photos_prompt(conversation, say)
+        if conversation.photo_count
+        else replies.photo_guidance(conversation, say)
+    )
+    return conversation, (Reply(say.join([chosen, follow])),)
 
 
 def _photos_text(conversation: Conversation, event: Text, say: Writer) -> Outcome:
     t = say.texts
+    if conversation.pending_note is not None:
+        offered = conversation.pending_note
+        conversation = replace(conversation, pending_note=None)
+        match answer(event.body, YES_NO):
+            case Answer.YES:
+                conversation = replace(conversation, notes=(*conversation.notes, offered))
+                return conversation, (
+                    Reply(say.join([say(t.masked_added), replies.photos_prompt(conversation, say)])),
+                )
+            case Answer.NO:
+                return conversation, (
+                    Reply(say.join([say(t.masked_declined), replies.photos_prompt(conversation, say)])),
+                )
+            case _:
+                pass  # anything else moves on: the offer lapses
     match answer(event.body, PHOTOS):
         case Answer.DONE:
             return _done(_keep_retake(conversation), say)
@@ -434,6 +598,15 @@ def _photos_text(conversation: Conversation, event: Text, say: Writer) -> Outcom
             )
         case Answer.KEEP:
             return _unexpected(conversation, event, say)
+        case Answer.CHANGE_STORAGE if conversation.intimate:
+            return conversation, (
+                Reply(
+                    say.join([say(t.storage_unchanged_intimate), replies.photos_prompt(conversation, say)])
+                ),
+            )
+        case Answer.CHANGE_STORAGE:
+            conversation = replace(conversation, state=State.STORAGE_CHOICE)
+            return conversation, (Reply(say(t.ask_storage)),)
         case _:
             pass
     if answer(event.body, COURTESY) is Answer.COURTESY or not event.body.strip():

@@ -85,10 +85,8 @@ async def patient_keeps_photos(stage: Stage) -> tuple[Chat, str]:
     await chat.replies("NHS number")
     await chat.say("My name is Alex Example and I was born on 02/03/1961", expect="only need your NHS number")
     await chat.say(NHS_NUMBER_A, expect=NHS_NUMBER_A)
-    await chat.say("yes", expect="intimate area")
-    await chat.say("no", expect="Who is in the photo")
-    await chat.say("1", expect="What should happen")
-    await chat.say("1", expect="DONE")
+    await chat.say("1", expect="intimate area")
+    await chat.say("no", expect="DONE")
     overview = camera_jpeg(seed=3)
     await chat.send_photo(
         overview,
@@ -152,9 +150,9 @@ async def patient_views_then_deletes(stage: Stage) -> tuple[Chat, str]:
     chat = await stage.patient("patient.b", "Patient B")
     await chat.replies("NHS number")
     await chat.say(NHS_NUMBER_B, expect=NHS_NUMBER_B)
-    await chat.say("yes", expect="intimate area")
-    await chat.say("no", expect="Who is in the photo")
-    await chat.say("1", expect="What should happen")
+    await chat.say("1", expect="intimate area")
+    await chat.say("no", expect="DONE")
+    await chat.say("delete", expect="What should happen")
     await chat.say("2", expect="DONE")
     await chat.send_photo(
         camera_jpeg(1600, 1200, seed=5),

@@ -96,6 +96,23 @@ class OtherMessage(Message):
 
 
 @dataclass(frozen=True)
+class EditMessage(Message):
+    """An edit (`m.replace`) of an earlier text: `body` is the new text from `m.new_content`, never the
+    "* text" fallback a client shows old apps (matrix-notes #17)."""
+
+    replaces: EventID
+    body: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ReactionMessage(Message):
+    """A reaction (`m.annotation`) to an earlier message, sent encrypted or, as Element Web does, in clear."""
+
+    reacts_to: EventID
+    key: str
+
+
+@dataclass(frozen=True)
 class UndecryptableMessage(Message):
     session_id: str = field(repr=False)
     sender_key: str = field(repr=False)
@@ -107,7 +124,15 @@ class MembershipChange(Message):
     membership: str
 
 
-Incoming = TextMessage | MediaMessage | OtherMessage | UndecryptableMessage | MembershipChange
+Incoming = (
+    TextMessage
+    | EditMessage
+    | ReactionMessage
+    | MediaMessage
+    | OtherMessage
+    | UndecryptableMessage
+    | MembershipChange
+)
 
 
 @dataclass(frozen=True)
@@ -202,6 +227,23 @@ def relations(content: object) -> tuple[EventID | None, EventID | None]:
     )
 
 
+def _edit(event: Any, room_id: RoomID) -> EditMessage | None:
+    """The edit this text event is (`m.relates_to.rel_type == m.replace`), or None for an ordinary text."""
+    source = getattr(event, "source", None)
+    content = source.get("content") if isinstance(source, dict) else None
+    if not isinstance(content, dict):
+        return None
+    relation = content.get("m.relates_to")
+    if not isinstance(relation, dict) or relation.get("rel_type") != "m.replace":
+        return None
+    replaces = relation.get("event_id")
+    new_content = content.get("m.new_content")
+    body = new_content.get("body") if isinstance(new_content, dict) else None
+    if not isinstance(replaces, str) or not isinstance(body, str):
+        return None
+    return EditMessage(**_base(event, room_id), replaces=EventID(replaces), body=body)
+
+
 def convert(event: Any, room_id: RoomID) -> Incoming | None:
     """Our view of one timeline event, or None for events the bot has no business with."""
     if isinstance(event, nio.MegolmEvent):
@@ -214,7 +256,12 @@ def convert(event: Any, room_id: RoomID) -> Incoming | None:
         )
     if isinstance(event, nio.StickerEvent):
         return _sticker(event, room_id)
+    if isinstance(event, nio.ReactionEvent):
+        return ReactionMessage(**_base(event, room_id), reacts_to=EventID(event.reacts_to), key=event.key)
     if isinstance(event, nio.RoomMessageText | nio.RoomMessageEmote | nio.RoomMessageNotice):
+        edit = _edit(event, room_id)
+        if edit is not None:
+            return edit
         root, reply = relations(getattr(event, "source", {}).get("content"))
         return TextMessage(**_base(event, room_id), body=event.body, thread_root=root, reply_to=reply)
     source = getattr(event, "source", None)

@@ -249,6 +249,22 @@ class MatrixGateway:
     def room_known(self, room_id: RoomID) -> bool:
         return room_id in self.client.rooms
 
+    async def member_keys_known(self, room_id: RoomID) -> bool:
+        """Whether the bot knows a device of every other member (querying keys first if nio wants to): a
+        first message sent before that would be encrypted for nobody, and the patient could never read it."""
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return False
+        if not room.encrypted:
+            return True  # nothing is sent in clear: `send_message` turns encryption on first, then asks again
+        async with self._key_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
+        others = [user for user in room.users if user != self.user_id]
+        return bool(others) and all(
+            any(True for _ in self.client.device_store.active_user_devices(user)) for user in others
+        )
+
     def room_members(self, room_id: RoomID) -> frozenset[UserID]:
         room = self.client.rooms.get(room_id)
         return frozenset(UserID(user) for user in room.users) if room else frozenset()
@@ -340,11 +356,19 @@ class MatrixGateway:
         return EventID(response.event_id)
 
     async def send_text(
-        self, room_id: RoomID, text: str, txn_id: str, *, allow_unencrypted: bool = False
+        self,
+        room_id: RoomID,
+        text: str,
+        txn_id: str,
+        *,
+        allow_unencrypted: bool = False,
+        notify: bool = False,
     ) -> EventID:
-        return await self.send_message(
-            room_id, message_content(text), txn_id, allow_unencrypted=allow_unencrypted
-        )
+        """A Markdown message. `notify`: an `m.text` that default push rules notify for (a question or an
+        outcome the reader must see, matrix-notes #14); otherwise an `m.notice`, which never notifies. Every
+        message carries `m.mentions` (empty), so no legacy mention rule fires on words in it."""
+        content = message_content(text, msgtype="m.text" if notify else "m.notice")
+        return await self.send_message(room_id, content, txn_id, allow_unencrypted=allow_unencrypted)
 
     async def upload(self, ciphertext: bytes) -> str:
         """Upload already-encrypted bytes in one piece (matrix-notes #11) under a neutral name; the mxc URL."""

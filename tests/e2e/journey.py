@@ -41,15 +41,15 @@ async def reach_photos(
     """Open a chat and answer every question up to the photo step."""
     room_id = await open_chat(patient, bot)
     await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
-    await answer(patient, room_id, "yes", "intimate area")
+    await answer(patient, room_id, "2" if for_someone else "1", "intimate area")
     if intimate:
         await answer(patient, room_id, "yes", "under 18")
-        await answer(patient, room_id, "no", "Who is in the photo")
-        await answer(patient, room_id, "2" if for_someone else "1", "DONE")
+        await answer(patient, room_id, "no", "DONE")
         return room_id
-    await answer(patient, room_id, "no", "Who is in the photo")
-    await answer(patient, room_id, "2" if for_someone else "1", "What should happen")
-    await answer(patient, room_id, "1" if keep else "2", "DONE")
+    await answer(patient, room_id, "no", "DONE")
+    if not keep:
+        await answer(patient, room_id, "delete", "What should happen")
+        await answer(patient, room_id, "2", "DONE")
     return room_id
 
 

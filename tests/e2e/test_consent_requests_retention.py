@@ -50,10 +50,8 @@ async def test_consent_is_asked_in_the_patients_chat_recorded_and_required_for_s
 
 async def _journey_in(patient_room: RoomID, patient: Person) -> None:
     await answer(patient, patient_room, NHS_NUMBER, "999 765 4323")
-    await answer(patient, patient_room, "yes", "intimate area")
-    await answer(patient, patient_room, "no", "Who is in the photo")
-    await answer(patient, patient_room, "1", "What should happen")
-    await answer(patient, patient_room, "1", "DONE")
+    await answer(patient, patient_room, "1", "intimate area")
+    await answer(patient, patient_room, "no", "DONE")
 
 
 async def test_a_photo_request_opens_a_chat_says_who_asked_and_links_the_submission(

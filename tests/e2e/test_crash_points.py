@@ -120,7 +120,7 @@ class ScriptedPatient:
         """One submission: a fresh start (after the first), the questions, the photos, DONE."""
         say = partial(self.person.say, self.room_id)
         if not self.at_photo_step:
-            for text in ("start", NHS_NUMBER, "yes", "no", "1", "1"):
+            for text in ("start", NHS_NUMBER, "1", "no"):
                 await self._send(partial(say, text))
         for _ in range(PHOTOS_PER_SUBMISSION):
             photo = next(photos)
@@ -140,7 +140,7 @@ class ScriptedPatient:
         return [
             int(match.group(1))
             for text in self.texts()
-            if (match := re.search(r"Photo (\d+) received safely", text))
+            if (match := re.search(r"Photo (\d+) received", text))
         ]
 
     def references(self) -> list[str]:

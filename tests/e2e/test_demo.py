@@ -26,10 +26,10 @@ JOURNEY = [
     "Privacy notice",  # the notice, before anything is asked
     "Patient A: 999 765 4323",  # the NHS number...
     "read the NHS number as 999 765 4323",  # ...read back
-    "intimate area",  # screening
-    "Who is in the photo",
-    "What should happen",  # storage choice
+    "Whose number is it",  # the read-back asks whose number it is
     "Patient A: 1",
+    "intimate area",  # screening
+    "may be kept in your medical record",  # the record, said where the choice is made
     "Patient A: [photo IMG_2041.jpg: 1600x1200 JPEG",  # two photos, one an iPhone HEIC sent as a file
     "Photo 1 received",
     "Patient A: [file IMG_2042.HEIC: 1600x1200 HEIC",

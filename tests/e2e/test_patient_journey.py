@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 
 import nio
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from bot.demo.people import Person
 from bot.ids import EventID, RoomID
+from bot.keyring import Keyring, Sealer, load_master_key_file
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import (
     NHS_NUMBER,
@@ -21,6 +23,7 @@ from tests.e2e.journey import (
     stored_photos,
     vault_files,
 )
+from tests.e2e.push_rules import would_notify
 from tests.unit.image_factory import make_heic, make_jpeg
 
 pytestmark = pytest.mark.e2e
@@ -98,7 +101,7 @@ async def test_view_then_delete_is_recorded(make_bot: BotFactory, make_person: P
         patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
     )
     done = await answer(patient, room_id, "done", "reference")
-    assert "deleted once a doctor or nurse has looked" in done
+    assert "deleted once a doctor or nurse has seen" in done
     assert bot.query("SELECT keep_in_record, intimate FROM submissions") == [(0, 0)]
 
 
@@ -125,7 +128,7 @@ async def test_intimate_photo_of_a_child_is_refused_and_destroyed_at_once(
     other = await make_person("parent")
     room_id = await open_chat(other, bot)
     await answer(other, room_id, NHS_NUMBER, "999 765 4323")
-    await answer(other, room_id, "yes", "intimate area")
+    await answer(other, room_id, "2", "intimate area")
     await answer(other, room_id, "yes", "under 18")
     refusal = await answer(other, room_id, "yes", "can't accept")
     assert "phone" in refusal.lower()
@@ -206,3 +209,79 @@ async def test_clinician_room_is_told_of_a_submission_without_the_image_or_nhs_n
     assert reference in notice.body
     assert "999" not in notice.body
     assert [m.kind for m in clinician.seen[staff_room]] == ["text"], "no greeting, no image: one notice"
+
+
+async def test_one_photo_journey_is_at_most_six_messages_and_1500_characters_with_the_full_notice(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """A patient sending one photo reads at most 6 bot messages and 1,500 characters, the privacy notice's
+    four points among them, one question per message, and each of them notifies with default push rules."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    began = time.monotonic()
+    room_id = await patient.open_direct_chat(bot.user_id)
+    await patient.wait_for_text(room_id, "NHS number")
+    print(f"first contact: greeting readable {time.monotonic() - began:.2f} s after the chat was created")
+    await patient.settled(room_id, quiet=0.5)
+    await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
+    await answer(patient, room_id, "1", "intimate area")
+    await answer(patient, room_id, "no", "DONE")
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    await answer(patient, room_id, "done", "reference")
+    messages = [seen for seen in patient.seen[room_id] if seen.sender == bot.user_id]
+    read = [seen.body for seen in messages]
+    characters = sum(len(body) for body in read)
+    print(f"one-photo journey: {len(read)} bot messages, {characters} characters")
+    assert len(read) <= 6
+    assert characters <= 1500
+    assert all(body.count("?") <= 1 for body in read), "one question per message"
+    notice = read[0].lower()
+    # Rule 9, by meaning: a photo may be asked for; it decides treatment and may join the record; the NHS
+    # number only; only the area, nobody else.
+    assert "photo" in notice and ("skin" in notice or "bruise" in notice)
+    assert "treatment" in notice and "medical record" in notice
+    assert "nhs number" in notice and all(word in notice for word in ("name", "date of birth", "address"))
+    assert "only that area" in notice and "no one else" in notice
+    assert "full notice" in notice
+    assert "GP-" in read[-1] and "working days" in read[-1], "the last message says when to expect a reply"
+    for seen in messages:  # each question and the outcome, judged by the patient's own rules, as Element does
+        event = {"type": "m.room.message", "sender": seen.sender, "content": seen.content}
+        verdict = await would_notify(patient.client, room_id, event)
+        assert verdict.notify, (seen.body[:40], verdict.rule_id)
+
+
+async def test_nothing_private_stays_on_screen_and_clinical_words_are_offered_back_masked(
+    make_bot: BotFactory, make_person: PersonFactory
+) -> None:
+    """Once confirmed, the bot's read-back leaves the chat with the typed number; a note with a date of
+    birth is removed, offered back masked, and stored without the date after 'yes'."""
+    bot = await make_bot()
+    patient = await make_person("patient")
+    room_id = await open_chat(patient, bot)
+    await answer(patient, room_id, NHS_NUMBER, "999 765 4323")
+    read_back = next(seen.event_id for seen in patient.seen[room_id] if "999 765 4323" in seen.body)
+    confirmed = await answer(patient, room_id, "1", "intimate area")
+    assert "removed the number" in confirmed
+    await patient.wait_until(lambda: read_back in patient.redacted)
+    await answer(patient, room_id, "no", "DONE")
+    before = len(patient.seen[room_id])
+    note = await patient.say(
+        room_id, "The rash on my arm is itchy and spreading. My date of birth is 02/03/1961."
+    )
+    offer = await patient.wait_for_text(room_id, "without those details", after=before)
+    await patient.wait_until(lambda: note in patient.redacted)
+    assert "itchy and spreading" in offer.body and "1961" not in offer.body
+    await patient.settled(room_id, quiet=0.5)
+    await answer(patient, room_id, "yes", "added it")
+    await send_photo(
+        patient, room_id, make_jpeg(1200, 900), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    await answer(patient, room_id, "done", "reference")
+    sealer = Sealer(Keyring(load_master_key_file(bot.data_dir / "master.key")))
+    ((submission_id, sealed),) = bot.query("SELECT submission_id, details FROM submissions")
+    assert isinstance(sealed, bytes)
+    notes = sealer.open_json(sealed, context=f"submission-details:{submission_id}")["notes"]
+    assert len(notes) == 1 and "itchy and spreading" in notes[0]
+    assert "1961" not in notes[0] and "02/03" not in notes[0]

@@ -23,16 +23,14 @@ async def test_a_refusal_undone_by_start_and_a_contradicting_note_reach_the_clin
     patient = await make_person("patient")
     chat = await open_chat(patient, bot)
     await answer(patient, chat, NHS_NUMBER, "999 765 4323")
-    await answer(patient, chat, "yes", "intimate area")
+    await answer(patient, chat, "1", "intimate area")
     await answer(patient, chat, "yes", "under 18")
     await answer(patient, chat, "yes", "can't accept intimate photos")
 
     await answer(patient, chat, "start", "NHS number")
     await answer(patient, chat, NHS_NUMBER, "999 765 4323")
-    await answer(patient, chat, "yes", "intimate area")
-    await answer(patient, chat, "no", "Who is in the photo")
-    await answer(patient, chat, "1", "What should happen")
-    await answer(patient, chat, "1", "DONE")
+    await answer(patient, chat, "1", "intimate area")
+    await answer(patient, chat, "no", "DONE")
     await answer(patient, chat, "it IS on my genitals, bleeding", "added")
     await send_photo(
         patient, chat, make_jpeg(1600, 1200), "Photo 1 received", filename="p.jpg", mimetype="image/jpeg"

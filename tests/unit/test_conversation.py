@@ -10,10 +10,12 @@ from bot.conversation import (
     Admit,
     Begin,
     DestroyPhotos,
+    Edit,
     NoConversationError,
     NotifyClinicians,
     Policy,
     PurgeMedia,
+    Reaction,
     Redact,
     Refuse,
     Reply,
@@ -53,15 +55,14 @@ def to_photos(
 ) -> Chat:
     chat = Chat.begun()
     chat.say(NHS_NUMBER)
-    chat.say("yes")
+    chat.say("2" if for_someone else "1")
     chat.say("yes" if intimate else "no")
     if intimate:
         chat.say("yes" if under_18 else "no")
-        if under_18:
-            return chat
-    chat.say("2" if for_someone else "1")
-    if not intimate:
-        chat.say("1" if keep else "2")
+        return chat
+    if not keep:
+        chat.say("delete")
+        chat.say("2")
     return chat
 
 
@@ -69,17 +70,18 @@ def to_photos(
 
 
 def test_greeting_names_practice_shows_privacy_notice_and_asks_for_nhs_number() -> None:
-    """The first messages greet by practice name, show the privacy notice and record notice, then ask for
-    the NHS number only."""
+    """The first message greets by practice name, shows the privacy notice with where to read it in full,
+    then asks one question: the NHS number only."""
     chat = Chat.begun()
-    first, second = (effect for effect in chat.effects if isinstance(effect, Reply))
+    (first,) = (effect for effect in chat.effects if isinstance(effect, Reply))
     assert PRACTICE in first.text
     assert fill(T.privacy_notice) in first.text
-    assert "A record may be kept" in first.text
-    assert "not for emergencies" in first.text
-    assert "NHS number" in second.text
+    assert fill(T.privacy_link) in first.text
+    assert "Not for emergencies" in first.text
+    assert first.text.endswith(fill(T.ask_nhs_number))
+    assert first.text.count("?") == 1, "one question per message"
     assert chat.state is State.AWAITING_NHS_NUMBER
-    assert chat.kinds() == ["Reply", "Reply"]
+    assert chat.kinds() == ["Reply"]
 
 
 def test_greeting_mentions_the_area_and_clinician_that_requested_the_photo() -> None:
@@ -89,11 +91,9 @@ def test_greeting_mentions_the_area_and_clinician_that_requested_the_photo() -> 
         chat.reply
     )
     chat.say(NHS_NUMBER)
-    chat.say("yes")
+    chat.say("1")
     chat.say("no")
-    chat.say("1")
-    chat.say("1")
-    assert "Show only the rash on your left forearm." in chat.reply
+    assert "Now send a photo of the rash on your left forearm," in chat.reply
     assert chat.current.requested_area == "the rash on your left forearm"
 
 
@@ -132,23 +132,24 @@ def test_nhs_number_is_read_back_for_confirmation() -> None:
     chat = Chat.begun()
     chat.say(f"{NHS_NUMBER[:3]}-{NHS_NUMBER[3:6]} {NHS_NUMBER[6:]}")
     assert chat.state is State.CONFIRMING_NHS_NUMBER
-    assert f"**{spaced(NHS_NUMBER)}**. Is that right?" in chat.reply
+    assert f"**{spaced(NHS_NUMBER)}**. Whose number is it?" in chat.reply
     assert chat.current.nhs_number == NHS_NUMBER
     assert chat.redacted == []
 
 
 def test_confirming_redacts_every_message_that_carried_the_number() -> None:
-    """After 'yes', the mistyped attempt and the number itself are removed from the chat."""
+    """After 'yes', the mistyped attempt and the number itself are removed from the chat, and the patient is
+    asked whose number it is."""
     chat = Chat.begun()
     chat.say(MISTYPED_NHS_NUMBER)
     mistyped = chat.last_event_id()
     chat.say(NHS_NUMBER)
     good = chat.last_event_id()
     chat.say("Yes.")
-    assert chat.state is State.SCREEN_INTIMATE
+    assert chat.state is State.SCREEN_WHO
     assert chat.redacted == [mistyped, good]
     assert fill(T.nhs_number_confirmed) in chat.reply
-    assert fill(T.ask_intimate) in chat.reply
+    assert fill(T.ask_who) in chat.reply
     assert chat.current.number_event_ids == ()
 
 
@@ -268,7 +269,7 @@ def test_no_answers_are_understood_in_any_form(no: str) -> None:
     """No in its common forms moves on past the intimate-area question."""
     chat = Chat.in_state(State.SCREEN_INTIMATE)
     chat.say(no)
-    assert chat.state is State.SCREEN_WHO
+    assert chat.state is State.AWAITING_PHOTOS
     assert chat.current.intimate is False
 
 
@@ -277,7 +278,7 @@ def test_intimate_photo_of_someone_under_18_is_refused_with_contact_details() ->
     contact = "Phone us on 01632 960000, 8am to 6pm."
     policy = replace(POLICY, texts=replace(Texts(), how_to_contact=contact))
     chat = Chat.begun(policy=policy)
-    for line in (NHS_NUMBER, "yes", "yes", "yes"):
+    for line in (NHS_NUMBER, "1", "yes", "yes"):
         chat.say(line)
     assert chat.state is State.REFUSED
     assert contact in chat.reply
@@ -333,7 +334,7 @@ def test_who_question_understands_words_as_well_as_numbers(words: str, for_someo
     """The numbered menu accepts the words of its options."""
     chat = Chat.in_state(State.SCREEN_WHO)
     chat.say(words)
-    assert chat.state is State.STORAGE_CHOICE
+    assert chat.state is State.SCREEN_INTIMATE
     assert chat.current.acting_for_someone is for_someone
 
 
@@ -346,7 +347,7 @@ def test_storage_choice_understands_numbers_and_words(choice: str, keep: bool) -
     chat.say(choice)
     assert chat.state is State.AWAITING_PHOTOS
     assert chat.current.keep_in_record is keep
-    assert "Tips for a good photo" in chat.reply
+    assert "Now send a photo" in chat.reply
     assert "up to 3" in chat.reply
 
 
@@ -369,9 +370,9 @@ def test_happy_path_submits_with_reference_and_says_what_was_deleted() -> None:
     first = chat.last_event_id()
     assert chat.redacted == [first]
     assert chat.purged == [first]
-    assert "Photo 1 received safely" in chat.reply
-    assert "up to 2 more" in chat.reply
-    assert "removed it from this chat" in chat.reply
+    assert "Photo 1 received" in chat.reply
+    assert "Send another" in chat.reply
+    assert "removed from this chat" in chat.reply
     chat.say("On my left arm, for about 3 days")
     assert chat.reply == fill(T.note_added)
     chat.photo()
@@ -383,7 +384,7 @@ def test_happy_path_submits_with_reference_and_says_what_was_deleted() -> None:
         conversation_id="conv-1",
         reference=reference,
         nhs_number=NHS_NUMBER,
-        photo_ids=("photo-6", "photo-8"),
+        photo_ids=("photo-4", "photo-6"),
         keep_in_record=True,
         intimate=False,
         under_18=None,
@@ -396,7 +397,7 @@ def test_happy_path_submits_with_reference_and_says_what_was_deleted() -> None:
     assert f"**{reference}**" in chat.reply
     for sentence in (
         T.what_happens_next,
-        T.submitted_kept,
+        T.reply_time,
         T.deleted_from_chat,
         T.deleted_from_server,
         T.phone_copies,
@@ -424,7 +425,7 @@ def test_without_media_purge_the_patient_is_not_told_server_copies_were_deleted(
     """Without the homeserver-admin credential there is no PurgeMedia and no claim that server copies went."""
     policy = replace(POLICY, media_purge_enabled=False)
     chat = Chat.begun(policy=policy)
-    for line in (NHS_NUMBER, "yes", "no", "1", "1"):
+    for line in (NHS_NUMBER, "1", "no"):
         chat.say(line)
     chat.photo()
     assert chat.kinds() == ["Redact", "Reply"]
@@ -456,7 +457,7 @@ def test_blurred_photo_gets_a_retake_suggestion_and_a_new_photo_replaces_it() ->
     assert chat.current.photo_ids == (chat.current.photo_ids[0],)
     assert flagged not in chat.current.photo_ids
     assert chat.current.retake_photo_id is None
-    assert "Photo 1 received safely" in chat.reply
+    assert "Photo 1 received" in chat.reply
     assert "deleted the earlier version of photo 1" in chat.reply
 
 
@@ -505,7 +506,7 @@ def test_photos_over_the_limit_are_refused_before_download_and_destroyed_if_stor
     chat = to_photos()
     for _ in range(3):
         chat.photo()
-    assert "the most photos I can take" in chat.reply
+    assert "the most I can take" in chat.reply
     assert isinstance(photo_admission(chat.current, POLICY), Refuse)
     chat.photo()
     assert chat.kinds() == ["Redact", "PurgeMedia", "Reply"]
@@ -577,7 +578,7 @@ def test_courtesy_words_at_the_photo_step_are_not_notes() -> None:
 def test_notes_stop_at_the_practice_limit() -> None:
     """Beyond the practice's limit of notes, the patient is asked to reply DONE instead."""
     chat = Chat.begun(policy=replace(POLICY, max_notes=1))
-    for line in (NHS_NUMBER, "yes", "no", "1", "1", "it itches", "it is red"):
+    for line in (NHS_NUMBER, "1", "no", "it itches", "it is red"):
         chat.say(line)
     assert chat.current.notes == ("it itches",)
     assert chat.reply == fill(T.notes_full)
@@ -795,7 +796,7 @@ def test_photo_in_every_state_is_admitted_only_at_the_photo_step(state: State) -
     assert chat.state is state
     if state is State.AWAITING_PHOTOS:
         assert isinstance(admission, Admit)
-        assert "Photo 1 received safely" in chat.reply
+        assert "Photo 1 received" in chat.reply
         return
     assert isinstance(admission, Refuse)
     assert chat.destroyed == []
@@ -850,3 +851,126 @@ def test_effects_hide_the_nhs_number_and_patient_words_in_their_repr() -> None:
         isinstance(effect, Submit | NotifyClinicians | Reply | Redact | DestroyPhotos | PurgeMedia)
         for effect in chat.effects
     )
+
+
+# Issue 15: short and forgiving ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I don't know my NHS number",
+        "dont know it",
+        "Where do I find my NHS number?",
+        "I can't find it",
+        "not sure",
+        "what is an nhs number",
+        "I haven't got one",
+    ],
+)
+def test_not_knowing_the_nhs_number_gets_where_to_find_it_and_the_practice_contact(said: str) -> None:
+    """'I don't know my NHS number' and close variants say where to find it and how to reach the practice."""
+    contact = "Phone us on 01632 960000."
+    chat = Chat.begun(policy=replace(POLICY, texts=replace(Texts(), how_to_contact=contact)))
+    chat.say(said)
+    assert chat.state is State.AWAITING_NHS_NUMBER
+    for where in ("NHS App", "letter from the practice", "repeat prescription"):
+        assert where in chat.reply, where
+    assert contact in chat.reply
+    assert "didn't understand" not in chat.reply
+
+
+def test_the_carer_option_is_in_plain_words_and_help_says_what_the_practice_needs() -> None:
+    """The read-back offers 'someone I look after'; HELP explains what the practice needs to know."""
+    chat = Chat.begun()
+    chat.say(NHS_NUMBER)
+    assert "someone I look after" in chat.reply
+    assert "legal authority" not in chat.reply and "attorney" not in chat.reply
+    chat.say("help")
+    assert "someone you look after" in chat.reply
+    assert "agree" in chat.reply and "decide for them" in chat.reply
+
+
+def test_every_question_of_the_default_journey_is_alone_in_its_message() -> None:
+    """From the greeting to the reference code, no bot message asks more than one question."""
+    chat = Chat.begun()
+    replies = [chat.reply]
+    for line in (NHS_NUMBER, "1", "no"):
+        chat.say(line)
+        replies.append(chat.reply)
+    chat.photo()
+    replies.append(chat.reply)
+    chat.say("done")
+    replies.append(chat.reply)
+    assert len(replies) == 6
+    assert all(text.count("?") <= 1 for text in replies)
+    assert chat.submitted is not None and chat.submitted.keep_in_record is True
+
+
+def test_delete_at_the_photo_step_asks_the_storage_question_and_keeps_the_photos() -> None:
+    """DELETE after a photo asks keep-or-delete once; the answer changes the choice and keeps the photo."""
+    chat = to_photos()
+    chat.photo()
+    chat.say("delete")
+    assert chat.state is State.STORAGE_CHOICE
+    assert fill(T.ask_storage) in chat.reply
+    chat.say("2")
+    after = chat.current
+    assert after.state is State.AWAITING_PHOTOS
+    assert after.keep_in_record is False
+    assert len(after.photo_ids) == 1
+    chat.say("done")
+    assert chat.submitted is not None and chat.submitted.keep_in_record is False
+
+
+def test_delete_for_an_intimate_photo_says_it_is_deleted_anyway() -> None:
+    """An intimate photo is never kept, so DELETE only repeats that it will be described, then deleted."""
+    chat = to_photos(intimate=True)
+    chat.say("delete")
+    assert chat.state is State.AWAITING_PHOTOS
+    assert fill(T.storage_unchanged_intimate) in chat.reply
+
+
+def test_an_edit_of_the_last_answer_replays_it_and_an_older_edit_is_answered_kindly() -> None:
+    """Editing the who-answer from 1 to 2 changes it; editing an earlier message only gets a kind reply."""
+    chat = Chat.begun()
+    chat.say(NHS_NUMBER)
+    number = chat.last_event_id()
+    chat.say("1")
+    who = chat.last_event_id()
+    chat.send(Edit(chat.event_id(), who, "2", chat.tick()))
+    assert chat.state is State.SCREEN_INTIMATE
+    assert chat.current.acting_for_someone is True
+    assert fill(T.ask_intimate) in chat.reply
+    late = chat.event_id()
+    chat.send(Edit(late, number, OTHER_NHS_NUMBER, chat.tick()))
+    assert chat.current.nhs_number == NHS_NUMBER
+    assert fill(T.edit_too_late) in chat.reply
+    assert late in chat.redacted, "the late edit carries a number in clear"
+
+
+def test_a_reaction_answers_only_a_question_that_takes_it() -> None:
+    """A 👍 confirms at the intimate question; at the photo step it is no message and gets no reply."""
+    chat = Chat.in_state(State.SCREEN_INTIMATE)
+    chat.send(Reaction(chat.event_id(), "👍🏽", chat.tick()))
+    assert chat.state is State.SCREEN_UNDER_18
+    chat = to_photos()
+    effects = chat.send(Reaction(chat.event_id(), "👍", chat.tick()))
+    assert effects == ()
+    assert chat.state is State.AWAITING_PHOTOS
+
+
+def test_a_note_removed_for_a_date_of_birth_is_offered_back_masked_and_added_on_yes() -> None:
+    """The clinical words of a removed note come back without the date; 'yes' adds them, 'no' does not."""
+    chat = to_photos()
+    chat.say("It is itchy and red. Date of birth 02/03/1961")
+    removed = chat.last_event_id()
+    assert chat.redacted == [removed]
+    assert "It is itchy and red." in chat.reply and "1961" not in chat.reply
+    chat.say("yes")
+    assert len(chat.current.notes) == 1
+    assert "itchy and red" in chat.current.notes[0] and "1961" not in chat.current.notes[0]
+    chat.say("My name is Jane Doe and the mole bleeds")
+    assert "Jane" not in chat.reply and "Doe" not in chat.reply
+    chat.say("no")
+    assert len(chat.current.notes) == 1

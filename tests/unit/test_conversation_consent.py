@@ -35,7 +35,7 @@ AREA = "the rash on your left forearm"
 CLINICIAN = "Dr Patel"
 REQUEST_ID = "request-7"
 # Answers that take a requested conversation (greeted already) to the photo step.
-TO_PHOTOS = (NHS_NUMBER, "yes", "no", "1", "1")
+TO_PHOTOS = (NHS_NUMBER, "1", "no")
 
 
 def submitted() -> Chat:

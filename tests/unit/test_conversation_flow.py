@@ -14,11 +14,13 @@ from bot.conversation import (
     TRANSITIONS,
     Begin,
     Conversation,
+    Edit,
     Expire,
     Input,
     PhotoNotExpected,
     PhotoRejected,
     PhotoStored,
+    Reaction,
     RoomUnsafe,
     State,
     Text,
@@ -107,6 +109,20 @@ def vocabulary(counter: itertools.count[int]) -> list[Callable[[Conversation], I
 
         return make
 
+    def edit(body: str) -> Callable[[Conversation], Input]:
+        def make(c: Conversation) -> Input:
+            replaces = c.last_answer_id or EventID("$an-older-message")
+            return Edit(
+                EventID(f"$e{next(counter)}"), replaces, body, c.last_activity_at + timedelta(seconds=1)
+            )
+
+        return make
+
+    def reaction(key: str) -> Callable[[Conversation], Input]:
+        return lambda c: Reaction(
+            EventID(f"$e{next(counter)}"), key, c.last_activity_at + timedelta(seconds=1)
+        )
+
     def later(c: Conversation) -> Input:
         return Expire(c.last_activity_at + timedelta(days=1))
 
@@ -120,6 +136,7 @@ def vocabulary(counter: itertools.count[int]) -> list[Callable[[Conversation], I
         "2",
         "done",
         "keep",
+        "delete",
         "ok",
         "a note",
         "my name is Jane Doe",
@@ -129,6 +146,8 @@ def vocabulary(counter: itertools.count[int]) -> list[Callable[[Conversation], I
     ]
     return [
         *(text(word) for word in words),
+        *(edit(word) for word in ("yes", "no", "1", "2", "done", "delete", NHS_NUMBER, MISTYPED_NHS_NUMBER)),
+        *(reaction(key) for key in ("👍", "👎", "1️⃣", "2️⃣")),
         stored(),
         stored("blurred"),
         lambda c: PhotoRejected(EventID(f"$e{next(counter)}"), "corrupt", None, c.last_activity_at),
@@ -143,7 +162,9 @@ def vocabulary(counter: itertools.count[int]) -> list[Callable[[Conversation], I
 
 def shape(conversation: Conversation) -> Hashable:
     """What makes two conversations behave differently (ids and times aside)."""
+    before = conversation.before_last_answer
     return (
+        shape(before) if before is not None else None,
         conversation.state,
         conversation.nhs_number,
         bool(conversation.number_event_ids),

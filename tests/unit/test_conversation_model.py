@@ -39,7 +39,7 @@ def test_a_full_photo_step_survives_a_round_trip() -> None:
     confirming = chat.current
     assert len(confirming.number_event_ids) == 3
     assert stored_and_loaded(confirming) == confirming
-    for line in ("yes", "yes", "no", "2"):
+    for line in ("1", "no", "delete", "2"):
         chat.say(line)
     chat.photo()
     chat.photo("blurred")

@@ -179,8 +179,8 @@ def to_input(action: tuple[str, object], conversation: Conversation, n: int, pol
 # Answers that take a new conversation straight to the photo step (intimate adult, or not intimate).
 TO_PHOTOS = {
     "greeting": (),
-    "photo step": (NHS_NUMBER, "yes", "no", "1", "2"),
-    "intimate photo step": (NHS_NUMBER, "yes", "yes", "no", "2"),
+    "photo step": (NHS_NUMBER, "1", "no", "delete", "2"),
+    "intimate photo step": (NHS_NUMBER, "2", "yes", "no"),
 }
 
 

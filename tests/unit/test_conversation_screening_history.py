@@ -10,7 +10,7 @@ from tests.unit.test_conversation_support import NHS_NUMBER, POLICY, Chat
 
 
 def _start_again_not_intimate(chat: Chat) -> None:
-    for line in ("start", NHS_NUMBER, "yes", "no", "1", "1"):
+    for line in ("start", NHS_NUMBER, "1", "no"):
         chat.say(line)
     chat.photo()
     chat.say("done")

@@ -39,7 +39,13 @@ class SendBreaksInOneRoom(MatrixGateway):
         return True
 
     async def send_text(
-        self, room_id: RoomID, text: str, txn_id: str, *, allow_unencrypted: bool = False
+        self,
+        room_id: RoomID,
+        text: str,
+        txn_id: str,
+        *,
+        allow_unencrypted: bool = False,
+        notify: bool = False,
     ) -> EventID:
         if room_id == BROKEN:
             raise RuntimeError("dictionary changed size during iteration")

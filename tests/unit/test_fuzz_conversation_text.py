@@ -58,13 +58,13 @@ CONVERSATIONS: dict[str, Conversation] = {
     "confirming number": _after(_texts(NHS_NUMBER)),
     "intimate?": _after(_texts(NHS_NUMBER, "yes")),
     "under 18?": _after(_texts(NHS_NUMBER, "yes", "yes")),
-    "who is in the photo?": _after(_texts(NHS_NUMBER, "yes", "no")),
-    "keep or delete?": _after(_texts(NHS_NUMBER, "yes", "no", "1")),
-    "photos, none yet": _after(_texts(NHS_NUMBER, "yes", "no", "1", "1")),
-    "photos, one sent": _after([*_texts(NHS_NUMBER, "yes", "no", "1", "1"), _photo(1)]),
+    "whose number is it?": _after(_texts(NHS_NUMBER, "yes")),
+    "keep or delete?": _after(_texts(NHS_NUMBER, "1", "no", "delete")),
+    "photos, none yet": _after(_texts(NHS_NUMBER, "1", "no")),
+    "photos, one sent": _after([*_texts(NHS_NUMBER, "1", "no"), _photo(1)]),
     "refused": _after(_texts(NHS_NUMBER, "yes", "yes", "yes")),
     "cancelled": _after(_texts(NHS_NUMBER, "cancel")),
-    "submitted": _after([*_texts(NHS_NUMBER, "yes", "no", "1", "1"), _photo(1), *_texts("done")]),
+    "submitted": _after([*_texts(NHS_NUMBER, "1", "no"), _photo(1), *_texts("done")]),
 }
 CONVERSATIONS["asked for consent"] = step(
     CONVERSATIONS["submitted"],

@@ -151,6 +151,8 @@ def test_an_nhs_number_as_a_patient_types_it_is_found(text: str) -> None:
         "AbCdEfGhIjKl9434765919MnOpQrStUv",  # inside a base64 id
         "<SynapseRequest at 0x7f7313679890 method='GET'>",  # an address in Synapse's log (passes the check)
         "photobot-audit-genesis-v161e6fdf6300240231e39d9f8e6b9aa6",  # a MAC glued to the column before it
+        '{"txn_id":"32d44ff8-8a5c-4f81-afa9-d1391156757c"}',  # a client's transaction id (a UUID)
+        "42e9df03-69e0-4e5e-81af-4c3345328887",
         "943 476-5919",  # mixed separators
         "07700 900123",  # a phone number
         "943 4765 919",  # not grouped 3-3-4

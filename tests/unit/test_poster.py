@@ -23,6 +23,7 @@ from bot.poster import (
     PosterTexts,
     matrix_to_link,
     render_poster,
+    texts_for_server,
 )
 
 BOT = "@photobot:riverside-gp.example.org"
@@ -415,3 +416,13 @@ def test_a_poster_with_no_steps_is_refused() -> None:
     """A poster must tell the patient at least one thing to do."""
     with pytest.raises(PosterTextError, match="step"):
         render_poster(PRACTICE, BOT, texts=PosterTexts(steps=()))
+
+
+def test_a_practice_that_allows_only_its_own_server_has_the_poster_name_it() -> None:
+    """With one allowed server the first step says to make the account there; otherwise the default stays."""
+    named = texts_for_server("matrix.example-practice.nhs.uk")
+    assert "Make your account on matrix.example-practice.nhs.uk" in named.steps[0]
+    assert named.steps[1:] == DEFAULT_TEXTS.steps[1:]
+    assert texts_for_server(None) == DEFAULT_TEXTS
+    poster = render_poster(PRACTICE, BOT, texts=named)
+    assert len(poster.layout.steps) == len(DEFAULT_TEXTS.steps)
