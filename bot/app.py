@@ -333,6 +333,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         audit=audit,
         metrics=metrics,
         ledger=ledger,
+        zone=settings.reminders.zone,
     )
     requests = PhotoRequests(gateway, patient, keyring, sealer, clock, settings.allowed_servers)
 

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiosqlite
 
@@ -77,6 +78,7 @@ from bot.matrix.events import (
 from bot.matrix.gateway import MatrixGateway, decrypt_file
 from bot.matrix.mxc import is_local
 from bot.metrics import BotMetrics, PhotoTiming
+from bot.reminders import local_time
 from bot.room_safety import Unsafe
 from handlers.alerts import alert
 from handlers.attachment_fetch import AttachmentUnavailable, fetch_attachment
@@ -156,6 +158,7 @@ class PatientHandler:
     audit: AuditLog
     metrics: BotMetrics
     ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
     _policy: tuple[PracticeConfig, Policy] | None = None
     _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
     _closing: dict[RoomID, asyncio.Task[None]] = field(default_factory=dict)  # rooms a refusal is closing
@@ -633,7 +636,7 @@ class PatientHandler:
         )
         text = (
             f"Consent to **{effect.purpose}** for **{effect.reference}**: **{answer}**, given by {who} "
-            f"at {iso(effect.answered_at)[:16].replace('T', ' ')} UTC."
+            f"at {local_time(effect.answered_at, self.zone)} ({self.zone.key})."
         )
         for clinician_room in sorted(self.clinician_rooms):
             txn_id = derive_room_txn_id(source, clinician_room, index)

@@ -37,6 +37,7 @@ async def test_consent_is_asked_in_the_patients_chat_recorded_and_required_for_s
     await answer(patient, patient_room, "2", "you agree")
     recorded = await clinician.wait_for_text(room, "Consent to second-opinion")
     assert "legal authority" in recorded.body
+    assert "UTC" not in recorded.body and "(Europe/London)" in recorded.body  # the practice's time zone
     rows = bot.query("SELECT purpose, answer, given_by, answered_at IS NOT NULL FROM consents")
     assert rows == [("second-opinion", "yes", "legal-authority", 1)]
 
