@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nio.client.async_client import AsyncClient
@@ -38,18 +39,12 @@ class SendBreaksInOneRoom(MatrixGateway):
     def room_known(self, room_id: RoomID) -> bool:
         return True
 
-    async def send_text(
-        self,
-        room_id: RoomID,
-        text: str,
-        txn_id: str,
-        *,
-        allow_unencrypted: bool = False,
-        notify: bool = False,
+    async def send_message(
+        self, room_id: RoomID, content: dict[str, Any], txn_id: str, *, allow_unencrypted: bool = False
     ) -> EventID:
         if room_id == BROKEN:
             raise RuntimeError("dictionary changed size during iteration")
-        self.sent.append((room_id, text))
+        self.sent.append((room_id, str(content["body"])))
         return EventID(f"$sent{len(self.sent)}")
 
 
