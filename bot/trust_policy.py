@@ -111,17 +111,41 @@ class TrustPolicy:
         if answer is None:
             return DeviceVerdict.UNKNOWN
         status = answer.status
+        refused = await self._identity_verdict(user_id, status)
+        if refused is not None:
+            return refused
         if not status.has_identity:
-            allowed = self._config.current.staff_without_cross_signing == "allow"
-            return DeviceVerdict.SIGNED if allowed else DeviceVerdict.NO_IDENTITY
-        if status.master_key is not None and not await self._identity_pinned(user_id, status.master_key):
-            return DeviceVerdict.IDENTITY_CHANGED
+            return DeviceVerdict.SIGNED  # the "allow" setting for staff without cross-signing
         if device_id not in status.signed_devices:
             return DeviceVerdict.UNSIGNED
         device = answer.devices.get(device_id, {})
         keys = device.get("keys", {}) if isinstance(device, dict) else {}
         signed_key = isinstance(keys, dict) and keys.get(f"ed25519:{device_id}") == ed25519
         return DeviceVerdict.SIGNED if signed_key else DeviceVerdict.UNSIGNED
+
+    async def staff_account(self, user_id: UserID) -> DeviceVerdict:
+        """For an event sent in clear (Element Web's reactions): no encryption says which device sent it, so
+        it counts as from a signed device only when every device the account has is signed (fresh answer)."""
+        answer = await self._answer(user_id, DeviceID(""), fresh=True)
+        if answer is None:
+            return DeviceVerdict.UNKNOWN
+        status = answer.status
+        refused = await self._identity_verdict(user_id, status)
+        if refused is not None:
+            return refused
+        if not status.has_identity:
+            return DeviceVerdict.SIGNED  # the "allow" setting, as for a command
+        unsigned = [device for device in answer.devices if device not in status.signed_devices]
+        return DeviceVerdict.UNSIGNED if unsigned or not answer.devices else DeviceVerdict.SIGNED
+
+    async def _identity_verdict(self, user_id: UserID, status: SigningStatus) -> DeviceVerdict | None:
+        """Why no device of this staff member can be trusted (no identity, or a changed one), or None."""
+        if not status.has_identity:
+            allowed = self._config.current.staff_without_cross_signing == "allow"
+            return None if allowed else DeviceVerdict.NO_IDENTITY
+        if status.master_key is not None and not await self._identity_pinned(user_id, status.master_key):
+            return DeviceVerdict.IDENTITY_CHANGED
+        return None
 
     async def _answer(self, user_id: UserID, device_id: DeviceID, *, fresh: bool) -> _Answer | None:
         """The user's cross-signing as the homeserver states it; reused only while it lists `device_id` as

@@ -3,8 +3,13 @@
 Messages that are not commands are staff talking among themselves: the bot ignores them. A command is
 honoured only from a user on the practice's list for that room's role, checked against the configuration
 in force at that moment, and only from a device that user's cross-signing identity has signed (the trust
-policy's rule for room keys, `bot.trust_policy`); the sending device is the one the encryption proves. The reply, the handled-event mark, the command's changes and its audit entry are
-committed in one transaction; then the command's follow-up runs (posting images, destroying files).
+policy's rule for room keys, `bot.trust_policy`); the sending device is the one the encryption proves. The
+reply, the handled-event mark, the command's changes and its audit entry are committed in one transaction;
+then the command's follow-up runs (posting images, destroying files).
+
+One reaction is a command: ✋ or 👀 on a submission's alert is `!claim` of that submission, with the same
+checks. Claiming is reversible; nothing that destroys or shares data has a reaction. A reaction sent in clear
+(Element Web's) proves no device, so it counts only while every device of the account is signed.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.errors import TransientError, UserFacingError
 from bot.ids import EventID, RoomID
-from bot.matrix.events import Incoming, TextMessage
+from bot.matrix.events import Incoming, ReactionMessage, TextMessage
 from bot.matrix.message_content import TEXT_ONLY
 from bot.metrics import BotMetrics
 from bot.trust_policy import DeviceVerdict
@@ -51,6 +56,10 @@ from storage.submissions import normalise_reference
 log = logging.getLogger(__name__)
 
 YES = frozenset({"yes", "y", "confirm", "yes please"})
+# Reactions on a submission's alert that claim it, as `!claim` would: the one reaction shortcut, because
+# claiming is reversible (anyone may claim it after). Nothing that destroys or shares data has a reaction.
+CLAIM_REACTIONS = frozenset({"\N{RAISED HAND}", "\N{EYES}"})
+_EMOJI_VARIANTS = re.compile("[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]")  # presentation selectors, skin tones
 TYPED_REFERENCE = re.compile(r"GP[- ]?[A-Z0-9]{4}[- ]?[A-Z0-9]{4}", re.IGNORECASE)
 
 
@@ -58,6 +67,11 @@ def names_a_reference(word: str, thread_reference: str) -> bool:
     """Whether a command typed in a submission's thread names a reference itself (its own, or another written
     out with its GP prefix); otherwise the thread's reference is meant ('!keep changing mole')."""
     return normalise_reference(word) == thread_reference or TYPED_REFERENCE.fullmatch(word) is not None
+
+
+def claims(key: str) -> bool:
+    """Whether a reaction's key is one that claims a submission (✋ in any skin tone, or 👀)."""
+    return _EMOJI_VARIANTS.sub("", key) in CLAIM_REACTIONS
 
 
 def without_reply_fallback(body: str) -> str:
@@ -132,6 +146,13 @@ _DEVICE_REFUSALS = {
     ),
 }
 
+# A reaction sent in clear (as Element Web sends them) does not say which device sent it: it counts only
+# when every device of the account is verified.
+_CLEAR_REACTION_REFUSAL = (
+    "Sorry, I can't tell which of your devices sent that reaction, and not all of them are verified, so I "
+    "didn't claim it. Type `!claim` in this thread instead, or verify your other devices."
+)
+
 
 def _role(kind: RoomKind) -> Role:
     return Role.ADMIN if kind is RoomKind.ADMIN else Role.CLINICIAN
@@ -150,7 +171,8 @@ class StaffRooms:
     check_device: Callable[[Incoming], Awaitable[DeviceVerdict]]  # the sending device, by `TrustPolicy`
     alerts: AlertEvents | None = None  # alerts are thread roots: a command in one needs no reference
     confirmations: PendingConfirmations | None = None  # destructive commands waiting for "yes"
-    _threads: dict[EventID, EventID] = field(default_factory=dict)  # command -> the thread to answer in
+    # command -> (the thread to answer in, the event the answer replies to)
+    _threads: dict[EventID, tuple[EventID, EventID]] = field(default_factory=dict)
 
     async def help(self, cmd: Invocation) -> Outcome:
         role = Role.ADMIN if cmd.config.admin_room == cmd.room_id else Role.CLINICIAN
@@ -163,6 +185,9 @@ class StaffRooms:
         return handle
 
     async def handle(self, kind: RoomKind, event: Incoming) -> None:
+        if isinstance(event, ReactionMessage):
+            await self._reaction(kind, event)
+            return
         if not isinstance(event, TextMessage):
             return
         now = self.clock.now()
@@ -189,8 +214,30 @@ class StaffRooms:
                 cmd = replace(cmd, confirmed=True)
         root = thread[0] if thread is not None else event.thread_root
         if root is not None:
-            self._threads[event.event_id] = root
+            self._threads[event.event_id] = (root, event.event_id)
         label = "unknown" if command is None else name  # a metric label: never what an unknown name said
+        await self._run(cmd, role, command, label, event)
+
+    async def _reaction(self, kind: RoomKind, event: ReactionMessage) -> None:
+        """✋ or 👀 on a submission's alert claims it, exactly as `!claim` in the alert's thread would (same
+        checks, answered in the thread). Any other reaction, or one on anything but an alert: ignored."""
+        if kind is RoomKind.ADMIN or self.alerts is None or not claims(event.key):
+            return
+        reference = await self.alerts.reference_of(event.room_id, event.reacts_to)
+        if reference is None:
+            return
+        cmd = Invocation(
+            "claim", (reference,), reference, event.sender, event.room_id, event.event_id,
+            self.clock.now(), self.config.current,
+        )  # fmt: skip
+        self._threads[event.event_id] = (event.reacts_to, event.reacts_to)  # a reply to the alert itself
+        await self._run(cmd, Role.CLINICIAN, self.table.get("claim"), "claim", event)
+
+    async def _run(
+        self, cmd: Invocation, role: Role, command: Command | None, label: str, event: Incoming
+    ) -> None:
+        """Authorise the command (the sender's role, then the sending device), run it and commit its reply."""
+        name, config = cmd.name, cmd.config
         if not allowed(config, role, event.sender):
             log.info("refused a command from a user not on the practice's list")
             await self._commit(cmd, Outcome(refused(event.sender, role)), counted=(label, "refused"))
@@ -198,7 +245,14 @@ class StaffRooms:
         verdict = await self.check_device(event)
         if verdict is not DeviceVerdict.SIGNED:
             log.info("refused a staff command from a device that is not trusted (%s)", verdict.value)
-            await self._commit(cmd, Outcome(_DEVICE_REFUSALS[verdict]), counted=(label, "untrusted_device"))
+            refusal = _DEVICE_REFUSALS[verdict]
+            if (
+                isinstance(event, ReactionMessage)
+                and not event.encrypted
+                and verdict is DeviceVerdict.UNSIGNED
+            ):
+                refusal = _CLEAR_REACTION_REFUSAL
+            await self._commit(cmd, Outcome(refusal), counted=(label, "untrusted_device"))
             return
         if command is None:
             await self._commit(
@@ -251,7 +305,7 @@ class StaffRooms:
     async def _commit(self, cmd: Invocation, outcome: Outcome, *, counted: tuple[str, str]) -> None:
         """Commit the command's changes and reply; `counted` is its (command, outcome) for the metrics. A
         command sent in a thread (or as a reply to an alert) is answered in that thread."""
-        thread_root = self._threads.pop(cmd.event_id, None)
+        thread = self._threads.pop(cmd.event_id, None)
         async with self.database.transaction() as db:
             if outcome.work is not None:
                 await outcome.work(db)
@@ -263,8 +317,8 @@ class StaffRooms:
             reply: dict[str, object] = {"text": outcome.reply}
             if outcome.plain:
                 reply[TEXT_ONLY] = True
-            if thread_root is not None:
-                reply |= {"thread_root": thread_root, "reply_to": cmd.event_id}
+            if thread is not None:
+                reply |= {"thread_root": thread[0], "reply_to": thread[1]}
             await self.outbox.add(db, cmd.room_id, derive_txn_id(cmd.event_id, 0), "message", reply)
             for index, (room_id, text) in enumerate(outcome.notify, start=1):
                 await self.outbox.add(

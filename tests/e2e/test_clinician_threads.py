@@ -3,12 +3,15 @@ and the alert is edited to show the current status. Real homeserver, real encryp
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.demo.people import Person, Seen
 from bot.ids import EventID, RoomID
+from bot.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.workspace import command, open_practice, submit
 
@@ -78,3 +81,86 @@ async def test_commands_in_the_alerts_thread_or_replying_to_it_need_no_reference
     assert relation(listing) == {}  # the main timeline
     assert f"({clinician.user_id})" in listing.body  # who claimed it: display name and Matrix id
     assert "UTC" not in listing.body  # times in the practice's time zone
+
+
+async def react(person: Person, room: RoomID, target: EventID, key: str, *, encrypted: bool) -> None:
+    """A reaction, encrypted (as matrix-rust-sdk clients may send it) or in clear (as Element Web does)."""
+    content: dict[str, Any] = {"m.relates_to": {"rel_type": "m.annotation", "event_id": target, "key": key}}
+    if encrypted:
+        await person.send_content(room, content, event_type="m.reaction")
+        return
+    client = person.client
+    response = await client.send(
+        "PUT",
+        f"/_matrix/client/v3/rooms/{room}/send/m.reaction/clear-{target[1:12]}-{key.encode().hex()}",
+        data=json.dumps(content),
+        headers={"Authorization": f"Bearer {client.access_token}", "Content-Type": "application/json"},
+    )
+    async with response:
+        assert response.status == 200
+
+
+async def next_answer(person: Person, room: RoomID, before: int) -> Seen:
+    """The bot's first message after `before` that is not an edit of an alert."""
+
+    def found() -> Seen | None:
+        later = person.seen.get(room, [])[before:]
+        return next((seen for seen in later if relation(seen).get("rel_type") != "m.replace"), None)
+
+    await person.wait_until(lambda: found() is not None)
+    answer = found()
+    assert answer is not None
+    return answer
+
+
+async def test_a_raised_hand_or_eyes_on_an_alert_claims_it_from_a_verified_device_encrypted_or_in_clear(
+    make_bot: BotFactory, make_person: PersonFactory, homeserver: LocalHomeserver, tmp_path: Path
+) -> None:
+    """A clinician's ✋ or 👀 on a new-request alert, encrypted or in clear, claims it with the answer in the
+    alert's thread and the alert edited, unless some device of theirs is unverified; other reactions do nothing."""
+    practice = await open_practice(make_bot, make_person)
+    bot, clinician, room = practice.bot, practice.clinician, practice.clinician_room
+    _, first = await submit(await make_person("patient"), bot)
+    first_alert = await clinician.wait_for_text(room, f"New photo request {first}")
+    _, second = await submit(await make_person("patient"), bot)
+    second_alert = await clinician.wait_for_text(room, f"New photo request {second}")
+    await command(clinician, room, "!queue", first)
+    listing = [
+        seen
+        for seen in clinician.seen[room]
+        if first in seen.body and "New photo request" not in seen.body and not relation(seen)
+    ]
+    not_an_alert = listing[-1].event_id
+
+    before = len(clinician.seen[room])
+    await react(clinician, room, first_alert.event_id, "👍", encrypted=False)  # not a claiming emoji
+    await react(clinician, room, not_an_alert, "✋", encrypted=True)  # not an alert
+    await react(clinician, room, first_alert.event_id, "✋", encrypted=True)
+    claimed = await next_answer(clinician, room, before)  # nothing answered the two reactions before it
+    assert f"claimed {first}" in claimed.body.replace("**", "")
+    assert (
+        relation(claimed)["rel_type"] == "m.thread" and relation(claimed)["event_id"] == first_alert.event_id
+    )
+    await clinician.wait_until(
+        lambda: "claimed by" in (latest_edit(clinician, room, first_alert.event_id) or "")
+    )
+
+    phone = await Person.log_in(homeserver, clinician.user_id, clinician.password, tmp_path / "phone")
+    try:
+        before = len(clinician.seen[room])
+        await react(phone, room, second_alert.event_id, "👀", encrypted=False)
+        refused = await next_answer(clinician, room, before)
+        assert "not all of them are verified" in refused.body
+        assert relation(refused)["event_id"] == second_alert.event_id
+        assert bot.query("SELECT claimed_by FROM submissions WHERE reference = ?", (second,)) == [(None,)]
+
+        await clinician.sign_device(phone.device_id)
+        before = len(clinician.seen[room])
+        await react(phone, room, second_alert.event_id, "✋🏽", encrypted=False)
+        claimed = await next_answer(clinician, room, before)
+        assert f"claimed {second}" in claimed.body.replace("**", "")
+        await clinician.wait_until(
+            lambda: "claimed by" in (latest_edit(clinician, room, second_alert.event_id) or "")
+        )
+    finally:
+        await phone.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.staff import names_a_reference, without_reply_fallback
+from handlers.staff import claims, names_a_reference, without_reply_fallback
 
 
 def test_a_quoted_reply_fallback_is_not_part_of_the_command() -> None:
@@ -17,3 +17,9 @@ def test_words_that_merely_look_like_eight_letters_are_not_references() -> None:
     assert not names_a_reference("changing", "GP-7KQ2-M4XD")
     assert names_a_reference("7kq2m4xd", "GP-7KQ2-M4XD")
     assert names_a_reference("gp-aaaa-bbbb", "GP-7KQ2-M4XD")
+
+
+def test_only_a_raised_hand_or_eyes_claim_whatever_the_skin_tone_or_presentation() -> None:
+    """✋, ✋🏽, ✋️ and 👀 claim a submission; 👍, ❌, 🗑️ and text do not."""
+    assert all(claims(key) for key in ("✋", "✋🏽", "✋\ufe0f", "👀"))
+    assert not any(claims(key) for key in ("👍", "❌", "🗑️", "claim", ""))
