@@ -17,6 +17,7 @@ from tests.e2e.workspace import (
     fhir_media,
     images,
     joined,
+    media_status_settled,
     open_practice,
     read_zip,
     record_versions,
@@ -103,7 +104,7 @@ async def test_delete_destroys_everything_and_gives_a_receipt(
     assert vault_files(bot) == []
     await clinician.wait_until(lambda: {seen.event_id for seen in posted} <= clinician.redacted)
     for seen in posted:
-        assert await clinician.media_status(str(seen.content["file"]["url"])) == 404
+        assert await media_status_settled(clinician, str(seen.content["file"]["url"])) == 404
     await patient.wait_for_text(patient_room, "deleted by the practice")
     assert bot.query("SELECT status, length(nhs_number) FROM submissions") == [("deleted", 0)]
 
@@ -129,7 +130,7 @@ async def test_view_then_delete_is_destroyed_after_view_and_description(
     await command(clinician, room, description, "Reply yes")
     await command(clinician, room, description, "destroyed at")  # the same command again confirms it
     await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=60)
-    assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
+    assert await media_status_settled(clinician, str(posted.content["file"]["url"])) == 404
     assert vault_files(bot) == []
     await patient.wait_for_text(patient_room, "have now been deleted")
 
@@ -151,7 +152,7 @@ async def test_view_then_delete_is_destroyed_at_the_end_of_the_viewing_window(
     [posted] = images(clinician, room, before)
     await clinician.wait_for_text(room, "without a description", after=before, timeout=60)
     await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=30)
-    assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
+    assert await media_status_settled(clinician, str(posted.content["file"]["url"])) == 404
     assert vault_files(bot) == []
     assert f"purge: {reference} images destroyed (viewing window ended)" in bot.process.log_text()
 
@@ -170,7 +171,7 @@ async def test_a_kept_submissions_viewed_photos_are_taken_back_at_the_end_of_the
     await clinician.wait_until(lambda: len(images(clinician, room, before)) == 1)
     [posted] = images(clinician, room, before)
     await clinician.wait_until(lambda: posted.event_id in clinician.redacted, timeout=60)
-    assert await clinician.media_status(str(posted.content["file"]["url"])) == 404
+    assert await media_status_settled(clinician, str(posted.content["file"]["url"])) == 404
     [(_, _, shown_id, shown_key)] = record_versions(bot, reference)
     assert vault(bot).get(shown_id, shown_key), "the kept photo itself is still readable"
 

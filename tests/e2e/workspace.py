@@ -3,6 +3,7 @@ type commands, and an operator's view of what the bot stored."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import zipfile
@@ -98,6 +99,16 @@ async def submit(
     done = await answer(patient, room_id, "done", "reference")
     reference = done.split("reference is ")[1].split(".")[0].strip("*")
     return room_id, reference
+
+
+async def media_status_settled(person: Person, url: str, timeout: float = 30.0) -> int:
+    """The status `person` gets downloading `url` once it is 404 or `timeout` has passed: the bot deletes an
+    upload from the homeserver just after it removes the message that carried it, not in the same step."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (status := await person.media_status(url)) != 404 and loop.time() < deadline:  # noqa: ASYNC110 - the homeserver's state, polled from outside
+        await asyncio.sleep(0.25)
+    return status
 
 
 def images(person: Person, room_id: RoomID, after: int = 0) -> list[Seen]:
