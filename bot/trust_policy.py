@@ -111,11 +111,9 @@ class TrustPolicy:
         if answer is None:
             return DeviceVerdict.UNKNOWN
         status = answer.status
-        refused = await self._identity_verdict(user_id, status)
-        if refused is not None:
-            return refused
-        if not status.has_identity:
-            return DeviceVerdict.SIGNED  # the "allow" setting for staff without cross-signing
+        settled = await self._account_verdict(user_id, status)
+        if settled is not None:
+            return settled
         if device_id not in status.signed_devices:
             return DeviceVerdict.UNSIGNED
         device = answer.devices.get(device_id, {})
@@ -130,19 +128,19 @@ class TrustPolicy:
         if answer is None:
             return DeviceVerdict.UNKNOWN
         status = answer.status
-        refused = await self._identity_verdict(user_id, status)
-        if refused is not None:
-            return refused
-        if not status.has_identity:
-            return DeviceVerdict.SIGNED  # the "allow" setting, as for a command
+        settled = await self._account_verdict(user_id, status)
+        if settled is not None:
+            return settled
         unsigned = [device for device in answer.devices if device not in status.signed_devices]
         return DeviceVerdict.UNSIGNED if unsigned or not answer.devices else DeviceVerdict.SIGNED
 
-    async def _identity_verdict(self, user_id: UserID, status: SigningStatus) -> DeviceVerdict | None:
-        """Why no device of this staff member can be trusted (no identity, or a changed one), or None."""
+    async def _account_verdict(self, user_id: UserID, status: SigningStatus) -> DeviceVerdict | None:
+        """The verdict for every device of this staff member at once, or None when it depends on the device:
+        no identity (refused, or SIGNED under the "allow" setting for staff without cross-signing), or an
+        identity that changed and is not yet accepted."""
         if not status.has_identity:
             allowed = self._config.current.staff_without_cross_signing == "allow"
-            return None if allowed else DeviceVerdict.NO_IDENTITY
+            return DeviceVerdict.SIGNED if allowed else DeviceVerdict.NO_IDENTITY
         if status.master_key is not None and not await self._identity_pinned(user_id, status.master_key):
             return DeviceVerdict.IDENTITY_CHANGED
         return None
