@@ -37,6 +37,7 @@ from bot.ids import DeviceID, EventID, RoomID, UserID, server_name
 from bot.matrix.attachments import decrypt_attachment
 from bot.matrix.events import EncryptedFile, Incoming, Invite, SenderKeys, convert
 from bot.matrix.message_content import message_content
+from bot.matrix.mxc import parse_mxc
 
 log = logging.getLogger(__name__)
 
@@ -485,10 +486,9 @@ class MatrixGateway:
         """Who uploaded a piece of media and when, from the homeserver's admin API (needs the admin token);
         None if the homeserver does not know it (never uploaded, or already deleted)."""
         token = self._admin_token()
-        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
-        if not token or not server or not media_id:
+        path = _admin_media_path(mxc_url)
+        if not token or path is None:
             raise MatrixError("media info needs a homeserver-admin credential and an mxc:// link")
-        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
         try:
             response = await self.client.send("GET", path, headers={"Authorization": f"Bearer {token}"})
         except (OSError, TimeoutError) as error:
@@ -512,10 +512,9 @@ class MatrixGateway:
         token = self._admin_token()
         if not token:
             return PurgeOutcome.NOT_CONFIGURED
-        server, _, media_id = mxc_url.removeprefix("mxc://").partition("/")
-        if not server or not media_id:
+        path = _admin_media_path(mxc_url)
+        if path is None:
             return PurgeOutcome.FAILED
-        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
         try:
             response = await self.client.send("DELETE", path, headers={"Authorization": f"Bearer {token}"})
         except (OSError, TimeoutError) as error:
@@ -656,3 +655,12 @@ def _invite(gateway: MatrixGateway, room_id: str, info: Any) -> Invite | None:
             content = event.content if isinstance(event.content, dict) else {}
             return Invite(RoomID(room_id), UserID(event.sender), bool(content.get("is_direct", False)))
     return None
+
+
+def _admin_media_path(mxc_url: str) -> str | None:
+    """The admin API's path for an upload (its info with GET, its deletion with DELETE); None for a link
+    that is not a well-formed mxc:// link."""
+    link = parse_mxc(mxc_url)
+    if link is None:
+        return None
+    return f"/_synapse/admin/v1/media/{quote(link.server, safe='')}/{quote(link.media_id, safe='')}"
