@@ -53,10 +53,11 @@ from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
-from handlers.clinician import ClinicianDesk
+from handlers.clinician import ClinicianDesk, PatientConsentAsker, RequestOpener
 from handlers.commands import Invocation
 from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
+from handlers.destruction import Destruction
 from handlers.media_purge import purge_pending_media
 from handlers.patient import PatientHandler
 from handlers.photo_requests import PhotoRequests
@@ -69,6 +70,7 @@ from handlers.room_locks import RoomLocks
 from handlers.router import RoomHandlers, Router
 from handlers.staff import StaffRooms, command_table
 from handlers.staff_media import StaffMedia
+from handlers.viewing_windows import ViewingWindows
 from storage.account import AccountRepository, BotAccount
 from storage.alert_events import AlertEvents
 from storage.audit import AuditLog
@@ -136,6 +138,7 @@ class App:
     config: LiveConfig
     audit: AuditLog
     desk: ClinicianDesk
+    viewing_windows: ViewingWindows
     staff: StaffRooms
     media: StaffMedia
     retention: RetentionJob
@@ -345,7 +348,8 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
 
     packages = RecordPackages(submissions, consents, vault, pool, config, clock)
     media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, packages, metrics)
-    desk = ClinicianDesk(
+    desk, viewing_windows, retention = _clinician_workspace(
+        settings,
         database=database,
         submissions=submissions,
         postings=postings,
@@ -363,10 +367,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         faults=faults,
         ledger=ledger,
         alerts=alerts,
-        zone=settings.reminders.zone,
-        undo_window=settings.undo_window,
     )
-    retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
     staff = StaffRooms(
         database,
@@ -444,6 +445,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         config=config,
         audit=audit,
         desk=desk,
+        viewing_windows=viewing_windows,
         staff=staff,
         media=media,
         retention=retention,
@@ -453,6 +455,57 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         sync_heartbeat=Heartbeat(),
         ledger=ledger,
     )
+
+
+def _clinician_workspace(
+    settings: Settings,
+    *,
+    database: Database,
+    submissions: SubmissionRepository,
+    postings: PostingRepository,
+    consents: ConsentRepository,
+    outbox: Outbox,
+    vault: Vault,
+    pool: CpuPool,
+    audit: AuditLog,
+    clock: Clock,
+    config: LiveConfig,
+    media: StaffMedia,
+    lock: asyncio.Lock,
+    ask_patient_consent: PatientConsentAsker,
+    open_request: RequestOpener,
+    faults: FaultInjector,
+    ledger: DeletionLedger,
+    alerts: AlertEvents,
+) -> tuple[ClinicianDesk, ViewingWindows, RetentionJob]:
+    """The clinicians' commands and the jobs that destroy images, all through one `Destruction`."""
+    destruction = Destruction(
+        database, submissions, postings, outbox, vault, pool, audit, ledger, media, faults
+    )
+    desk = ClinicianDesk(
+        database=database,
+        submissions=submissions,
+        postings=postings,
+        consents=consents,
+        outbox=outbox,
+        vault=vault,
+        pool=pool,
+        audit=audit,
+        clock=clock,
+        config=config,
+        media=media,
+        lock=lock,
+        ask_patient_consent=ask_patient_consent,
+        open_request=open_request,
+        faults=faults,
+        destruction=destruction,
+        alerts=alerts,
+        zone=settings.reminders.zone,
+        undo_window=settings.undo_window,
+    )
+    viewing_windows = ViewingWindows(submissions, destruction, config, clock, lock)
+    retention = RetentionJob(database, submissions, audit, outbox, destruction, config, clock, lock)
+    return desk, viewing_windows, retention
 
 
 def _gauge_sources(database: Database, clock: Clock) -> BotGaugeSources:
@@ -619,7 +672,7 @@ async def housekeeping(app: App, stop: asyncio.Event) -> None:
             if not watch.held(current.conversation_timeout):
                 await app.patient.expire_idle(current.conversation_timeout)
             if not watch.held(current.viewing_window):
-                await app.desk.end_viewing_windows()
+                await app.viewing_windows.end_due()
             await app.media.retract_due()
             await app.media.post_pending()
             await app.retention.run()

@@ -15,6 +15,7 @@ Photos are destroyed (rules 5, 6 and 8) when:
 - a clinician deletes the submission (with a reason; the reply is a receipt of what was destroyed where);
 - a view-then-delete or intimate submission has been viewed and described, or its viewing window ends;
 - a record version is kept: the original is destroyed, only the edited record version stays.
+Each destruction is carried out by `handlers/destruction.py`, the one place keys, files and rows go together.
 """
 
 from __future__ import annotations
@@ -34,12 +35,11 @@ from bot.conversation.effects import NotifyClinicians
 from bot.errors import UserFacingError
 from bot.executor import CpuPool
 from bot.faults import NO_FAULTS, FaultInjector
-from bot.ids import RoomID, UserID
+from bot.ids import UserID
 from bot.images.edit import EditedImage, EditError, apply_edits, parse_edit
 from bot.reminders import local_time
-from bot.texts import Texts
-from handlers.alerts import alert
 from handlers.commands import Invocation, Outcome, UsageError, format_rows
+from handlers.destruction import Destruction, DestructionReceipt, patient_text
 from handlers.identity import identity_header
 from handlers.patient import clinician_notice
 from handlers.staff_media import StaffMedia, outsiders
@@ -47,7 +47,6 @@ from storage.alert_events import AlertEvents
 from storage.audit import AuditAction, AuditLog
 from storage.consents import ConsentRepository
 from storage.database import Database
-from storage.deletion_ledger import DeletionLedger, LedgerKind, submission_image_ids
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import LiveConfig
@@ -63,26 +62,6 @@ _QUEUE_FILTERS = {
     "open": (Status.NEW, Status.CLAIMED),
     "all": (Status.NEW, Status.CLAIMED, Status.DONE),
 }
-
-
-@dataclass(frozen=True)
-class DestructionReceipt:
-    """Exactly what was destroyed where, for the clinician's reply and the audit entry."""
-
-    vault_images: tuple[str, ...] = ()
-    chat_messages_redacted: int = 0
-    media: dict[str, int] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        media = ", ".join(f"{count} {outcome}" for outcome, count in sorted(self.media.items())) or "none"
-        return [
-            f"vault: {len(self.vault_images)} image key(s) and file(s) destroyed"
-            + (f" ({', '.join(self.vault_images)})" if self.vault_images else ""),
-            f"clinician room: {self.chat_messages_redacted} posted image message(s) redacted",
-            f"homeserver media of posted images: {media}",
-            "patient chat: the patient's photo messages were redacted, and their uploads deleted, when the "
-            "photos were accepted",
-        ]
 
 
 class PatientConsentAsker(Protocol):
@@ -117,7 +96,7 @@ class ClinicianDesk:
     lock: asyncio.Lock
     ask_patient_consent: PatientConsentAsker
     open_request: RequestOpener
-    ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
+    destruction: Destruction  # keys, files, postings and media destroyed together
     faults: FaultInjector = NO_FAULTS
     alerts: AlertEvents | None = None  # each submission's alert, edited (m.replace) as its status changes
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos stay this long
@@ -268,7 +247,9 @@ class ClinicianDesk:
                 await self.submissions.set_status(db, submission.submission_id, Status.DONE, cmd.now)
                 for photo in originals:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
-                await self._ledger_images(db, submission, [photo.photo_id for photo in originals], cmd.now)
+                await self.destruction.ledger_images(
+                    db, submission, [photo.photo_id for photo in originals], cmd.now
+                )
                 await self._audit(
                     db,
                     cmd,
@@ -279,7 +260,7 @@ class ClinicianDesk:
                 await self._edit_alerts(db, cmd, submission, f"kept for the record by {who}")
 
             async def after() -> None:
-                await self._destroy_files([photo.photo_id for photo in originals])
+                await self.destruction.destroy_files([photo.photo_id for photo in originals])
 
             extra = (
                 f" The original of {len(originals)} edited photo(s) is destroyed; the record version stays."
@@ -393,7 +374,7 @@ class ClinicianDesk:
                 )
                 if destroy_original:
                     await self.submissions.original_destroyed(db, photo.photo_id, cmd.now)
-                await self._ledger_images(db, submission, doomed, cmd.now)
+                await self.destruction.ledger_images(db, submission, doomed, cmd.now)
                 await self._audit(
                     db,
                     cmd,
@@ -408,7 +389,7 @@ class ClinicianDesk:
                 )
 
             async def after() -> None:
-                await self._destroy_files(doomed)
+                await self.destruction.destroy_files(doomed)
 
             original = (
                 " The original is destroyed."
@@ -564,15 +545,10 @@ class ClinicianDesk:
     async def _delete_now(
         self, cmd: Invocation, submission: Submission, images: list[str], reason: str
     ) -> DestructionReceipt:
-        """Keys, audit entry and the patient's notice in one commit; then files, postings and media.
-
-        Once the commit is made the delete cannot be half done: a crash after it leaves files whose keys are
-        gone, which start-up sweeps, and postings already due for retraction."""
+        """Keys, audit entry and the patient's notice in one commit; then files, postings and media."""
         who = await self._who(cmd.sender)
-        async with self.database.transaction() as db:
-            await self._mark_destroyed(db, submission, cmd.now, LedgerKind.SUBMISSION_DELETED)
-            await self.submissions.set_status(db, submission.submission_id, Status.DELETED, cmd.now)
-            await self.submissions.erase_patient_details(db, submission.submission_id)
+
+        async def record(db: aiosqlite.Connection) -> None:
             await self._audit(
                 db,
                 cmd,
@@ -581,92 +557,12 @@ class ClinicianDesk:
                 {"reason": reason, "vault_images": len(images)},
             )
             await self._edit_alerts(db, cmd, submission, f"deleted by {who}")
-            notice = self._patient_text("photos_deleted_by_practice", submission)
+            notice = patient_text(self.config.current, "photos_deleted_by_practice", submission)
             await self.outbox.add(
                 db, submission.room_id, derive_txn_id(cmd.event_id, 1), "message", {"text": notice}
             )
-        destroyed = []
-        for index, image in enumerate(images):
-            if index:
-                self.faults.hit("mid_delete")  # some of the submission's files are gone, not all
-            if await self.pool.run(self.vault.destroy, image):
-                destroyed.append(image)
-        await self.database.shred_checkpoint()
-        redacted = 0
-        media: dict[str, int] = {}
-        for posting in await self.postings.of_submission(submission.submission_id):
-            if posting.status == "retracted":
-                continue
-            was_redacted, outcome = await self.media.retract(posting)
-            redacted += was_redacted
-            if posting.upload is not None:
-                media[outcome] = media.get(outcome, 0) + 1
-        return DestructionReceipt(tuple(destroyed), redacted, media)
 
-    # ---- the viewing window -----------------------------------------------------------------------------
-
-    async def end_viewing_windows(self) -> int:
-        """View-then-delete submissions whose viewing window has ended: destroyed, patient told."""
-        now = self.clock.now()
-        window = self.config.current.viewing_window
-        finished = 0
-        async with self.lock:
-            for submission in await self.submissions.due_for_destruction(now):
-                told = [(submission.room_id, self._patient_text("photos_viewed_and_deleted", submission))]
-                await self._destroy_images(
-                    submission, now, AuditAction.IMAGES_DESTROYED, {"why": "viewed and described"}, told
-                )
-                finished += 1
-            for submission in await self.submissions.viewed_view_then_delete():
-                viewed = submission.first_viewed_at
-                if viewed is None or viewed + window > now:
-                    continue
-                notes: list[tuple[RoomID, str]] = [
-                    (submission.room_id, self._patient_text("photos_viewed_and_deleted", submission))
-                ]
-                if submission.description is None:
-                    text = (
-                        f"**{submission.reference}** (view then delete) was destroyed at the end of its viewing "
-                        "window **without a description**."
-                    )
-                    notes += [(room, text) for room in sorted(self.config.current.clinician_rooms)]
-                await self._destroy_images(
-                    submission, now, AuditAction.IMAGES_DESTROYED, {"why": "viewing window ended"}, notes
-                )
-                finished += 1
-        if finished:
-            await self.media.retract_due()
-        return finished
-
-    async def destroy_for_retention(self, submission: Submission, now: datetime) -> None:
-        async with self.lock:
-            current = await self.submissions.by_id(submission.submission_id)
-            if current is None or not current.has_images or (current.decision and current.decision.kept):
-                return  # kept or destroyed meanwhile
-            await self._destroy_images(current, now, AuditAction.RETENTION_DESTROY, {"why": "unreviewed"}, [])
-        await self.media.retract_due()
-
-    async def _destroy_images(
-        self,
-        submission: Submission,
-        now: datetime,
-        action: AuditAction,
-        details: dict[str, object],
-        notes: list[tuple[RoomID, str]],
-    ) -> None:
-        """Destroy a submission's images by the bot's own decision (the caller holds the lock)."""
-        photos = await self.submissions.photos(submission.submission_id)
-        async with self.database.transaction() as db:
-            await self._mark_destroyed(db, submission, now)
-            await self.audit.append(
-                db, actor="bot", action=action, subject=submission.reference, details=details
-            )
-            for index, (room, text) in enumerate(notes):
-                source = f"{action.value}:{submission.submission_id}:{room}"
-                payload = {"text": text} if room == submission.room_id else alert(text, self.config.current)
-                await self.outbox.add(db, room, derive_txn_id(source, index), "message", payload)
-        await self._destroy_files([image for photo in photos for image in photo.image_ids])
-        log.info("purge: %s images destroyed (%s)", submission.reference, details.get("why", action.value))
+        return await self.destruction.delete_submission(submission, images, cmd.now, record)
 
     # ---- helpers ------------------------------------------------------------------------------------
 
@@ -697,40 +593,6 @@ class ClinicianDesk:
 
     async def _post(self) -> None:
         await self.media.post_pending()
-
-    async def _ledger_images(
-        self, db: aiosqlite.Connection, submission: Submission, image_ids: list[str], now: datetime
-    ) -> None:
-        """Some of a submission's images (an edit's original, a replaced version) go: into the ledger too."""
-        if image_ids:
-            await self.ledger.record(
-                db,
-                LedgerKind.IMAGES_DESTROYED,
-                now,
-                submission_id=submission.submission_id,
-                image_ids=image_ids,
-            )
-
-    async def _mark_destroyed(
-        self,
-        db: aiosqlite.Connection,
-        submission: Submission,
-        now: datetime,
-        kind: LedgerKind = LedgerKind.SUBMISSION_IMAGES_DESTROYED,
-    ) -> None:
-        """The one place a submission's images are destroyed: ledger entry, keys, status, postings' windows."""
-        images = await submission_image_ids(db, submission.submission_id)
-        await self.ledger.record(db, kind, now, submission_id=submission.submission_id, image_ids=images)
-        await self.submissions.images_destroyed(db, submission.submission_id, now)
-        if submission.status in (Status.NEW, Status.CLAIMED):
-            await self.submissions.set_status(db, submission.submission_id, Status.DONE, now)
-        await self.postings.expire_now(db, submission.submission_id)
-
-    async def _destroy_files(self, image_ids: list[str]) -> None:
-        for image_id in image_ids:
-            await self.pool.run(self.vault.destroy, image_id)
-        if image_ids:
-            await self.database.shred_checkpoint()
 
     async def _find(
         self, cmd: Invocation, *, open_only: bool = False, with_images: bool = False, deleted_ok: bool = False
@@ -775,12 +637,6 @@ class ClinicianDesk:
             action=action,
             subject=submission.reference if submission else "",
             details=details,
-        )
-
-    def _patient_text(self, name: str, submission: Submission) -> str:
-        texts: Texts = self.config.current.patient_texts()
-        return texts.fill(
-            getattr(texts, name), practice=self.config.current.practice_name, reference=submission.reference
         )
 
 

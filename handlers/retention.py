@@ -23,9 +23,10 @@ import aiosqlite
 from bot.clock import Clock, iso
 from bot.durations import format_duration
 from handlers.alerts import alert
-from handlers.clinician import ClinicianDesk
+from handlers.destruction import Destruction
 from storage.audit import AuditAction, AuditLog
 from storage.database import Database
+from storage.job_runs import clear_run, last_run, save_run
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.submissions import Submission, SubmissionRepository
@@ -86,7 +87,7 @@ class RetentionJob:
     submissions: SubmissionRepository
     audit: AuditLog
     outbox: Outbox
-    desk: ClinicianDesk
+    destruction: Destruction
     config: LiveConfig
     clock: Clock
     lock: asyncio.Lock
@@ -98,7 +99,7 @@ class RetentionJob:
             plan = plan_retention(
                 await self.submissions.unkept_with_images(),
                 now=now,
-                last_run=await self._last(JOB),
+                last_run=await last_run(self.database, JOB),
                 retention=config.retention,
                 warning=config.retention_warning,
                 max_per_run=config.retention_max_per_run,
@@ -116,9 +117,9 @@ class RetentionJob:
                         f"retention-warn:{iso(now)}",
                         _warning(plan.warn, now, config.retention, config.retention_warning),
                     )
-                await _save_run(db, JOB, now)
+                await save_run(db, JOB, now)
         for submission in plan.destroy:
-            await self.desk.destroy_for_retention(submission, now)
+            await self._destroy(submission, now)
         if plan.destroy:
             async with self.database.transaction() as db:
                 more = f" {plan.left_for_later} more wait for the next run." if plan.left_for_later else ""
@@ -128,9 +129,19 @@ class RetentionJob:
             log.info("retention destroyed %d unreviewed submissions", len(plan.destroy))
         return plan
 
+    async def _destroy(self, submission: Submission, now: datetime) -> None:
+        async with self.lock:
+            current = await self.submissions.by_id(submission.submission_id)
+            if current is None or not current.has_images or (current.decision and current.decision.kept):
+                return  # kept or destroyed meanwhile
+            await self.destruction.destroy_images(
+                current, now, AuditAction.RETENTION_DESTROY, {"why": "unreviewed"}, []
+            )
+        await self.destruction.retract_due()
+
     async def _refuse(self, why: str, now: datetime) -> None:
         log.warning("the retention job did not run: %s", why)
-        if await self._last(REFUSED) is not None:
+        if await last_run(self.database, REFUSED) is not None:
             return  # already reported; an admin's !retention-resume clears it
         async with self.database.transaction() as db:
             await self.audit.append(
@@ -141,7 +152,7 @@ class RetentionJob:
                 "can confirm it with `!retention-resume` in the admin room."
             )
             await self._tell(db, f"retention-refused:{iso(now)}", text, admins=True)
-            await _save_run(db, REFUSED, now)
+            await save_run(db, REFUSED, now)
 
     async def resume(self, db: aiosqlite.Connection) -> None:
         await resume_retention(db, self.clock.now())
@@ -157,26 +168,11 @@ class RetentionJob:
     async def _audit(self, db: aiosqlite.Connection, action: AuditAction, submission: Submission) -> None:
         await self.audit.append(db, actor="bot", action=action, subject=submission.reference, details={})
 
-    async def _last(self, job: str) -> datetime | None:
-        async with self.database.connection.execute(
-            "SELECT last_run_at FROM job_runs WHERE job = ?", (job,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return datetime.fromisoformat(row[0]) if row else None
-
 
 async def resume_retention(db: aiosqlite.Connection, now: datetime) -> None:
     """An admin confirmed the clock: from now on, jumps are judged against the present time."""
-    await db.execute("DELETE FROM job_runs WHERE job = ?", (REFUSED,))
-    await _save_run(db, JOB, now)
-
-
-async def _save_run(db: aiosqlite.Connection, job: str, now: datetime) -> None:
-    await db.execute(
-        "INSERT INTO job_runs (job, last_run_at) VALUES (?, ?)"
-        " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
-        (job, iso(now)),
-    )
+    await clear_run(db, REFUSED)
+    await save_run(db, JOB, now)
 
 
 def _warning(

@@ -24,3 +24,8 @@ async def save_run(db: aiosqlite.Connection, job: str, now: datetime) -> None:
         " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
         (job, iso(now)),
     )
+
+
+async def clear_run(db: aiosqlite.Connection, job: str) -> None:
+    """Forget a job's run (the retention job's refusal, once an admin confirmed the clock)."""
+    await db.execute("DELETE FROM job_runs WHERE job = ?", (job,))
