@@ -53,10 +53,15 @@ from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import DeviceVerdict, TrustPolicy
 from handlers.admin import AdminDesk
-from handlers.clinician import ClinicianDesk, PatientConsentAsker, RequestOpener
+from handlers.clinician import ClinicianDesk, ReadingDesk
+from handlers.clinician_decisions import DecisionDesk
+from handlers.clinician_deletion import DeletionDesk
+from handlers.clinician_packages import PackageDesk
+from handlers.clinician_requests import PatientConsentAsker, RequestDesk, RequestOpener
 from handlers.commands import Invocation
 from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
+from handlers.desk_support import DeskSupport
 from handlers.destruction import Destruction
 from handlers.media_purge import purge_pending_media
 from handlers.patient import PatientHandler
@@ -154,8 +159,8 @@ class App:
             self.ledger,
             self.database,
             self.vault,
-            submissions=self.desk.submissions,
-            postings=self.desk.postings,
+            submissions=self.desk.reading.submissions,
+            postings=self.desk.reading.postings,
             audit=self.audit,
             clock=self.clock,
         ).run()
@@ -192,7 +197,7 @@ class App:
             submissions = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
         images: list[tuple[str, str, bytes]] = []
         for submission_id, reference in submissions:
-            for photo in await self.desk.submissions.photos(submission_id):
+            for photo in await self.desk.reading.submissions.photos(submission_id):
                 images.append((f"{reference} photo {photo.number}", photo.image_id, photo.image_key))
                 if photo.record_image_id and not photo.original_destroyed:
                     name = f"{reference} photo {photo.number} (the unedited original)"
@@ -482,26 +487,15 @@ def _clinician_workspace(
     destruction = Destruction(
         database, submissions, postings, outbox, vault, pool, audit, ledger, media, faults
     )
+    support = DeskSupport(submissions, audit, outbox, media.gateway, lock, alerts, settings.reminders.zone)
     desk = ClinicianDesk(
-        database=database,
-        submissions=submissions,
-        postings=postings,
-        consents=consents,
-        outbox=outbox,
-        vault=vault,
-        pool=pool,
-        audit=audit,
-        clock=clock,
-        config=config,
-        media=media,
-        lock=lock,
-        ask_patient_consent=ask_patient_consent,
-        open_request=open_request,
-        faults=faults,
-        destruction=destruction,
-        alerts=alerts,
-        zone=settings.reminders.zone,
-        undo_window=settings.undo_window,
+        reading=ReadingDesk(support, submissions, postings, audit, media, config),
+        decisions=DecisionDesk(
+            support, submissions, vault, pool, destruction, config, faults, settings.undo_window
+        ),
+        packages=PackageDesk(support, postings, consents, media, config),
+        requests=RequestDesk(support, config, ask_patient_consent, open_request),
+        deletion=DeletionDesk(support, database, submissions, outbox, destruction, config),
     )
     viewing_windows = ViewingWindows(submissions, destruction, config, clock, lock)
     retention = RetentionJob(database, submissions, audit, outbox, destruction, config, clock, lock)
