@@ -1,0 +1,115 @@
+"""Web chat links as plain functions: the token's shape, its hash, the username, when an account closes, and
+the per-address limiter."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+from bot.web_chat.links import (
+    USERNAME_PREFIX,
+    AddressLimiter,
+    closing_reason,
+    mint_token,
+    new_username,
+    token_hash,
+    well_formed,
+)
+
+NOW = datetime(2031, 5, 6, 10, 0, tzinfo=UTC)
+
+
+def test_tokens_are_long_random_and_url_safe() -> None:
+    """Each minted token is new, at least 128 bits, usable in a URL fragment, and of the accepted shape."""
+    tokens = {mint_token() for _ in range(200)}
+    assert len(tokens) == 200
+    for token in tokens:
+        assert len(token) * 6 >= 128
+        assert well_formed(token)
+        assert token.replace("-", "").replace("_", "").isalnum()
+
+
+def test_only_the_minted_shape_is_accepted() -> None:
+    """Garbage, truncated, padded, non-ASCII or non-string tokens are refused before any look-up."""
+    token = mint_token()
+    for bad in ("", "x", token[:-1], token + "A", token[:-1] + "=", token[:-1] + "é", None, 42, [token]):
+        assert not well_formed(bad)
+
+
+def test_only_the_hash_is_kept_and_it_is_sha256() -> None:
+    """The stored key is the SHA-256 of the token, and it does not contain the token."""
+    token = mint_token()
+    assert token_hash(token) == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in token_hash(token)
+
+
+def test_usernames_are_random_lower_case_localparts() -> None:
+    """The bot chooses a fresh throwaway username each time, valid as a Matrix localpart."""
+    names = {new_username() for _ in range(100)}
+    assert len(names) == 100
+    for name in names:
+        assert name.startswith(USERNAME_PREFIX)
+        assert name == name.lower()
+        assert all(c.isalnum() or c == "-" for c in name)
+
+
+def test_an_account_stays_open_while_the_practice_may_still_need_the_chat() -> None:
+    """A running journey and a submission waiting for the clinician keep the account."""
+    until = NOW + timedelta(days=1)
+    for state, status in (
+        (None, None),
+        ("awaiting_nhs_number", None),
+        ("awaiting_photos", None),
+        ("submitted", "new"),
+        ("submitted", "claimed"),
+    ):
+        assert (
+            closing_reason(conversation_state=state, submission_status=status, account_until=until, now=NOW)
+            is None
+        )
+
+
+def test_an_account_closes_when_its_submission_is_closed_or_its_journey_ended() -> None:
+    """Deleted, done (kept and exported), cancelled, expired and refused journeys close the account."""
+    until = NOW + timedelta(days=1)
+    cases = {
+        ("submitted", "deleted"): "submission deleted",
+        ("submitted", "done"): "submission done",
+        ("cancelled", None): "journey cancelled",
+        ("expired", None): "journey expired",
+        ("refused", None): "journey refused",
+    }
+    for (state, status), reason in cases.items():
+        assert (
+            closing_reason(conversation_state=state, submission_status=status, account_until=until, now=NOW)
+            == reason
+        )
+
+
+def test_an_account_closes_at_the_end_of_its_period_whatever_the_chat() -> None:
+    """After the configured period the account closes even with the submission still waiting."""
+    reason = closing_reason(
+        conversation_state="submitted", submission_status="new", account_until=NOW, now=NOW
+    )
+    assert reason == "period ended"
+
+
+def test_the_limiter_allows_the_limit_per_address_then_refuses_until_the_window_moves() -> None:
+    """Five per hour from one address: the sixth is refused, another address is not, and an hour later
+    the first may again."""
+    limiter = AddressLimiter(limit=5, window=timedelta(hours=1))
+    granted = [limiter.allow("198.51.100.7", NOW + timedelta(seconds=i)) for i in range(50)]
+    assert granted == [True] * 5 + [False] * 45
+    assert limiter.retry_after("198.51.100.7", NOW + timedelta(seconds=50)) == timedelta(
+        minutes=59, seconds=10
+    )
+    assert limiter.allow("203.0.113.9", NOW)
+    assert limiter.allow("198.51.100.7", NOW + timedelta(hours=1))
+
+
+def test_the_limiter_forgets_the_oldest_addresses_beyond_its_bound() -> None:
+    """A flood from many addresses cannot grow the limiter's memory past its bound."""
+    limiter = AddressLimiter(limit=1, max_addresses=100)
+    for i in range(1000):
+        assert limiter.allow(f"10.0.{i // 256}.{i % 256}", NOW)
+    assert len(limiter._grants) == 100
