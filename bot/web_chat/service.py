@@ -209,7 +209,7 @@ class WebChat:
                 await self.links.set_room(db, link.token_hash, room_id)
                 await self.audit.append(
                     db,
-                    actor=self.bot_user_id,
+                    actor="bot",
                     action=AuditAction.WEB_ACCOUNT_OPENED,
                     subject="",
                     details={"link": link.token_hash[:16], "kind": link.kind},
@@ -287,7 +287,7 @@ class WebChat:
                 return False
             await self.audit.append(
                 db,
-                actor=self.bot_user_id,
+                actor="bot",
                 action=AuditAction.WEB_ACCOUNT_CLOSED,
                 subject="",
                 details={"link": link.token_hash[:16], "reason": reason, "erased": erased},
