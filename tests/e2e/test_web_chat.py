@@ -15,6 +15,7 @@ import pytest
 from bot.demo.people import Person
 from bot.ids import RoomID, UserID
 from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
+from bot.matrix.message_content import CHOICES_KEY
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo
 from tests.e2e.workspace import command, open_practice
@@ -120,8 +121,17 @@ async def test_a_request_link_brings_a_patient_without_an_app_through_the_journe
             assert "left forearm" in intro.body
             assert "with a coin" in intro.body
             await answer(patient, patient_room, NHS_NUMBER, "999 765 4323")
-            await answer(patient, patient_room, "1", "intimate area")
-            await answer(patient, patient_room, "no", "DONE")
+            # The questions carry the answers the page shows as buttons; pressing one sends its answer.
+            readback = patient.seen[patient_room][-1].content[CHOICES_KEY]
+            assert readback == [
+                {"label": "1: mine", "answer": "1"},
+                {"label": "2: someone I look after", "answer": "2"},
+                {"label": "No, that's wrong", "answer": "no"},
+            ]
+            await answer(patient, patient_room, readback[0]["answer"], "intimate area")
+            intimate = patient.seen[patient_room][-1].content[CHOICES_KEY]
+            assert [choice["answer"] for choice in intimate] == ["yes", "no"]
+            await answer(patient, patient_room, intimate[1]["answer"], "DONE")
             await send_photo(
                 patient,
                 patient_room,
