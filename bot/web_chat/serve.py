@@ -89,6 +89,11 @@ async def web_chat_endpoint(app: App) -> AsyncIterator[None]:
                 [f"PHOTOBOT_WEB_CHAT_HOST/PHOTOBOT_WEB_CHAT_PORT: cannot serve the web chat ({error})."]
             ) from None
         log.info("the web chat is served on %s:%d", settings.host, server.port)
+        if not app.config.current.homeserver_admin_token.value:
+            log.warning(
+                "the web chat needs PHOTOBOT_HOMESERVER_ADMIN_TOKEN to make registration tokens and erase "
+                "accounts: until it is set, links answer that the chat is unavailable"
+            )
         stop = asyncio.Event()
         sweeper = asyncio.create_task(_sweep(chat, stop))
         try:

@@ -219,6 +219,11 @@ class WebChat:
         return Answer(200, {"room_id": room_id})
 
     async def _open_chat(self, link: WebLink, user: UserID) -> RoomID:
+        # A throwaway account has only the chat its link opened: one already there (the bot stopped
+        # between opening it and recording it) is that chat, and is not opened twice.
+        earlier = await self.find_room(user)
+        if earlier is not None:
+            return earlier
         if link.kind != Kind.REQUEST:
             return await self.open_poster_chat(user)
         details = link.details

@@ -4,24 +4,30 @@ poster tokens and their limits, single-use redemption, expired/used/garbage link
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
-from bot.ids import RoomID, UserID
+from bot.ids import EventID, RoomID, UserID
 from bot.keyring import Keyring, MasterKey, Sealer
+from bot.settings import load_settings
 from bot.web_chat.links import mint_token, token_hash
 from bot.web_chat.server import WebChatServer
 from bot.web_chat.service import WebChat
 from bot.web_chat.settings import WebChatSettings
 from bot.web_chat.synapse_admin import HomeserverUnavailableError
+from handlers.commands import Invocation, UsageError
+from handlers.request_links import RequestLinks, request_link
 from storage.audit import AuditLog
 from storage.database import Database
+from storage.practice_config import defaults_from
 from storage.web_links import WebLinkRepository
 
 KEY = MasterKey(key_id="mk-0000000a", secret=bytes(range(32)))
@@ -70,6 +76,7 @@ class Served:
     database: Database
     http: aiohttp.ClientSession
     opened: list[str] = field(default_factory=list)
+    rooms: dict[UserID, RoomID] = field(default_factory=dict)
 
     async def call(
         self, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -108,18 +115,22 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     (tmp_path / "secret.txt").write_text("not for the web")
     opened: list[str] = []
 
+    rooms: dict[UserID, RoomID] = {}
+
     async def open_request(
         request_id: str, patient: UserID, area: str, *, note: str | None, by: UserID, expires: datetime
     ) -> str:
         opened.append(f"request {area} for {patient}")
+        rooms[patient] = RoomID("!request:practice.example")
         return "opened"
 
     async def open_poster_chat(user: UserID) -> RoomID:
         opened.append(f"poster chat for {user}")
-        return RoomID("!poster:practice.example")
+        rooms[user] = RoomID("!poster:practice.example")
+        return rooms[user]
 
     async def find_room(user: UserID) -> RoomID | None:
-        return RoomID("!request:practice.example")
+        return rooms.get(user)
 
     chat = WebChat(
         settings=WebChatSettings(
@@ -146,7 +157,7 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
     await server.start("127.0.0.1", 0, allow_public=False)
     try:
         async with aiohttp.ClientSession() as http:
-            yield Served(f"http://127.0.0.1:{server.port}", chat, admin, clock, database, http, opened)
+            yield Served(f"http://127.0.0.1:{server.port}", chat, admin, clock, database, http, opened, rooms)
     finally:
         await server.close()
         await database.close()
@@ -262,6 +273,19 @@ async def test_ready_opens_the_request_chat_once_for_the_account_the_link_made(s
     assert served.opened == [f"request right knee for {user}"]
 
 
+async def test_a_chat_opened_before_a_crash_is_not_opened_twice(served: Served) -> None:
+    """If the bot stopped after opening the chat but before recording it, the page's next `ready` gets
+    that chat back and no second chat is opened."""
+    token = await served.request_link()
+    _, redeemed, _ = await served.call("/api/redeem", {"token": token})
+    user = UserID(f"@{redeemed['username']}:practice.example")
+    served.admin.accounts.add(user)
+    served.rooms[user] = RoomID("!opened-before-the-crash:practice.example")
+    status, body, _ = await served.call("/api/ready", {"token": token, "user_id": user})
+    assert (status, body) == (200, {"room_id": "!opened-before-the-crash:practice.example"})
+    assert served.opened == []
+
+
 async def test_status_says_open_until_the_period_ends_then_closed_and_erased(served: Served) -> None:
     """A redeemed link is open; once its period has ended the status answers closed, the account is
     erased, and the link is refused from then on."""
@@ -330,3 +354,52 @@ async def test_the_page_and_the_api_carry_a_strict_content_security_policy(serve
             "contact": CONTACT,
         }
         assert response.headers["Cache-Control"] == "no-store"
+
+
+def link_command(body: str) -> Invocation:
+    config = defaults_from(
+        load_settings({"PHOTOBOT_HOMESERVER_URL": "https://matrix.practice.example", "PHOTOBOT_USER_ID": BOT})
+    )
+    return Invocation(
+        "request",
+        tuple(body.split()),
+        body,
+        UserID("@dr.synthetic:practice.example"),
+        RoomID("!clinicians:practice.example"),
+        EventID("$command"),
+        START,
+        config,
+    )
+
+
+async def test_request_link_replies_with_a_working_link_whose_token_only_the_reply_holds(
+    served: Served,
+) -> None:
+    """`!request link <area> -- note` answers with the link and its expiry; once committed the link redeems,
+    and the database holds only its hash; a missing area or a practice without the web chat gets a kind
+    usage reply."""
+    minter = RequestLinks(
+        served.chat.links, served.chat.audit, served.chat.settings, ZoneInfo("Europe/London")
+    )
+    outcome = await minter.request(link_command("link the rash on your left forearm -- with a coin"))
+    match = re.search(r"#t=([A-Za-z0-9_-]+)`", outcome.reply)
+    assert match is not None
+    assert outcome.reply.startswith(
+        "Here is a web chat link asking for a photo of: the rash on your left forearm."
+    )
+    assert "until Fri 7 Mar 09:30" in outcome.reply  # the practice's 3-day request expiry, local time
+    assert outcome.work is not None
+    async with served.database.transaction() as db:
+        await outcome.work(db)
+    token = match.group(1)
+    assert token.encode() not in served.database.path.read_bytes()
+    status, body, _ = await served.call("/api/redeem", {"token": token})
+    assert status == 200
+    user = f"@{body['username']}:practice.example"
+    served.admin.accounts.add(user)
+    await served.call("/api/ready", {"token": token, "user_id": user})
+    assert served.opened == [f"request the rash on your left forearm for {user}"]
+    with pytest.raises(UsageError, match="What area to photograph is missing"):
+        await minter.request(link_command("link"))
+    with pytest.raises(UsageError, match="not set up at this practice"):
+        await request_link(None, link_command("link left knee"))
