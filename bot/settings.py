@@ -366,6 +366,12 @@ def _web_chat(read: _Reader, homeserver_url: str) -> WebChatSettings:
         account_period=read.duration(
             "WEB_CHAT_ACCOUNT_PERIOD", timedelta(days=14), minimum_period, timedelta(days=90)
         ),
+        end_grace=read.duration(
+            "WEB_CHAT_END_GRACE",
+            timedelta(minutes=30),
+            timedelta(seconds=1) if test_mode else timedelta(minutes=1),
+            timedelta(days=1),
+        ),
         poster_link_life=read.duration(
             "WEB_CHAT_POSTER_LINK_LIFE", timedelta(minutes=10), timedelta(minutes=1), timedelta(hours=1)
         ),

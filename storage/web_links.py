@@ -41,6 +41,7 @@ class OpenAccount:
 
     link: WebLink
     conversation_state: str | None  # None: no conversation (yet)
+    last_activity: datetime | None  # the conversation's last step
     submission_status: str | None  # the status of the chat's latest submission, None if there is none
 
 
@@ -151,7 +152,7 @@ class WebLinkRepository:
 
     async def _open_accounts(self, token_hash: str | None) -> list[OpenAccount]:
         async with self._db.connection.execute(
-            "SELECT w.*, c.state AS conversation_state,"
+            "SELECT w.*, c.state AS conversation_state, c.last_activity_at,"
             " (SELECT s.status FROM submissions s WHERE s.room_id = w.room_id"
             "  ORDER BY s.created_at DESC LIMIT 1) AS submission_status"
             " FROM web_links w LEFT JOIN conversations c ON c.room_id = w.room_id"
@@ -161,5 +162,11 @@ class WebLinkRepository:
         ) as cursor:
             rows = await cursor.fetchall()
         return [
-            OpenAccount(self._link(row), row["conversation_state"], row["submission_status"]) for row in rows
+            OpenAccount(
+                self._link(row),
+                row["conversation_state"],
+                _moment(row["last_activity_at"]),
+                row["submission_status"],
+            )
+            for row in rows
         ]

@@ -64,19 +64,24 @@ def closing_reason(
     conversation_state: str | None,
     submission_status: str | None,
     account_until: datetime | None,
+    last_activity: datetime | None,
+    end_grace: timedelta,
     now: datetime,
 ) -> str | None:
     """Why a web account should be closed now, or None while the chat may still be needed.
 
     Open while a journey runs and while its submission waits for the clinician (who may still ask for
-    consent or another photo there); closed when the submission is done or deleted, when the journey was
-    cancelled, expired or refused, or at the end of the configured period in any case.
+    consent or another photo there); closed when the submission is done or deleted, `end_grace` after a
+    journey was cancelled, expired or refused (so the patient can read the last message, or reply START),
+    and at the end of the configured period in any case.
     """
     if account_until is not None and now >= account_until:
         return "period ended"
     if conversation_state == "submitted" and submission_status in _SUBMISSION_CLOSED:
         return f"submission {submission_status}"
-    if conversation_state in _ENDED_WITHOUT_SUBMISSION:
+    if conversation_state in _ENDED_WITHOUT_SUBMISSION and (
+        last_activity is None or now - last_activity >= end_grace
+    ):
         return f"journey {conversation_state}"
     return None
 

@@ -275,6 +275,8 @@ class WebChat:
             conversation_state=account.conversation_state,
             submission_status=account.submission_status,
             account_until=account.link.account_until,
+            last_activity=account.last_activity,
+            end_grace=self.settings.end_grace,
             now=self.clock.now(),
         )
         if reason is None:

@@ -18,6 +18,7 @@ class WebChatSettings:
     homeserver_url: str = ""  # the homeserver as the page reaches it (the CSP's connect-src)
     contact: str = ""  # the practice's contact sentence, shown on the page's error screens
     account_period: timedelta = timedelta(days=14)  # a throwaway account is erased after this at the latest
+    end_grace: timedelta = timedelta(minutes=30)  # after a cancelled/expired/refused journey, then erased
     poster_link_life: timedelta = timedelta(minutes=10)  # a poster token must be redeemed within this
     poster_per_address: int = 5  # poster tokens per client address per hour
     poster_per_day: int = 200  # poster tokens per day for the whole practice

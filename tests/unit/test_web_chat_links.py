@@ -17,6 +17,7 @@ from bot.web_chat.links import (
 )
 
 NOW = datetime(2031, 5, 6, 10, 0, tzinfo=UTC)
+GRACE = timedelta(minutes=30)
 
 
 def test_tokens_are_long_random_and_url_safe() -> None:
@@ -64,7 +65,14 @@ def test_an_account_stays_open_while_the_practice_may_still_need_the_chat() -> N
         ("submitted", "claimed"),
     ):
         assert (
-            closing_reason(conversation_state=state, submission_status=status, account_until=until, now=NOW)
+            closing_reason(
+                conversation_state=state,
+                submission_status=status,
+                account_until=until,
+                last_activity=NOW - GRACE,
+                end_grace=GRACE,
+                now=NOW,
+            )
             is None
         )
 
@@ -81,15 +89,46 @@ def test_an_account_closes_when_its_submission_is_closed_or_its_journey_ended() 
     }
     for (state, status), reason in cases.items():
         assert (
-            closing_reason(conversation_state=state, submission_status=status, account_until=until, now=NOW)
+            closing_reason(
+                conversation_state=state,
+                submission_status=status,
+                account_until=until,
+                last_activity=NOW - GRACE,
+                end_grace=GRACE,
+                now=NOW,
+            )
             == reason
         )
+
+
+def test_a_cancelled_journey_keeps_its_account_for_the_grace_so_the_patient_can_start_again() -> None:
+    """Within the grace after a cancel the account stays (the patient may reply START); after it, it closes;
+    a deleted submission closes at once."""
+
+    def reason(state: str, status: str | None, ended: datetime) -> str | None:
+        return closing_reason(
+            conversation_state=state,
+            submission_status=status,
+            account_until=NOW + timedelta(days=1),
+            last_activity=ended,
+            end_grace=GRACE,
+            now=NOW,
+        )
+
+    assert reason("cancelled", None, NOW - GRACE + timedelta(seconds=1)) is None
+    assert reason("cancelled", None, NOW - GRACE) == "journey cancelled"
+    assert reason("submitted", "deleted", NOW) == "submission deleted"
 
 
 def test_an_account_closes_at_the_end_of_its_period_whatever_the_chat() -> None:
     """After the configured period the account closes even with the submission still waiting."""
     reason = closing_reason(
-        conversation_state="submitted", submission_status="new", account_until=NOW, now=NOW
+        conversation_state="submitted",
+        submission_status="new",
+        account_until=NOW,
+        last_activity=NOW,
+        end_grace=GRACE,
+        now=NOW,
     )
     assert reason == "period ended"
 
