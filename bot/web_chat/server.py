@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import mimetypes
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 4096
+_HASHED = re.compile(r"-[A-Z0-9]{8,}\.[a-z0-9]+$")  # esbuild's chunk names: chunk-RUETFX72.js
 _TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -122,16 +124,18 @@ class WebChatServer:
     # ---- the page ---------------------------------------------------------------------------------------
 
     async def _index(self, request: web.Request) -> web.StreamResponse:
-        return self._file(self._static / "index.html", cache="no-cache")
+        return self._file(self._static / "index.html")
 
     async def _asset(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         path = (self._static / "assets" / name).resolve()
-        if not path.is_relative_to(self._static / "assets"):
+        if not path.is_relative_to(self._static / "assets") or path.suffix == ".gz":
             raise web.HTTPNotFound
-        return self._file(path, cache="public, max-age=31536000, immutable")  # built names carry a hash
+        return self._file(path)
 
-    def _file(self, path: Path, *, cache: str) -> web.StreamResponse:
+    def _file(self, path: Path) -> web.StreamResponse:
+        """The file, revalidated with ETag/Last-Modified; its `.gz` twin when the browser takes gzip; files
+        whose built name carries a content hash are cached for good, others are revalidated each time."""
         if not path.is_file():
             raise web.HTTPNotFound
         kind = (
@@ -139,7 +143,8 @@ class WebChatServer:
             or mimetypes.guess_type(path.name)[0]
             or "application/octet-stream"
         )
-        return web.Response(body=path.read_bytes(), headers={"Content-Type": kind, "Cache-Control": cache})
+        cache = "public, max-age=31536000, immutable" if _HASHED.search(path.name) else "no-cache"
+        return web.FileResponse(path, headers={"Content-Type": kind, "Cache-Control": cache})
 
     # ---- the API --------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ poster tokens and their limits, single-use redemption, expired/used/garbage link
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator
@@ -112,6 +113,10 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         "<!doctype html><title>chat</title><script src=/assets/app.js></script>"
     )
     (static / "assets" / "app.js").write_text("console.log('page')")
+    (static / "assets" / "chunk-RUETFX72.js").write_text("console.log('chunk')")
+    (static / "assets" / "chunk-RUETFX72.js.gz").write_bytes(gzip.compress(b"console.log('chunk')"))
+    (static / "assets" / "pkg").mkdir()
+    (static / "assets" / "pkg" / "crypto_bg.wasm").write_bytes(b"\x00asm\x01\x00\x00\x00")
     (tmp_path / "secret.txt").write_text("not for the web")
     opened: list[str] = []
 
@@ -336,6 +341,18 @@ async def test_the_page_and_the_api_carry_a_strict_content_security_policy(serve
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/javascript")
         assert response.headers["Content-Security-Policy"] == csp
+    async with served.http.get(served.url + "/assets/app.js") as response:
+        assert response.headers["Cache-Control"] == "no-cache"  # not a hashed name: revalidated
+        etag = response.headers["ETag"]
+    async with served.http.get(served.url + "/assets/app.js", headers={"If-None-Match": etag}) as response:
+        assert response.status == 304
+    async with served.http.get(served.url + "/assets/chunk-RUETFX72.js") as response:
+        assert await response.text() == "console.log('chunk')"
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert "immutable" in response.headers["Cache-Control"]
+    async with served.http.get(served.url + "/assets/pkg/crypto_bg.wasm") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/wasm"  # streaming compilation needs it
     for path in (
         "/assets/../../secret.txt",
         "/assets/%2e%2e/%2e%2e/secret.txt",
