@@ -43,6 +43,9 @@ class OpenAccount:
     conversation_state: str | None  # None: no conversation (yet)
     last_activity: datetime | None  # the conversation's last step
     submission_status: str | None  # the status of the chat's latest submission, None if there is none
+    images_destroyed: bool = False  # that submission's images are all destroyed
+    exported: bool = False  # its record package was exported (an 'export' audit entry names it)
+    consent_pending: bool = False  # a consent question about it waits for the patient's answer
 
 
 def _moment(value: object) -> datetime | None:
@@ -152,10 +155,15 @@ class WebLinkRepository:
 
     async def _open_accounts(self, token_hash: str | None) -> list[OpenAccount]:
         async with self._db.connection.execute(
-            "SELECT w.*, c.state AS conversation_state, c.last_activity_at,"
-            " (SELECT s.status FROM submissions s WHERE s.room_id = w.room_id"
-            "  ORDER BY s.created_at DESC LIMIT 1) AS submission_status"
+            "SELECT w.*, c.state AS conversation_state, c.last_activity_at, s.status AS submission_status,"
+            " s.images_destroyed_at IS NOT NULL AS images_destroyed,"
+            " EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'export' AND a.subject = s.reference)"
+            "  AS exported,"
+            " EXISTS (SELECT 1 FROM consents k WHERE k.submission_id = s.submission_id AND k.answer IS NULL)"
+            "  AS consent_pending"
             " FROM web_links w LEFT JOIN conversations c ON c.room_id = w.room_id"
+            " LEFT JOIN submissions s ON s.submission_id = (SELECT s2.submission_id FROM submissions s2"
+            "  WHERE s2.room_id = w.room_id ORDER BY s2.created_at DESC LIMIT 1)"
             " WHERE w.redeemed_at IS NOT NULL AND w.closed_at IS NULL"
             " AND (? IS NULL OR w.token_hash = ?) ORDER BY w.redeemed_at",
             (token_hash, token_hash),
@@ -167,6 +175,9 @@ class WebLinkRepository:
                 row["conversation_state"],
                 _moment(row["last_activity_at"]),
                 row["submission_status"],
+                bool(row["images_destroyed"]),
+                bool(row["exported"]),
+                bool(row["consent_pending"]),
             )
             for row in rows
         ]

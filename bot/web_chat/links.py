@@ -55,14 +55,22 @@ def new_username() -> str:
 
 # Conversation states (bot.conversation.State values) that end a chat with no submission to wait for.
 _ENDED_WITHOUT_SUBMISSION = frozenset({"cancelled", "expired", "refused"})
-# Submission statuses after which the practice needs nothing more from the patient's chat.
-_SUBMISSION_CLOSED = frozenset({"done", "deleted"})
+
+
+@dataclass(frozen=True)
+class SubmissionFacts:
+    """Where the chat's latest submission stands, as far as closing its web account goes."""
+
+    status: str  # storage.submissions.Status values: new, claimed, done, deleted
+    images_destroyed: bool = False  # every image destroyed (a described view-then-delete, or retention)
+    exported: bool = False  # a clinician exported the record package
+    consent_pending: bool = False  # a consent question waits for the patient's answer in the chat
 
 
 def closing_reason(
     *,
     conversation_state: str | None,
-    submission_status: str | None,
+    submission: SubmissionFacts | None,
     account_until: datetime | None,
     last_activity: datetime | None,
     end_grace: timedelta,
@@ -70,15 +78,23 @@ def closing_reason(
 ) -> str | None:
     """Why a web account should be closed now, or None while the chat may still be needed.
 
-    Open while a journey runs and while its submission waits for the clinician (who may still ask for
-    consent or another photo there); closed when the submission is done or deleted, `end_grace` after a
-    journey was cancelled, expired or refused (so the patient can read the last message, or reply START),
-    and at the end of the configured period in any case.
+    Open while a journey runs and while its submission is with the clinician, who may still ask for consent
+    or another photo there (a consent question waiting for its answer keeps it open). Closed when the
+    submission is deleted, when it is done with nothing kept (viewed then destroyed), when it was kept and
+    exported; `end_grace` after a journey was cancelled, expired or refused (so the patient can read the last
+    message, or reply START); and at the end of the configured period in any case.
     """
     if account_until is not None and now >= account_until:
         return "period ended"
-    if conversation_state == "submitted" and submission_status in _SUBMISSION_CLOSED:
-        return f"submission {submission_status}"
+    if conversation_state == "submitted" and submission is not None:
+        if submission.status == "deleted":
+            return "submission deleted"
+        if submission.status == "done" and not submission.consent_pending:
+            if submission.images_destroyed:
+                return "submission viewed and destroyed"
+            if submission.exported:
+                return "submission kept and exported"
+        return None
     if conversation_state in _ENDED_WITHOUT_SUBMISSION and (
         last_activity is None or now - last_activity >= end_grace
     ):

@@ -26,6 +26,7 @@ from bot.web_chat.links import (
     AddressLimiter,
     Kind,
     LinkState,
+    SubmissionFacts,
     closing_reason,
     mint_token,
     new_username,
@@ -273,7 +274,14 @@ class WebChat:
     async def _close_if_due(self, account: OpenAccount) -> bool:
         reason = closing_reason(
             conversation_state=account.conversation_state,
-            submission_status=account.submission_status,
+            submission=SubmissionFacts(
+                account.submission_status,
+                images_destroyed=account.images_destroyed,
+                exported=account.exported,
+                consent_pending=account.consent_pending,
+            )
+            if account.submission_status is not None
+            else None,
             account_until=account.link.account_until,
             last_activity=account.last_activity,
             end_grace=self.settings.end_grace,

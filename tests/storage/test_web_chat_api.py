@@ -420,3 +420,45 @@ async def test_request_link_replies_with_a_working_link_whose_token_only_the_rep
         await minter.request(link_command("link"))
     with pytest.raises(UsageError, match="not set up at this practice"):
         await request_link(None, link_command("link left knee"))
+
+
+async def test_an_account_closes_once_its_kept_submission_is_exported_and_no_consent_is_waiting(
+    served: Served,
+) -> None:
+    """With real rows: a kept submission keeps the account, a waiting consent question too; once exported
+    and answered the sweep erases it."""
+    token = await served.request_link()
+    _, redeemed, _ = await served.call("/api/redeem", {"token": token})
+    user = UserID(f"@{redeemed['username']}:practice.example")
+    served.admin.accounts.add(user)
+    room = RoomID("!kept:practice.example")
+    served.rooms[user] = room
+    await served.call("/api/ready", {"token": token, "user_id": user})
+    now = START.isoformat()
+    db = served.database.connection
+    await db.execute("INSERT INTO rooms (room_id, kind, joined_at) VALUES (?, 'patient', ?)", (room, now))
+    await db.execute(
+        "INSERT INTO conversations (room_id, state, data, last_activity_at) VALUES (?, 'submitted', x'00', ?)",
+        (room, now),
+    )
+    await db.execute(
+        "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
+        " intimate, acting_for_someone, details, status, created_at)"
+        " VALUES ('sub1', 'GP-TEST-0001', ?, x'00', 'lookup', 1, 0, 0, x'00', 'done', ?)",
+        (room, now),
+    )
+    await db.execute(
+        "INSERT INTO consents (consent_id, submission_id, purpose, asked_by, asked_at)"
+        " VALUES ('c1', 'sub1', 'teaching', '@dr.synthetic:practice.example', ?)",
+        (now,),
+    )
+    assert await served.chat.sweep() == 0  # kept, not exported
+    async with served.database.transaction() as tx:
+        await served.chat.audit.append(
+            tx, actor="@dr.synthetic:practice.example", action="export", subject="GP-TEST-0001"
+        )
+    assert await served.chat.sweep() == 0  # exported, but the consent question waits for its answer
+    await db.execute("UPDATE consents SET answer = 'yes', given_by = 'patient', answered_at = ?", (now,))
+    assert await served.chat.sweep() == 1
+    assert served.admin.erased == [user]
+    assert (await served.call("/api/status", {"token": token}))[1] == {"state": "closed"}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from bot.web_chat.links import (
     USERNAME_PREFIX,
     AddressLimiter,
+    SubmissionFacts,
     closing_reason,
     mint_token,
     new_username,
@@ -54,83 +55,60 @@ def test_usernames_are_random_lower_case_localparts() -> None:
         assert all(c.isalnum() or c == "-" for c in name)
 
 
+def reason(
+    state: str | None,
+    submission: SubmissionFacts | None = None,
+    *,
+    ended: datetime = NOW - GRACE,
+    until: datetime = NOW + timedelta(days=1),
+) -> str | None:
+    return closing_reason(
+        conversation_state=state,
+        submission=submission,
+        account_until=until,
+        last_activity=ended,
+        end_grace=GRACE,
+        now=NOW,
+    )
+
+
 def test_an_account_stays_open_while_the_practice_may_still_need_the_chat() -> None:
-    """A running journey and a submission waiting for the clinician keep the account."""
-    until = NOW + timedelta(days=1)
-    for state, status in (
-        (None, None),
-        ("awaiting_nhs_number", None),
-        ("awaiting_photos", None),
-        ("submitted", "new"),
-        ("submitted", "claimed"),
-    ):
-        assert (
-            closing_reason(
-                conversation_state=state,
-                submission_status=status,
-                account_until=until,
-                last_activity=NOW - GRACE,
-                end_grace=GRACE,
-                now=NOW,
-            )
-            is None
-        )
+    """A running journey, a submission with the clinician, one kept but not yet exported, and one with a
+    consent question waiting for the patient keep the account."""
+    assert reason(None) is None
+    assert reason("awaiting_nhs_number") is None
+    assert reason("awaiting_photos") is None
+    assert reason("submitted", SubmissionFacts("new")) is None
+    assert reason("submitted", SubmissionFacts("claimed")) is None
+    assert reason("submitted", SubmissionFacts("done")) is None  # kept, not exported yet
+    assert reason("submitted", SubmissionFacts("done", exported=True, consent_pending=True)) is None
+    assert reason("submitted", SubmissionFacts("done", images_destroyed=True, consent_pending=True)) is None
 
 
 def test_an_account_closes_when_its_submission_is_closed_or_its_journey_ended() -> None:
-    """Deleted, done (kept and exported), cancelled, expired and refused journeys close the account."""
-    until = NOW + timedelta(days=1)
-    cases = {
-        ("submitted", "deleted"): "submission deleted",
-        ("submitted", "done"): "submission done",
-        ("cancelled", None): "journey cancelled",
-        ("expired", None): "journey expired",
-        ("refused", None): "journey refused",
-    }
-    for (state, status), reason in cases.items():
-        assert (
-            closing_reason(
-                conversation_state=state,
-                submission_status=status,
-                account_until=until,
-                last_activity=NOW - GRACE,
-                end_grace=GRACE,
-                now=NOW,
-            )
-            == reason
-        )
+    """Deleted, viewed-and-destroyed, kept-and-exported submissions and cancelled, expired and refused
+    journeys close the account."""
+    assert reason("submitted", SubmissionFacts("deleted", consent_pending=True)) == "submission deleted"
+    assert (
+        reason("submitted", SubmissionFacts("done", images_destroyed=True))
+        == "submission viewed and destroyed"
+    )
+    assert reason("submitted", SubmissionFacts("done", exported=True)) == "submission kept and exported"
+    for state in ("cancelled", "expired", "refused"):
+        assert reason(state) == f"journey {state}"
 
 
 def test_a_cancelled_journey_keeps_its_account_for_the_grace_so_the_patient_can_start_again() -> None:
     """Within the grace after a cancel the account stays (the patient may reply START); after it, it closes;
     a deleted submission closes at once."""
-
-    def reason(state: str, status: str | None, ended: datetime) -> str | None:
-        return closing_reason(
-            conversation_state=state,
-            submission_status=status,
-            account_until=NOW + timedelta(days=1),
-            last_activity=ended,
-            end_grace=GRACE,
-            now=NOW,
-        )
-
-    assert reason("cancelled", None, NOW - GRACE + timedelta(seconds=1)) is None
-    assert reason("cancelled", None, NOW - GRACE) == "journey cancelled"
-    assert reason("submitted", "deleted", NOW) == "submission deleted"
+    assert reason("cancelled", ended=NOW - GRACE + timedelta(seconds=1)) is None
+    assert reason("cancelled", ended=NOW - GRACE) == "journey cancelled"
+    assert reason("submitted", SubmissionFacts("deleted"), ended=NOW) == "submission deleted"
 
 
 def test_an_account_closes_at_the_end_of_its_period_whatever_the_chat() -> None:
     """After the configured period the account closes even with the submission still waiting."""
-    reason = closing_reason(
-        conversation_state="submitted",
-        submission_status="new",
-        account_until=NOW,
-        last_activity=NOW,
-        end_grace=GRACE,
-        now=NOW,
-    )
-    assert reason == "period ended"
+    assert reason("submitted", SubmissionFacts("new"), until=NOW) == "period ended"
 
 
 def test_the_limiter_allows_the_limit_per_address_then_refuses_until_the_window_moves() -> None:
