@@ -16,6 +16,8 @@ from bot.demo.people import Person
 from bot.ids import RoomID, UserID
 from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from bot.matrix.message_content import CHOICES_KEY
+from bot.web_chat.homeserver_check import check_web_chat
+from bot.web_chat.settings import WebChatSettings
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo
 from tests.e2e.workspace import command, open_practice
@@ -204,3 +206,23 @@ async def test_a_poster_link_greets_a_new_patient_and_a_cancel_closes_the_accoun
     assert practice.bot.query("SELECT closed_reason FROM web_links WHERE redeemed_at IS NOT NULL") == [
         ("journey cancelled",)
     ]
+
+
+async def test_the_homeserver_makes_accounts_only_from_a_registration_token(
+    homeserver: LocalHomeserver,
+) -> None:
+    """`photobot check`'s web chat question passes on the suite's homeserver, and there an account cannot be
+    registered without a token."""
+    problems: list[str] = []
+    async with aiohttp.ClientSession() as http:
+        settings = WebChatSettings(url="http://127.0.0.1:1/", port=1)
+        await check_web_chat(settings, homeserver.base_url, "an admin token", http, problems)
+        assert problems == []
+        url = f"{homeserver.base_url}/_matrix/client/v3/register"
+        body: dict[str, Any] = {"username": "web-without-token", "password": "pw-without-token"}
+        async with http.post(url, json=body) as response:
+            session = (await response.json())["session"]
+        body["auth"] = {"type": "m.login.dummy", "session": session}
+        async with http.post(url, json=body) as response:
+            assert response.status == 401
+            assert "m.login.registration_token" not in (await response.json()).get("completed", [])
