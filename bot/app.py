@@ -52,6 +52,7 @@ from bot.settings import Settings, SettingsError
 from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import DeviceVerdict, TrustPolicy
+from bot.web_chat.serve import web_chat_endpoint
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk, ReadingDesk
 from handlers.clinician_decisions import DecisionDesk
@@ -69,6 +70,7 @@ from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
 from handlers.reminders import ReminderJob
+from handlers.request_links import RequestLinks, request_links_for
 from handlers.retention import RetentionJob
 from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
@@ -372,6 +374,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         faults=faults,
         ledger=ledger,
         alerts=alerts,
+        request_links=request_links_for(settings.web_chat, database, sealer, audit, settings.reminders.zone),
     )
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
     staff = StaffRooms(
@@ -482,6 +485,7 @@ def _clinician_workspace(
     faults: FaultInjector,
     ledger: DeletionLedger,
     alerts: AlertEvents,
+    request_links: RequestLinks | None,
 ) -> tuple[ClinicianDesk, ViewingWindows, RetentionJob]:
     """The clinicians' commands and the jobs that destroy images, all through one `Destruction`."""
     destruction = Destruction(
@@ -494,7 +498,7 @@ def _clinician_workspace(
             support, submissions, vault, pool, destruction, config, faults, settings.undo_window
         ),
         packages=PackageDesk(support, postings, consents, media, config),
-        requests=RequestDesk(support, config, ask_patient_consent, open_request),
+        requests=RequestDesk(support, config, ask_patient_consent, open_request, request_links),
         deletion=DeletionDesk(support, database, submissions, outbox, destruction, config),
     )
     viewing_windows = ViewingWindows(submissions, destruction, config, clock, lock)
@@ -752,7 +756,7 @@ async def _tell_admins_about_purges(app: App) -> None:
 
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
-    async with status_endpoint(app):  # first, so an operator sees a start-up that hangs
+    async with status_endpoint(app), web_chat_endpoint(app):  # first, so an operator sees a start-up hang
         await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
         await app.clean_up_after_crash()
         log.info("%s", await _banner(app))

@@ -17,6 +17,7 @@ from bot.ids import UserID
 from bot.reminders import local_time
 from handlers.commands import Invocation, Outcome, UsageError
 from handlers.desk_support import DeskSupport
+from handlers.request_links import RequestLinks, request_link
 from storage.audit import AuditAction
 from storage.outbox import derive_txn_id
 from storage.practice_config import LiveConfig
@@ -45,6 +46,7 @@ class RequestDesk:
     config: LiveConfig
     ask_patient_consent: PatientConsentAsker
     open_request: RequestOpener
+    request_links: RequestLinks | None = None  # `!request link`: None when the web chat is off
 
     async def consent(self, cmd: Invocation) -> Outcome:
         async with self.support.lock:
@@ -71,6 +73,10 @@ class RequestDesk:
             )
 
     async def request(self, cmd: Invocation) -> Outcome:
+        if (
+            cmd.words and cmd.words[0].lower() == "link"
+        ):  # a web chat link instead (handlers/request_links.py)
+            return await request_link(self.request_links, cmd)
         patient = cmd.word(0, "The patient's Matrix id")
         if not (patient.startswith("@") and ":" in patient):
             raise UsageError(f"{patient[:40]!r} is not a Matrix id like @name:server.")
