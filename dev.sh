@@ -38,6 +38,7 @@ setup() {
         pip_install .venv --no-deps -e .
         rm -f .venv/.installed-* && touch "$stamp"
     fi
+    web_chat
     local synapse_stamp=".venv-synapse/.installed-$SYNAPSE_VERSION"
     if [ ! -f "$synapse_stamp" ]; then
         echo "Installing the throwaway test homeserver (Synapse $SYNAPSE_VERSION) into .venv-synapse ..."
@@ -46,6 +47,18 @@ setup() {
         pip_install .venv-synapse "matrix-synapse==$SYNAPSE_VERSION"
         touch "$synapse_stamp"
     fi
+}
+
+web_chat() {
+    # The web chat's page (web/): npm installs exactly its lock file, esbuild bundles it into
+    # bot/web_chat/static/, which the wheel carries. Node is needed to build the bot, never to run it.
+    command -v npm >/dev/null || { echo "Building the web chat needs Node.js and npm (web/)." >&2; exit 1; }
+    local stamp="web/node_modules/.installed-$(sha256sum web/package-lock.json | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        echo "Installing the web chat's build tools into web/node_modules (from web/package-lock.json) ..."
+        (cd web && npm ci --no-audit --no-fund --loglevel=error) && touch "$stamp"
+    fi
+    (cd web && npm run build --silent)
 }
 
 installed() {
