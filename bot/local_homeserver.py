@@ -143,7 +143,10 @@ def homeserver_config(
         "url_preview_enabled": False,
         "signing_key_path": str(base_dir / "signing.key"),
         "registration_shared_secret_path": str(shared_secret_path),
-        "enable_registration": False,
+        # Open registration only with a token (m.login.registration_token), which only the admin API mints:
+        # the web chat's throwaway accounts (issue 18); nobody else can sign up.
+        "enable_registration": True,
+        "registration_requires_token": True,
         "report_stats": False,
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,

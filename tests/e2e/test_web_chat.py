@@ -1,0 +1,210 @@
+"""The practice's web chat (issue 18) in Debian's headless Chromium on a phone-sized screen, against the real
+bot and the suite's real Synapse: a patient with no app follows a link and sends two photos, one HEIC."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
+
+from bot.local_homeserver import LocalHomeserver, RegisteredUser
+from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.journey import NHS_NUMBER
+from tests.e2e.web_chat_api import STATIC, WebChatApi
+from tests.e2e.workspace import command, images, open_practice
+from tests.unit.image_factory import make_heic, make_jpeg
+
+pytestmark = pytest.mark.timeout(300)
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+# As the machine's notes say: no background networking, no component updates, no sync, no first-run UI.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = ViewportSize(width=360, height=740)
+GPS_IFD = 0x8825
+
+
+def build_page() -> None:
+    """The page as a practice gets it: `npm ci` from the lock file, then the build into bot/web_chat/static."""
+    assert shutil.which("npm"), "this test needs Node.js and npm to build the web chat"
+    if not (WEB / "node_modules" / ".package-lock.json").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=WEB, check=True, timeout=300)
+    subprocess.run(["npm", "run", "build", "--silent"], cwd=WEB, check=True, timeout=120)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    assert CHROMIUM.exists(), "this test needs Debian's chromium (apt-get install chromium)"
+    build_page()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def serious_accessibility_violations(page: Page) -> list[str]:
+    """axe-core's serious and critical findings on what the page shows now (injected over the debugger
+    protocol, which the page's Content-Security-Policy does not govern)."""
+    await page.evaluate((WEB / "node_modules" / "axe-core" / "axe.min.js").read_text())
+    results: dict[str, Any] = await page.evaluate("axe.run(document)")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']}"
+        for v in results["violations"]
+        if v["impact"] in {"serious", "critical"}
+    ]
+
+
+async def transfer_bytes(page: Page) -> int:
+    """Bytes of the page's own files the browser fetched (document, scripts, style, the crypto wasm)."""
+    return int(
+        await page.evaluate(
+            """() => performance.getEntriesByType("navigation").concat(performance.getEntriesByType("resource"))
+                .filter((entry) => entry.name.startsWith(location.origin))
+                .reduce((sum, entry) => sum + entry.encodedBodySize, 0)"""
+        )
+    )
+
+
+async def bot_says(page: Page, text: str, timeout: float = 60_000) -> None:
+    await expect(page.locator("#messages li.bot", has_text=text).last).to_be_visible(timeout=timeout)
+
+
+async def reply(page: Page, text: str, expect_text: str) -> None:
+    await page.fill("#message-input", text)
+    await page.click("#send-button")
+    await bot_says(page, expect_text)
+
+
+async def stored_anything(page: Page) -> dict[str, int]:
+    return dict(
+        await page.evaluate(
+            """async () => ({local: localStorage.length, session: sessionStorage.length,
+                            databases: (await indexedDB.databases()).length})"""
+        )
+    )
+
+
+async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
+    make_bot: BotFactory,
+    make_person: PersonFactory,
+    homeserver: LocalHomeserver,
+    homeserver_admin: RegisteredUser,
+    browser: Browser,
+) -> None:
+    """From a clinician's link, a patient's phone browser registers, answers, survives a reload, sends a JPEG
+    and a HEIC photo and gets a reference; the clinician views both without metadata; the page passes axe."""
+    practice = await open_practice(make_bot, make_person)
+    clinician, room = practice.clinician, practice.clinician_room
+    api = WebChatApi(
+        homeserver.base_url, homeserver_admin.access_token, practice.bot.user_id, clinician, room
+    )
+    await api.start()
+    try:
+        context = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+        page = await context.new_page()
+        started = time.monotonic()
+        await page.goto(api.new_link("the rash on your left forearm"))
+        await bot_says(page, "left forearm", timeout=90_000)
+        first_message_s = time.monotonic() - started
+        size = await transfer_bytes(page)
+        assert await serious_accessibility_violations(page) == []
+
+        await reply(page, NHS_NUMBER, "999 765 4323")
+        await page.reload()  # the session and its keys survive a reload mid-journey
+        await bot_says(page, "999 765 4323")
+        await reply(page, "1", "intimate area")
+        await reply(page, "no", "DONE")
+        await page.set_input_files(
+            "#photo-input",
+            files=[
+                FilePayload(name="arm.jpg", mimeType="image/jpeg", buffer=make_jpeg(1400, 1000, gps=True)),
+                FilePayload(
+                    name="IMG_0001.HEIC", mimeType="image/heic", buffer=make_heic(1200, 900, gps=True)
+                ),
+            ],
+        )
+        await bot_says(page, "Photo 2 received")
+        await reply(page, "done", "reference")
+        done = await page.locator("#messages li.bot", has_text="reference").last.inner_text()
+        reference = done.split("reference is ")[1].split(".")[0].strip()
+        assert await serious_accessibility_violations(page) == []
+
+        before = len(clinician.seen[room])
+        await command(clinician, room, f"!view {reference}", "Showing 2 photo")
+        await clinician.wait_until(lambda: len(images(clinician, room, before)) == 2)
+        for seen in images(clinician, room, before):
+            shown = Image.open(io.BytesIO(await clinician.download_image(seen)))
+            assert GPS_IFD not in shown.getexif()
+        print(
+            json.dumps(
+                {
+                    "web_chat_transfer_bytes": size,
+                    "static_bytes_on_disk": sum(f.stat().st_size for f in STATIC.rglob("*") if f.is_file()),
+                    "time_to_first_message_s": round(first_message_s, 2),
+                }
+            )
+        )
+        await context.close()
+    finally:
+        await api.stop()
+
+
+async def test_a_closed_chat_leaves_nothing_in_the_browser_and_a_bad_link_is_refused_kindly(
+    make_bot: BotFactory,
+    make_person: PersonFactory,
+    homeserver: LocalHomeserver,
+    homeserver_admin: RegisteredUser,
+    browser: Browser,
+) -> None:
+    """When the practice says the chat is closed the page wipes everything it stored and says so; a garbage
+    link gets the practice's contact sentence; both screens pass axe."""
+    practice = await open_practice(make_bot, make_person)
+    api = WebChatApi(
+        homeserver.base_url,
+        homeserver_admin.access_token,
+        practice.bot.user_id,
+        practice.clinician,
+        practice.clinician_room,
+    )
+    await api.start()
+    try:
+        context = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await context.new_page()
+        link = api.new_link("left knee")
+        await page.goto(link)
+        await bot_says(page, "left knee", timeout=90_000)
+        stored = await stored_anything(page)
+        assert stored["local"] > 0 and stored["databases"] > 0  # the session and its crypto store
+
+        next(iter(api.links.values())).closed = True
+        await page.reload()
+        await expect(page.locator("#message-title")).to_have_text("This chat has ended")
+        await expect(page.locator("#message-contact")).to_have_text(api.contact)
+        assert await stored_anything(page) == {"local": 0, "session": 0, "databases": 0}
+        assert await serious_accessibility_violations(page) == []
+
+        await page.goto(f"{api.url}#t=not-a-real-link")
+        await expect(page.locator("#message-title")).to_have_text("This link does not work")
+        await expect(page.locator("#message-contact")).to_have_text(api.contact)
+        await context.close()
+    finally:
+        await api.stop()
