@@ -16,10 +16,11 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
 
+from bot.ids import UserID
 from bot.local_homeserver import LocalHomeserver, RegisteredUser
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
-from tests.e2e.web_chat_api import STATIC, WebChatApi
+from tests.e2e.web_chat_api import STATIC, WebChatApi, request_by
 from tests.e2e.workspace import command, images, open_practice
 from tests.unit.image_factory import make_heic, make_jpeg
 
@@ -115,12 +116,16 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
     practice = await open_practice(make_bot, make_person)
     clinician, room = practice.clinician, practice.clinician_room
     api = WebChatApi(
-        homeserver.base_url, homeserver_admin.access_token, practice.bot.user_id, clinician, room
+        homeserver.base_url, homeserver_admin.access_token, practice.bot.user_id, request_by(clinician, room)
     )
     await api.start()
     try:
         context = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
         page = await context.new_page()
+        refused: list[
+            str
+        ] = []  # what the page's Content-Security-Policy blocked: nothing, it needs no exception
+        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
         started = time.monotonic()
         await page.goto(api.new_link("the rash on your left forearm"))
         await bot_says(page, "left forearm", timeout=90_000)
@@ -154,6 +159,7 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
         for seen in images(clinician, room, before):
             shown = Image.open(io.BytesIO(await clinician.download_image(seen)))
             assert GPS_IFD not in shown.getexif()
+        assert refused == []
         print(
             json.dumps(
                 {
@@ -182,8 +188,7 @@ async def test_a_closed_chat_leaves_nothing_in_the_browser_and_a_bad_link_is_ref
         homeserver.base_url,
         homeserver_admin.access_token,
         practice.bot.user_id,
-        practice.clinician,
-        practice.clinician_room,
+        request_by(practice.clinician, practice.clinician_room),
     )
     await api.start()
     try:
@@ -205,6 +210,59 @@ async def test_a_closed_chat_leaves_nothing_in_the_browser_and_a_bad_link_is_ref
         await page.goto(f"{api.url}#t=not-a-real-link")
         await expect(page.locator("#message-title")).to_have_text("This link does not work")
         await expect(page.locator("#message-contact")).to_have_text(api.contact)
+        await context.close()
+    finally:
+        await api.stop()
+
+
+HOSTILE = (
+    'Hello <b>there</b><script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2">'
+    '<a href="javascript:window.pwned = 3">tap me</a> and <a href="https://example.org/">a safe link</a>'
+)
+
+
+async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
+    make_person: PersonFactory,
+    homeserver: LocalHomeserver,
+    homeserver_admin: RegisteredUser,
+    browser: Browser,
+) -> None:
+    """A message whose HTML holds a script, an image with onerror and a javascript: link shows them as text,
+    runs nothing, and keeps the harmless bold and https link."""
+    sender = await make_person("sender")
+
+    async def open_chat(user_id: str, _area: str) -> None:
+        room_id = await sender.open_direct_chat(UserID(user_id))
+        await sender.wait_joined(room_id, UserID(user_id))
+        await sender.send_content(
+            room_id,
+            {
+                "msgtype": "m.notice",
+                "body": "Hello",
+                "format": "org.matrix.custom.html",
+                "formatted_body": HOSTILE,
+            },
+        )
+
+    api = WebChatApi(homeserver.base_url, homeserver_admin.access_token, sender.user_id, open_chat)
+    await api.start()
+    try:
+        context = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await context.new_page()
+        await page.goto(api.new_link("unused"))
+        await bot_says(page, "Hello", timeout=90_000)
+        message = page.locator("#messages li.bot").last
+        text = await message.inner_text()
+        assert "<script>window.pwned = 1</script>" in text
+        assert '<img src="x" onerror="window.pwned = 2">' in text
+        assert "javascript:window.pwned = 3" in text
+        assert await page.locator("#messages script, #messages img, #messages [onerror]").count() == 0
+        assert await page.locator('#messages a[href^="javascript"]').count() == 0
+        assert await message.locator("b").inner_text() == "there"
+        assert await message.locator('a[href="https://example.org/"]').get_attribute("rel") == (
+            "noopener noreferrer"
+        )
+        assert await page.evaluate("window.pwned") is None
         await context.close()
     finally:
         await api.stop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,13 +49,24 @@ class Link:
     user_id: str | None = None
 
 
+ChatOpener = Callable[[str, str], Awaitable[None]]  # (the page's user id, the link's area)
+
+
+def request_by(clinician: Person, clinician_room: RoomID) -> ChatOpener:
+    """What the bot does on /api/ready for a request link: the clinician's `!request @user area`."""
+
+    async def open_chat(user_id: str, area: str) -> None:
+        await clinician.say(clinician_room, f"!request {user_id} {area}")
+
+    return open_chat
+
+
 @dataclass
 class WebChatApi:
     homeserver_url: str
     admin_token: str
     bot_user_id: str
-    clinician: Person
-    clinician_room: RoomID
+    open_chat: ChatOpener
     practice_name: str = "Riverside Surgery"
     contact: str = "Please phone Riverside Surgery on 01632 960000."
     links: dict[str, Link] = field(default_factory=dict)
@@ -134,7 +146,7 @@ class WebChatApi:
         if link is None or not link.used:
             return web.json_response({"error": "unknown", "message": "unknown link"}, status=404)
         link.user_id = str(body["user_id"])
-        await self.clinician.say(self.clinician_room, f"!request {link.user_id} {link.area}")
+        await self.open_chat(link.user_id, link.area)
         return web.json_response({})
 
     async def _status(self, request: web.Request) -> web.Response:
