@@ -268,3 +268,45 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
         await context.close()
     finally:
         await api.stop()
+
+
+async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_is_told_kindly_when_the_practice_is_busy(
+    make_bot: BotFactory,
+    make_person: PersonFactory,
+    homeserver: LocalHomeserver,
+    homeserver_admin: RegisteredUser,
+    browser: Browser,
+) -> None:
+    """From the poster's plain address a patient taps Start and reaches the chat, and comes back to the same
+    chat on a second visit; another phone, once no token is left, is asked to try later."""
+    practice = await open_practice(make_bot, make_person)
+    api = WebChatApi(
+        homeserver.base_url,
+        homeserver_admin.access_token,
+        practice.bot.user_id,
+        request_by(practice.clinician, practice.clinician_room),
+        poster_tokens_left=1,
+    )
+    await api.start()
+    try:
+        phone = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await phone.new_page()
+        await page.goto(api.url)
+        await expect(page.locator("#poster-title")).to_be_visible()
+        assert await serious_accessibility_violations(page) == []
+        await page.click("#start-button")
+        await bot_says(page, "skin concern", timeout=90_000)
+        await page.goto(api.url)  # the poster scanned again: the same chat, no new token
+        await bot_says(page, "skin concern")
+        assert len(api.links) == 1
+        await phone.close()
+
+        other = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await other.new_page()
+        await page.goto(api.url)
+        await page.click("#start-button")
+        await expect(page.locator("#message-title")).to_have_text("Please try again later")
+        await expect(page.locator("#message-contact")).to_have_text(api.contact)
+        await other.close()
+    finally:
+        await api.stop()

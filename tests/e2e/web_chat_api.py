@@ -69,6 +69,8 @@ class WebChatApi:
     open_chat: ChatOpener
     practice_name: str = "Riverside Surgery"
     contact: str = "Please phone Riverside Surgery on 01632 960000."
+    poster_area: str = "the skin concern you want to show us"
+    poster_tokens_left: int = 50  # then 429, as the bot's per-address limit answers
     links: dict[str, Link] = field(default_factory=dict)
     runner: web.AppRunner | None = None
     url: str = ""
@@ -81,6 +83,7 @@ class WebChatApi:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._headers])
         app.router.add_get("/api/config", self._config)
+        app.router.add_post("/api/poster-link", self._poster_link)
         app.router.add_post("/api/redeem", self._redeem)
         app.router.add_post("/api/ready", self._ready)
         app.router.add_post("/api/status", self._status)
@@ -123,6 +126,14 @@ class WebChatApi:
         body = await request.json()
         token = str(body.get("token", ""))
         return token, self.links.get(token), body
+
+    async def _poster_link(self, _request: web.Request) -> web.Response:
+        if self.poster_tokens_left <= 0:
+            return web.json_response({"error": "busy", "message": "too many"}, status=429)
+        self.poster_tokens_left -= 1
+        token = secrets.token_urlsafe(24)
+        self.links[token] = Link(self.poster_area)
+        return web.json_response({"token": token})
 
     async def _redeem(self, request: web.Request) -> web.Response:
         _, link, _ = await self._link(request)

@@ -34,7 +34,9 @@ const shown = new Map(); // event id -> its <li>
 // ---- screens ----------------------------------------------------------------------------------------
 
 function showScreen(name) {
-  for (const id of ["screen-loading", "screen-message", "screen-chat"]) $(id).hidden = id !== `screen-${name}`;
+  for (const id of ["screen-loading", "screen-poster", "screen-message", "screen-chat"]) {
+    $(id).hidden = id !== `screen-${name}`;
+  }
 }
 
 function loading(text) {
@@ -54,6 +56,7 @@ const REFUSED = {
   expired: ["This link has expired", "Links only work for a short time."],
   closed: ["This chat has ended", "Your practice has closed this chat. Nothing from it is kept on this phone."],
   unknown: ["This link does not work", "It may have been copied wrongly."],
+  busy: ["Please try again later", "Too many chats were started from here today."],
 };
 
 function refuse(reason) {
@@ -374,6 +377,19 @@ async function sendPhotos(files) {
 
 // ---- start ------------------------------------------------------------------------------------------
 
+/** The poster's QR code opens the page with no token: one is asked for only when the patient taps Start
+ * (never on a mere visit, so link previews and prefetchers mint nothing). */
+async function posterToken() {
+  showScreen("poster");
+  await new Promise((resolve) => $("start-button").addEventListener("click", resolve, { once: true }));
+  showScreen("loading");
+  loading("Checking your link");
+  const { status, json } = await api("poster-link", {});
+  if (status === 200 && typeof json.token === "string") return json.token;
+  refuse(status === 429 ? "busy" : "unknown");
+  return null;
+}
+
 async function checkStatus(token) {
   const { status, json } = await api("status", { token });
   if (status === 200 && json.state === "open") return true;
@@ -399,6 +415,7 @@ async function firstVisit(token, tokenHash) {
     userId: registered.user_id,
     deviceId: registered.device_id,
     accessToken: registered.access_token,
+    token, // so that a visit without it (the poster's plain address again) comes back to this chat
     password,
     crossSigned: false,
     ready: false,
@@ -408,17 +425,21 @@ async function firstVisit(token, tokenHash) {
 }
 
 async function main() {
-  const token = new URLSearchParams(location.hash.slice(1)).get("t");
+  let token = new URLSearchParams(location.hash.slice(1)).get("t");
   const configResponse = await api("config");
   if (configResponse.status === 200) config = configResponse.json;
   if (config.practice_name) {
     $("practice-name").textContent = config.practice_name;
     document.title = `Send photos to ${config.practice_name}`;
   }
-  if (!token) {
-    await wipe();
+  if (token === "") {
     refuse("unknown");
     return;
+  }
+  if (token === null) {
+    token = loadSession()?.token ?? (await posterToken());
+    if (!token) return;
+    history.replaceState(null, "", `#t=${encodeURIComponent(token)}`); // a reload comes back here
   }
   const tokenHash = await sha256Hex(token);
   let session = loadSession();
