@@ -112,7 +112,8 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
     browser: Browser,
 ) -> None:
     """From a clinician's link, a patient's phone browser registers, answers, survives a reload, sends a JPEG
-    and a HEIC photo and gets a reference; the clinician views both without metadata; the page passes axe."""
+    and a HEIC photo and gets a reference; the clinician views both without metadata and asks for consent
+    through the same chat; the page passes axe and its Content-Security-Policy refuses nothing."""
     practice = await open_practice(make_bot, make_person)
     clinician, room = practice.clinician, practice.clinician_room
     api = WebChatApi(
@@ -159,6 +160,12 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
         for seen in images(clinician, room, before):
             shown = Image.open(io.BytesIO(await clinician.download_image(seen)))
             assert GPS_IFD not in shown.getexif()
+
+        await command(clinician, room, f"!consent {reference} second-opinion", "I've asked the patient")
+        await bot_says(page, "second opinion")  # the practice reaches the patient through the same page
+        await reply(page, "yes", "Who is answering")
+        await reply(page, "1", "you agree")
+        await clinician.wait_for_text(room, "Consent to second-opinion")
         assert refused == []
         print(
             json.dumps(

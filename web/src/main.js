@@ -310,7 +310,10 @@ function showChoices(event) {
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = choice.label;
-    button.addEventListener("click", () => sendText(choice.answer));
+    button.addEventListener("click", () => {
+      $("message-input").focus(); // the buttons go once answered: focus stays somewhere useful
+      sendText(choice.answer);
+    });
     box.appendChild(button);
   }
 }
