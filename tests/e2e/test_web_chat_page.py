@@ -20,7 +20,7 @@ from bot.ids import UserID
 from bot.local_homeserver import LocalHomeserver, RegisteredUser
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
-from tests.e2e.web_chat_api import STATIC, WebChatApi, request_by
+from tests.e2e.web_chat_stand_in import STATIC, WebChatApi, request_by
 from tests.e2e.workspace import command, images, open_practice
 from tests.unit.image_factory import make_heic, make_jpeg
 
