@@ -30,6 +30,7 @@ let sdk = null;
 let roomId = null;
 let botUserId = null;
 const shown = new Map(); // event id -> its <li>
+let linkToken = null;
 
 // ---- screens ----------------------------------------------------------------------------------------
 
@@ -199,6 +200,13 @@ async function startClient(session) {
   });
   client.on(sdk.RoomMemberEvent.Membership, (event, member) => {
     if (member.userId === session.userId && member.membership === "invite") acceptInvite(member.roomId);
+  });
+  // The bot deactivates the account when the practice closes the chat: the homeserver then refuses the
+  // access token, and the page asks the bot at once (and wipes everything) instead of waiting for its poll.
+  client.on(sdk.HttpApiEvent.SessionLoggedOut, async () => {
+    if (linkToken && (await checkStatus(linkToken))) {
+      showMessage("Something went wrong", "The chat could not be reached. Please try the link again later.");
+    }
   });
   const synced = new Promise((resolve) => {
     const onSync = (state) => {
@@ -444,6 +452,7 @@ async function main() {
     if (!token) return;
     history.replaceState(null, "", `#t=${encodeURIComponent(token)}`); // a reload comes back here
   }
+  linkToken = token;
   const tokenHash = await sha256Hex(token);
   let session = loadSession();
   if (session && session.tokenHash !== tokenHash) {
