@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import nio
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
 
-from bot.ids import UserID
+from bot.ids import RoomID, UserID
 from bot.local_homeserver import LocalHomeserver, RegisteredUser
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
@@ -315,5 +316,42 @@ async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_is_told_kindly_wh
         await expect(page.locator("#message-title")).to_have_text("Please try again later")
         await expect(page.locator("#message-contact")).to_have_text(api.contact)
         await other.close()
+    finally:
+        await api.stop()
+
+
+async def test_the_page_sends_nothing_into_a_chat_that_is_not_encrypted(
+    make_person: PersonFactory,
+    homeserver: LocalHomeserver,
+    homeserver_admin: RegisteredUser,
+    browser: Browser,
+) -> None:
+    """In a chat without encryption the page refuses to send the patient's words, says so, and the room
+    never receives them."""
+    sender = await make_person("sender")
+    rooms: list[RoomID] = []
+
+    async def open_chat(user_id: str, _area: str) -> None:
+        response = await sender.client.room_create(is_direct=True, invite=[user_id])
+        assert isinstance(response, nio.RoomCreateResponse)
+        rooms.append(RoomID(response.room_id))
+        await sender.wait_joined(rooms[0], UserID(user_id))
+        await sender.say(rooms[0], "Hello in clear")
+
+    api = WebChatApi(homeserver.base_url, homeserver_admin.access_token, sender.user_id, open_chat)
+    await api.start()
+    try:
+        context = await browser.new_context(viewport=PHONE, is_mobile=True)
+        page = await context.new_page()
+        await page.goto(api.new_link("unused"))
+        await bot_says(page, "Hello in clear", timeout=90_000)
+        await page.fill("#message-input", "999 765 4323")
+        await page.click("#send-button")
+        await expect(page.locator("#notice")).to_contain_text("not encrypted, so nothing was sent")
+        await sender.say(rooms[0], "Still there?")  # anything the page had sent would arrive before this
+        await bot_says(page, "Still there?")
+        await sender.settled(rooms[0], quiet=1.0)
+        assert sender.seen.get(rooms[0], []) == []  # nothing from the page's user, in clear or otherwise
+        await context.close()
     finally:
         await api.stop()
