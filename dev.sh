@@ -38,7 +38,6 @@ setup() {
         pip_install .venv --no-deps -e .
         rm -f .venv/.installed-* && touch "$stamp"
     fi
-    web_chat
     local synapse_stamp=".venv-synapse/.installed-$SYNAPSE_VERSION"
     if [ ! -f "$synapse_stamp" ]; then
         echo "Installing the throwaway test homeserver (Synapse $SYNAPSE_VERSION) into .venv-synapse ..."
@@ -109,6 +108,7 @@ case "${1:-}" in
         setup
         echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
         echo "== mypy"; .venv/bin/mypy
+        echo "== web chat"; web_chat
         echo "== wheel"; installed
         echo "== pytest"
         INSTALLED_PHOTOBOT_VENV="$PWD/.venv-installed" exec .venv/bin/python -m pytest "${@:2}"
