@@ -134,6 +134,9 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
         first_message_s = time.monotonic() - started
         size = await transfer_bytes(page)
         assert await serious_accessibility_violations(page) == []
+        assert (
+            await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        )  # no sideways scroll
 
         await reply(page, NHS_NUMBER, "999 765 4323")
         await page.reload()  # the session and its keys survive a reload mid-journey
