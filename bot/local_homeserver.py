@@ -143,8 +143,7 @@ def homeserver_config(
         "url_preview_enabled": False,
         "signing_key_path": str(base_dir / "signing.key"),
         "registration_shared_secret_path": str(shared_secret_path),
-        # Open registration only with a token (m.login.registration_token), which only the admin API mints:
-        # the web chat's throwaway accounts (issue 18); nobody else can sign up.
+        # Registration only with a registration token, which only an admin (the bot's web chat) makes.
         "enable_registration": True,
         "registration_requires_token": True,
         "report_stats": False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -12,16 +13,17 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import nio
 import pytest
 from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
 
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver, RegisteredUser
+from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
-from tests.e2e.web_chat_stand_in import STATIC, WebChatApi, request_by
+from tests.e2e.web_chat_stand_in import STATIC, WebChatApi
 from tests.e2e.workspace import command, images, open_practice
 from tests.unit.image_factory import make_heic, make_jpeg
 
@@ -41,6 +43,7 @@ CHROMIUM_FLAGS = [
 ]
 PHONE = ViewportSize(width=360, height=740)
 GPS_IFD = 0x8825
+CONTACT = "Please phone Riverside Surgery on 01632 960000."
 
 
 def build_page() -> None:
@@ -90,9 +93,16 @@ async def bot_says(page: Page, text: str, timeout: float = 60_000) -> None:
     await expect(page.locator("#messages li.bot", has_text=text).last).to_be_visible(timeout=timeout)
 
 
-async def reply(page: Page, text: str, expect_text: str) -> None:
+async def reply_text(page: Page, text: str, expect_text: str) -> None:
+    """Type an answer and send it."""
     await page.fill("#message-input", text)
     await page.click("#send-button")
+    await bot_says(page, expect_text)
+
+
+async def tap(page: Page, label: str, expect_text: str) -> None:
+    """Answer with the button the bot's choices hint offers."""
+    await page.locator("#choices button", has_text=label).first.click()
     await bot_says(page, expect_text)
 
 
@@ -106,126 +116,140 @@ async def stored_anything(page: Page) -> dict[str, int]:
 
 
 async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
-    make_bot: BotFactory,
-    make_person: PersonFactory,
-    homeserver: LocalHomeserver,
-    homeserver_admin: RegisteredUser,
-    browser: Browser,
+    make_bot: BotFactory, make_person: PersonFactory, browser: Browser
 ) -> None:
-    """From a clinician's link, a patient's phone browser registers, answers, survives a reload, sends a JPEG
-    and a HEIC photo and gets a reference; the clinician views both without metadata and asks for consent
-    through the same chat; the page passes axe and its Content-Security-Policy refuses nothing."""
-    practice = await open_practice(make_bot, make_person)
+    """From a clinician's `!request link`, a patient's phone browser registers, answers (buttons where the bot
+    offers them), survives a reload, sends a JPEG and a HEIC photo and gets a reference; the clinician views
+    both without metadata and asks for consent through the same chat; once the clinician deletes the
+    submission the page is emptied at once and the link refused; axe and the page's CSP find nothing."""
+    port = pick_free_port()
+    practice = await open_practice(
+        make_bot,
+        make_person,
+        web_chat_port=str(port),
+        web_chat_url=f"http://127.0.0.1:{port}/",
+        web_chat_contact=CONTACT,
+    )
     clinician, room = practice.clinician, practice.clinician_room
-    api = WebChatApi(
-        homeserver.base_url, homeserver_admin.access_token, practice.bot.user_id, request_by(clinician, room)
+    reply = await command(
+        clinician, room, "!request link the rash on your left forearm -- with a coin", "#t="
     )
-    await api.start()
-    try:
-        context = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
-        page = await context.new_page()
-        refused: list[
-            str
-        ] = []  # what the page's Content-Security-Policy blocked: nothing, it needs no exception
-        page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
-        started = time.monotonic()
-        await page.goto(api.new_link("the rash on your left forearm"))
-        await bot_says(page, "left forearm", timeout=90_000)
-        first_message_s = time.monotonic() - started
-        size = await transfer_bytes(page)
-        assert await serious_accessibility_violations(page) == []
-        assert (
-            await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
-        )  # no sideways scroll
+    match = re.search(r"(http://127\.0\.0\.1:\d+/#t=[A-Za-z0-9_-]+)", reply)
+    assert match is not None
+    link = match.group(1)
 
-        await reply(page, NHS_NUMBER, "999 765 4323")
-        await page.reload()  # the session and its keys survive a reload mid-journey
-        await bot_says(page, "999 765 4323")
-        await reply(page, "1", "intimate area")
-        await reply(page, "no", "DONE")
-        await page.set_input_files(
-            "#photo-input",
-            files=[
-                FilePayload(name="arm.jpg", mimeType="image/jpeg", buffer=make_jpeg(1400, 1000, gps=True)),
-                FilePayload(
-                    name="IMG_0001.HEIC", mimeType="image/heic", buffer=make_heic(1200, 900, gps=True)
+    context = await browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True)
+    page = await context.new_page()
+    refused: list[str] = []  # what the page's Content-Security-Policy blocked: nothing, it needs no exception
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    started = time.monotonic()
+    await page.goto(link)
+    await bot_says(page, "left forearm", timeout=90_000)
+    first_message_s = time.monotonic() - started
+    size = await transfer_bytes(page)
+    assert await serious_accessibility_violations(page) == []
+    assert (
+        await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    )  # no sideways scroll
+
+    await reply_text(page, NHS_NUMBER, "999 765 4323")
+    await page.reload()  # the session and its keys survive a reload mid-journey
+    await bot_says(page, "999 765 4323")
+    await tap(page, "1: mine", "intimate area")
+    await tap(page, "No", "DONE")
+    await page.set_input_files(
+        "#photo-input",
+        files=[
+            FilePayload(name="arm.jpg", mimeType="image/jpeg", buffer=make_jpeg(1400, 1000, gps=True)),
+            FilePayload(name="IMG_0001.HEIC", mimeType="image/heic", buffer=make_heic(1200, 900, gps=True)),
+        ],
+    )
+    await bot_says(page, "Photo 2 received")
+    await tap(page, "Done: send my photos", "reference")
+    done = await page.locator("#messages li.bot", has_text="reference").last.inner_text()
+    reference = done.split("reference is ")[1].split(".")[0].strip()
+    assert await serious_accessibility_violations(page) == []
+
+    before = len(clinician.seen[room])
+    await command(clinician, room, f"!view {reference}", "Showing 2 photo")
+    await clinician.wait_until(lambda: len(images(clinician, room, before)) == 2)
+    for seen in images(clinician, room, before):
+        shown = Image.open(io.BytesIO(await clinician.download_image(seen)))
+        assert GPS_IFD not in shown.getexif()
+
+    await command(clinician, room, f"!consent {reference} second-opinion", "I've asked the patient")
+    await bot_says(page, "second opinion")  # the practice reaches the patient through the same page
+    await tap(page, "Yes", "Who is answering")
+    await tap(page, "1: the photos are of me", "you agree")
+    await clinician.wait_for_text(room, "Consent to second-opinion")
+
+    await command(clinician, room, f"!delete {reference} test of the web chat", "Reply yes")
+    await command(clinician, room, "yes", "Receipt")
+    await expect(page.locator("#message-title")).to_have_text("This chat has ended", timeout=30_000)
+    await expect(page.locator("#message-contact")).to_have_text(CONTACT)
+    assert await stored_anything(page) == {"local": 0, "session": 0, "databases": 0}
+    await page.goto("about:blank")
+    await page.goto(link)
+    await expect(page.locator("#message-title")).to_have_text("This chat has ended")
+    assert refused == []
+    print(
+        json.dumps(
+            {
+                "web_chat_transfer_bytes": size,
+                "built_bytes": sum(
+                    f.stat().st_size for f in STATIC.rglob("*") if f.is_file() and f.suffix != ".gz"
                 ),
-            ],
+                "time_to_first_message_s": round(first_message_s, 2),
+            }
         )
-        await bot_says(page, "Photo 2 received")
-        await reply(page, "done", "reference")
-        done = await page.locator("#messages li.bot", has_text="reference").last.inner_text()
-        reference = done.split("reference is ")[1].split(".")[0].strip()
-        assert await serious_accessibility_violations(page) == []
-
-        before = len(clinician.seen[room])
-        await command(clinician, room, f"!view {reference}", "Showing 2 photo")
-        await clinician.wait_until(lambda: len(images(clinician, room, before)) == 2)
-        for seen in images(clinician, room, before):
-            shown = Image.open(io.BytesIO(await clinician.download_image(seen)))
-            assert GPS_IFD not in shown.getexif()
-
-        await command(clinician, room, f"!consent {reference} second-opinion", "I've asked the patient")
-        await bot_says(page, "second opinion")  # the practice reaches the patient through the same page
-        await reply(page, "yes", "Who is answering")
-        await reply(page, "1", "you agree")
-        await clinician.wait_for_text(room, "Consent to second-opinion")
-        assert refused == []
-        print(
-            json.dumps(
-                {
-                    "web_chat_transfer_bytes": size,
-                    "built_bytes": sum(
-                        f.stat().st_size for f in STATIC.rglob("*") if f.is_file() and f.suffix != ".gz"
-                    ),
-                    "time_to_first_message_s": round(first_message_s, 2),
-                }
-            )
-        )
-        await context.close()
-    finally:
-        await api.stop()
-
-
-async def test_a_closed_chat_leaves_nothing_in_the_browser_and_a_bad_link_is_refused_kindly(
-    make_bot: BotFactory,
-    make_person: PersonFactory,
-    homeserver: LocalHomeserver,
-    homeserver_admin: RegisteredUser,
-    browser: Browser,
-) -> None:
-    """When the practice says the chat is closed the page wipes everything it stored and says so; a garbage
-    link gets the practice's contact sentence; both screens pass axe."""
-    practice = await open_practice(make_bot, make_person)
-    api = WebChatApi(
-        homeserver.base_url,
-        homeserver_admin.access_token,
-        practice.bot.user_id,
-        request_by(practice.clinician, practice.clinician_room),
     )
-    await api.start()
-    try:
-        context = await browser.new_context(viewport=PHONE, is_mobile=True)
-        page = await context.new_page()
-        link = api.new_link("left knee")
-        await page.goto(link)
-        await bot_says(page, "left knee", timeout=90_000)
-        stored = await stored_anything(page)
-        assert stored["local"] > 0 and stored["databases"] > 0  # the session and its crypto store
+    await context.close()
 
-        next(iter(api.links.values())).closed = True
-        await page.reload()
-        await expect(page.locator("#message-title")).to_have_text("This chat has ended")
-        await expect(page.locator("#message-contact")).to_have_text(api.contact)
-        assert await stored_anything(page) == {"local": 0, "session": 0, "databases": 0}
-        assert await serious_accessibility_violations(page) == []
 
-        await page.goto(f"{api.url}#t=not-a-real-link")
-        await expect(page.locator("#message-title")).to_have_text("This link does not work")
-        await expect(page.locator("#message-contact")).to_have_text(api.contact)
-        await context.close()
-    finally:
-        await api.stop()
+async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_bad_or_busy_links_are_refused_kindly(
+    make_bot: BotFactory, make_person: PersonFactory, browser: Browser
+) -> None:
+    """From the poster's plain address a patient taps Start, gets the greeting and comes back to the same
+    chat on a second visit; a garbage link, and Start once the address has used its tokens, show the
+    practice's contact sentence; every screen passes axe."""
+    port = pick_free_port()
+    practice = await open_practice(
+        make_bot,
+        make_person,
+        web_chat_port=str(port),
+        web_chat_url=f"http://127.0.0.1:{port}/",
+        web_chat_contact=CONTACT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    phone = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await phone.new_page()
+    await page.goto(url)
+    await expect(page.locator("#poster-title")).to_be_visible()
+    assert await serious_accessibility_violations(page) == []
+    await page.click("#start-button")
+    await bot_says(page, "NHS number", timeout=90_000)
+    await page.goto("about:blank")
+    await page.goto(url)  # the poster scanned again: the same chat, no new token
+    await bot_says(page, "NHS number")
+    assert practice.bot.query("SELECT COUNT(*) FROM web_links") == [(1,)]
+
+    await page.goto(f"{url}#t=not-a-real-link")
+    await expect(page.locator("#message-title")).to_have_text("This link does not work")
+    await expect(page.locator("#message-contact")).to_have_text(CONTACT)
+    assert await serious_accessibility_violations(page) == []
+    await phone.close()
+
+    async with aiohttp.ClientSession() as http:
+        for _ in range(4):  # this address's other tokens of the hour, taken by someone else
+            async with http.post(f"{url}api/poster-link") as response:
+                assert response.status == 200
+    other = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await other.new_page()
+    await page.goto(url)
+    await page.click("#start-button")
+    await expect(page.locator("#message-title")).to_have_text("Please try again later")
+    await expect(page.locator("#message-contact")).to_have_text(CONTACT)
+    await other.close()
 
 
 HOSTILE = (
@@ -277,48 +301,6 @@ async def test_markup_in_a_message_is_shown_as_text_and_never_runs(
         )
         assert await page.evaluate("window.pwned") is None
         await context.close()
-    finally:
-        await api.stop()
-
-
-async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_is_told_kindly_when_the_practice_is_busy(
-    make_bot: BotFactory,
-    make_person: PersonFactory,
-    homeserver: LocalHomeserver,
-    homeserver_admin: RegisteredUser,
-    browser: Browser,
-) -> None:
-    """From the poster's plain address a patient taps Start and reaches the chat, and comes back to the same
-    chat on a second visit; another phone, once no token is left, is asked to try later."""
-    practice = await open_practice(make_bot, make_person)
-    api = WebChatApi(
-        homeserver.base_url,
-        homeserver_admin.access_token,
-        practice.bot.user_id,
-        request_by(practice.clinician, practice.clinician_room),
-        poster_tokens_left=1,
-    )
-    await api.start()
-    try:
-        phone = await browser.new_context(viewport=PHONE, is_mobile=True)
-        page = await phone.new_page()
-        await page.goto(api.url)
-        await expect(page.locator("#poster-title")).to_be_visible()
-        assert await serious_accessibility_violations(page) == []
-        await page.click("#start-button")
-        await bot_says(page, "skin concern", timeout=90_000)
-        await page.goto(api.url)  # the poster scanned again: the same chat, no new token
-        await bot_says(page, "skin concern")
-        assert len(api.links) == 1
-        await phone.close()
-
-        other = await browser.new_context(viewport=PHONE, is_mobile=True)
-        page = await other.new_page()
-        await page.goto(api.url)
-        await page.click("#start-button")
-        await expect(page.locator("#message-title")).to_have_text("Please try again later")
-        await expect(page.locator("#message-contact")).to_have_text(api.contact)
-        await other.close()
     finally:
         await api.stop()
 

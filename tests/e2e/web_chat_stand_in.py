@@ -1,11 +1,9 @@
-"""The web chat's HTTP side for the page's browser test, per the web-chat contract of issue 18: the built
-page from bot/web_chat/static/ under the contract's Content-Security-Policy, and its JSON API.
-
-The bot's own web-chat server is being built beside the page; until it lands, this serves the same contract
-with real parts only: registration tokens minted by the suite's Synapse admin API (single use, minutes of
-life) and, on /api/ready, the practice's real clinician asking the real bot for photos with
-`!request @user area`, which is what the contract says the bot does itself for a request link.
-"""
+"""The page's API for the page's browser tests whose other side is not the bot: a hostile message, a chat
+without encryption. Neither can come from the real bot, so these tests put a real encrypted nio client in
+the bot's place. This serves the built page (bot/web_chat/static/) under the web-chat contract's
+Content-Security-Policy and the contract's API (issue 18) with real parts: registration tokens minted by
+the suite's Synapse admin API, single use and minutes of life; `/api/ready` hands the new user to the test,
+which opens the chat as the bot would."""
 
 from __future__ import annotations
 
@@ -18,9 +16,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-
-from bot.demo.people import Person
-from bot.ids import RoomID
 
 STATIC = Path(__file__).resolve().parents[2] / "bot" / "web_chat" / "static"
 
@@ -52,15 +47,6 @@ class Link:
 ChatOpener = Callable[[str, str], Awaitable[None]]  # (the page's user id, the link's area)
 
 
-def request_by(clinician: Person, clinician_room: RoomID) -> ChatOpener:
-    """What the bot does on /api/ready for a request link: the clinician's `!request @user area`."""
-
-    async def open_chat(user_id: str, area: str) -> None:
-        await clinician.say(clinician_room, f"!request {user_id} {area}")
-
-    return open_chat
-
-
 @dataclass
 class WebChatApi:
     homeserver_url: str
@@ -69,8 +55,6 @@ class WebChatApi:
     open_chat: ChatOpener
     practice_name: str = "Riverside Surgery"
     contact: str = "Please phone Riverside Surgery on 01632 960000."
-    poster_area: str = "the skin concern you want to show us"
-    poster_tokens_left: int = 50  # then 429, as the bot's per-address limit answers
     links: dict[str, Link] = field(default_factory=dict)
     runner: web.AppRunner | None = None
     url: str = ""
@@ -83,7 +67,6 @@ class WebChatApi:
     async def start(self) -> None:
         app = web.Application(middlewares=[self._headers])
         app.router.add_get("/api/config", self._config)
-        app.router.add_post("/api/poster-link", self._poster_link)
         app.router.add_post("/api/redeem", self._redeem)
         app.router.add_post("/api/ready", self._ready)
         app.router.add_post("/api/status", self._status)
@@ -126,14 +109,6 @@ class WebChatApi:
         body = await request.json()
         token = str(body.get("token", ""))
         return token, self.links.get(token), body
-
-    async def _poster_link(self, _request: web.Request) -> web.Response:
-        if self.poster_tokens_left <= 0:
-            return web.json_response({"error": "busy", "message": "too many"}, status=429)
-        self.poster_tokens_left -= 1
-        token = secrets.token_urlsafe(24)
-        self.links[token] = Link(self.poster_area)
-        return web.json_response({"token": token})
 
     async def _redeem(self, request: web.Request) -> web.Response:
         _, link, _ = await self._link(request)
