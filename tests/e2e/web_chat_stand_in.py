@@ -1,6 +1,6 @@
 """The page's API for the page's browser tests whose other side is not the bot: a hostile message, a chat
 without encryption. Neither can come from the real bot, so these tests put a real encrypted nio client in
-the bot's place. This serves the built page (bot/web_chat/static/) under the web-chat contract's
+the bot's place. This serves the built page (bot/web_chat/static/) under the bot's own
 Content-Security-Policy and the contract's API (issue 18) with real parts: registration tokens minted by
 the suite's Synapse admin API, single use and minutes of life; `/api/ready` hands the new user to the test,
 which opens the chat as the bot would."""
@@ -17,23 +17,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from bot.web_chat.server import content_security_policy
+
 STATIC = Path(__file__).resolve().parents[2] / "bot" / "web_chat" / "static"
-
-
-def content_security_policy(homeserver_url: str) -> str:
-    """The contract's policy: this origin only, the homeserver for the client API, wasm for the crypto."""
-    return "; ".join(
-        [
-            "default-src 'none'",
-            "script-src 'self' 'wasm-unsafe-eval'",
-            "style-src 'self'",
-            "img-src 'self'",
-            f"connect-src 'self' {homeserver_url.rstrip('/')}",
-            "base-uri 'none'",
-            "form-action 'none'",
-            "frame-ancestors 'none'",
-        ]
-    )
 
 
 @dataclass
@@ -86,7 +72,7 @@ class WebChatApi:
     @web.middleware
     async def _headers(self, request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
-        response.headers["Content-Security-Policy"] = content_security_policy(self.homeserver_url)
+        response.headers["Content-Security-Policy"] = content_security_policy(self.homeserver_url.rstrip("/"))
         response.headers["Referrer-Policy"] = "no-referrer"
         if request.path.startswith("/api/"):
             response.headers["Cache-Control"] = "no-store"
