@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "audit":
             return asyncio.run(verify_audit(settings, SystemClock(), print))
         elif args.command == "poster":
-            return make_poster(settings, settings.practice_name, args.out, print)
+            return make_poster(settings, settings.practice.practice_name, args.out, print)
         elif args.command == "key":
             return asyncio.run(rotate_key(settings, _clock(settings), print))
         elif args.command == "backup":
