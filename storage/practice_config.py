@@ -28,7 +28,6 @@ from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID
 from bot.keyring import Sealer
 from bot.settings import PracticeConfig, Secret, Settings, is_user_id
-from bot.texts import Texts
 from storage.database import Database
 
 __all__ = [
@@ -260,7 +259,7 @@ def apply_overrides(defaults: PracticeConfig, overrides: Mapping[str, Any]) -> P
                 changes[key] = parse_room_id(str(value)) if value else None
             elif key == "texts" and isinstance(value, dict):
                 texts = {str(name): str(text) for name, text in value.items()}
-                replace(Texts(), **texts)  # validates every template
+                replace(defaults, texts=texts).patient_texts()  # the model validates every template
                 changes[key] = texts
         except (ConfigError, TypeError, ValueError):
             continue
