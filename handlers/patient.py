@@ -75,8 +75,9 @@ from bot.matrix.events import (
     TextMessage,
     UndecryptableMessage,
 )
-from bot.matrix.gateway import MatrixGateway, decrypt_file
+from bot.matrix.gateway import decrypt_file
 from bot.matrix.mxc import is_local
+from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, PhotoTiming
 from bot.reminders import local_time
 from bot.room_safety import Unsafe
@@ -146,7 +147,7 @@ class PatientHandler:
     outbox: Outbox
     media: MediaLedger
     delivery: Delivery
-    gateway: MatrixGateway
+    gateway: MatrixPort
     vault: Vault
     pool: CpuPool
     clock: Clock
