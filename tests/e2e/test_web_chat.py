@@ -12,12 +12,12 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from bot.matrix.message_content import CHOICES_KEY
 from bot.web_chat.homeserver_check import check_web_chat
 from bot.web_chat.settings import WebChatSettings
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo
 from tests.e2e.workspace import command, open_practice

@@ -20,7 +20,7 @@ from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
 
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
 from tests.e2e.web_chat_stand_in import STATIC, WebChatApi
