@@ -79,7 +79,9 @@ from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database, DatabaseBusyError, DatabaseError, database_busy
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
+from storage.gauges import Gauges
 from storage.handled_events import HandledEvents
+from storage.image_inventory import ImageInventory
 from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
@@ -170,12 +172,7 @@ class App:
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""
         torn = await self.pool.run(self.vault.clean_temporary_files)
-        async with self.database.connection.execute(
-            "SELECT photo_id, record_image_id, original_destroyed_at FROM photos"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        known = {str(row["photo_id"]) for row in rows if row["original_destroyed_at"] is None}
-        known |= {str(row["record_image_id"]) for row in rows if row["record_image_id"]}
+        known = await ImageInventory(self.database).live_image_ids()
         orphans = await self.pool.run(self.vault.sweep_orphans, known)
         if torn or orphans:
             log.info("start-up clean-up removed %d torn and %d orphaned vault files", torn, len(orphans))
@@ -183,22 +180,16 @@ class App:
     async def damaged_images(self) -> tuple[int, list[str]]:
         """Every stored image opened and checked (its AES-GCM tag binds it to its id): how many were checked,
         and one plain line per image that cannot be shown. For `photobot check`: it reads the whole vault."""
-        async with self.database.connection.execute(
-            "SELECT submission_id, reference FROM submissions WHERE status != 'deleted' ORDER BY created_at"
-        ) as cursor:
-            submissions = [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
+        inventory = ImageInventory(self.database)
         images: list[tuple[str, str, bytes]] = []
-        for submission_id, reference in submissions:
+        for submission_id, reference in await inventory.kept_submissions():
             for photo in await self.desk.submissions.photos(submission_id):
                 images.append((f"{reference} photo {photo.number}", photo.image_id, photo.image_key))
                 if photo.record_image_id and not photo.original_destroyed:
                     name = f"{reference} photo {photo.number} (the unedited original)"
                     images.append((name, photo.photo_id, photo.wrapped_key))
-        async with self.database.connection.execute(
-            "SELECT photo_id, wrapped_key FROM photos WHERE submission_id IS NULL ORDER BY created_at"
-        ) as cursor:
-            for row in await cursor.fetchall():
-                images.append(("a photo in an unfinished conversation", str(row[0]), bytes(row[1])))
+        for photo_id, wrapped_key in await inventory.unsent_photo_keys():
+            images.append(("a photo in an unfinished conversation", photo_id, wrapped_key))
         damaged = []
         for name, image_id, key in images:
             try:
@@ -253,13 +244,9 @@ async def _open_database(settings: Settings) -> Database:
 
 
 async def _check_database(database: Database) -> None:
-    """SQLite's own check of every page (PRAGMA quick_check), at every start: a damaged page found now,
+    """SQLite's own check of every page (its quick check), at every start: a damaged page found now,
     in plain words, rather than a patient's reply failing later."""
-    try:
-        async with database.connection.execute("PRAGMA quick_check") as cursor:
-            found = [str(row[0]) for row in await cursor.fetchall()]
-    except sqlite3.DatabaseError as error:
-        found = [str(error)]
+    found = await database.integrity_check()
     if found != ["ok"]:
         raise _damaged(database.path, f"SQLite's check found {len(found)} problem(s), the first: {found[0]}")
 
@@ -458,44 +445,29 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
 def _gauge_sources(database: Database, clock: Clock) -> BotGaugeSources:
     """The scrape-time gauges, each one SQL query; known states and statuses are listed even at zero."""
 
-    async def counts(sql: str, known: Mapping[str, float]) -> dict[str, float]:
-        async with database.connection.execute(sql) as cursor:
-            rows = await cursor.fetchall()
-        return {**known, **{str(row[0]): float(row[1]) for row in rows}}
-
-    async def count(sql: str, *params: str) -> float:
-        async with database.connection.execute(sql, params) as cursor:
-            row = await cursor.fetchone()
-        return float(row[0]) if row is not None else 0.0
+    gauges = Gauges(database)
 
     async def conversations_by_state() -> Mapping[str, float]:
-        sql = "SELECT state, COUNT(*) FROM conversations GROUP BY state"
-        return await counts(sql, dict.fromkeys((state.value for state in State), 0.0))
+        known = dict.fromkeys((state.value for state in State), 0.0)
+        return {**known, **await gauges.conversations_by_state()}
 
     async def queue_by_status() -> Mapping[str, float]:
-        sql = "SELECT status, COUNT(*) FROM submissions WHERE status != 'deleted' GROUP BY status"
         listed = (Status.NEW, Status.CLAIMED, Status.DONE)
-        return await counts(sql, dict.fromkeys((status.value for status in listed), 0.0))
+        return {
+            **dict.fromkeys((status.value for status in listed), 0.0),
+            **await gauges.submissions_by_status(),
+        }
 
     async def purge_backlog() -> float:
         """Uploads not yet deleted from the homeserver, and posted images past their viewing window."""
-        sql = (
-            "SELECT (SELECT COUNT(*) FROM media_ledger WHERE status = 'pending')"
-            " + (SELECT COUNT(*) FROM postings WHERE status != 'retracted' AND expires_at <= ?)"
-        )
-        return await count(sql, iso(clock.now()))
+        return await gauges.purge_backlog(clock.now())
 
-    async def outbox_backlog() -> float:
-        return await count("SELECT COUNT(*) FROM outbox")
-
-    return BotGaugeSources(conversations_by_state, queue_by_status, purge_backlog, outbox_backlog)
+    return BotGaugeSources(conversations_by_state, queue_by_status, purge_backlog, gauges.outbox_backlog)
 
 
 def _database_probe(database: Database) -> Callable[[], Awaitable[tuple[bool, str]]]:
     async def answers() -> tuple[bool, str]:
-        async with database.connection.execute("SELECT 1") as cursor:
-            row = await cursor.fetchone()
-        return (row is not None and row[0] == 1), "answers"
+        return await database.answers(), "answers"
 
     return answers
 
