@@ -39,6 +39,7 @@ from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
 from handlers.reminders import ReminderJob
+from handlers.request_links import request_links_for
 from handlers.retention import RetentionJob
 from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
@@ -88,9 +89,13 @@ class App:
     """What `photobot run` and `photobot check` use, built once by `_build`: the configuration, the two
     connections to close (Matrix and the database) and the CPU pool, the patient handler (its rooms, its
     upload ledger), the staff rooms (whose device check the staff fuzz test replaces), and the four things
-    that run: start-up checks, status endpoint, housekeeping, sync loop."""
+    that run: start-up checks, status endpoint, housekeeping, sync loop. The clock, keyring and audit log
+    are here for the web chat, which builds itself from the running app (`bot.web_chat.serve`)."""
 
     settings: Settings
+    clock: Clock
+    keyring: Keyring
+    audit: AuditLog
     config: LiveConfig
     database: Database
     gateway: MatrixGateway
@@ -230,6 +235,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         alerts=alerts,
         zone=settings.reminders.zone,
         undo_window=settings.undo_window,
+        request_links=request_links_for(settings.web_chat, database, sealer, audit, settings.reminders.zone),
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
@@ -296,6 +302,9 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     heartbeat = Heartbeat()
     return App(
         settings=settings,
+        clock=clock,
+        keyring=keyring,
+        audit=audit,
         config=config,
         database=database,
         gateway=gateway,

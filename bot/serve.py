@@ -13,13 +13,14 @@ import logging
 from bot.app import App
 from bot.production_check import run_time_changes
 from bot.startup import Banner, come_online
+from bot.web_chat.serve import web_chat_endpoint
 
 log = logging.getLogger(__name__)
 
 
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
-    async with app.status.serving():  # first, so an operator sees a start-up that hangs
+    async with app.status.serving(), web_chat_endpoint(app):  # first, so an operator sees a start-up hang
         await (
             app.checks.replay_deletion_ledger()
         )  # before the clean-up: it may remove rows, making files orphans

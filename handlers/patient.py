@@ -75,8 +75,10 @@ from bot.matrix.events import (
     TextMessage,
     UndecryptableMessage,
 )
-from bot.matrix.gateway import MatrixGateway, decrypt_file
+from bot.matrix.gateway import decrypt_file
+from bot.matrix.message_content import CHOICES
 from bot.matrix.mxc import is_local
+from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, PhotoTiming
 from bot.reminders import local_time
 from bot.room_safety import Unsafe
@@ -146,7 +148,7 @@ class PatientHandler:
     outbox: Outbox
     media: MediaLedger
     delivery: Delivery
-    gateway: MatrixGateway
+    gateway: MatrixPort
     vault: Vault
     pool: CpuPool
     clock: Clock
@@ -576,9 +578,11 @@ class PatientHandler:
         for index, effect in enumerate(effects):
             txn_id = derive_txn_id(source, index)
             match effect:
-                case Reply(text=text, private=private):
+                case Reply(text=text, private=private, choices=choices):
                     # Every reply to a patient is a question or an outcome: it notifies (issue 15).
                     payload: dict[str, Any] = {"text": text, NOTIFY: True}
+                    if choices:  # buttons for clients that show them (the web chat); Element ignores them
+                        payload[CHOICES] = [{"label": c.label, "answer": c.answer} for c in choices]
                     if private is not None:
                         payload[PRIVATE] = private
                     if source.startswith("begin:"):

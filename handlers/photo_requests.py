@@ -15,7 +15,7 @@ from bot.conversation import Begin
 from bot.errors import UserFacingError
 from bot.ids import UserID, server_name
 from bot.keyring import Keyring, Sealer
-from bot.matrix.gateway import MatrixGateway
+from bot.matrix.port import MatrixPort
 from handlers.patient import PatientHandler
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PhotoRequests:
-    gateway: MatrixGateway
+    gateway: MatrixPort
     patient: PatientHandler
     keyring: Keyring
     sealer: Sealer
