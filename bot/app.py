@@ -325,7 +325,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         ),
         status=StatusEndpoint(settings, metrics_registry, metrics, heartbeat, database),
         housekeeping=Housekeeping(
-            interval=interval_for(settings.conversation_timeout, settings.undo_window),
+            interval=interval_for(settings.practice.conversation_timeout, settings.undo_window),
             clock=clock,
             config=config,
             patient=patient,
