@@ -1,0 +1,195 @@
+"""A practice's patient handler and clinician desk, built as the wiring builds them, on the fake Matrix.
+
+Everything but Matrix is the project's own: the database, keyring, vault, deletion ledger and CPU pool live
+in a temporary directory. Matrix is `tests.support.fake_matrix.FakeMatrix`, passed in where the wiring
+passes the gateway. Staff devices are taken as verified (the trust rule has its own end-to-end tests,
+tests/e2e/test_device_trust.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from bot.conversation import AskConsent
+from bot.executor import CpuPool
+from bot.faults import FaultInjector
+from bot.ids import RoomID, UserID
+from bot.matrix.events import Incoming
+from bot.settings import load_settings
+from bot.trust_policy import DeviceVerdict
+from handlers.clinician import ClinicianDesk
+from handlers.commands import Command, Role
+from handlers.delivery import Delivery
+from handlers.patient import PatientHandler
+from handlers.record_packages import RecordPackages
+from handlers.room_locks import RoomLocks
+from handlers.staff import StaffRooms
+from handlers.staff_media import StaffMedia
+from storage.alert_events import AlertEvents
+from storage.audit import AuditLog
+from storage.confirmations import PendingConfirmations
+from storage.consents import ConsentRepository
+from storage.conversations import ConversationRepository
+from storage.deletion_ledger import DeletionLedger, ledger_path
+from storage.handled_events import HandledEvents
+from storage.media_ledger import MediaLedger
+from storage.outbox import Outbox
+from storage.postings import PostingRepository
+from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
+from storage.rooms import RoomRepository
+from storage.submissions import Submission, SubmissionRepository
+from storage.vault import Vault
+from tests.support.fake_matrix import FakeMatrix
+from tests.support.real_storage import Storage, real_storage, unscraped_metrics
+
+CLINICIAN = UserID("@dr.ada:example.org")
+CLINIC_ROOM = RoomID("!clinicians:example.org")
+
+
+@dataclass(frozen=True)
+class Practice:
+    matrix: FakeMatrix
+    storage: Storage
+    rooms: RoomRepository
+    outbox: Outbox
+    delivery: Delivery
+    vault: Vault
+    submissions: SubmissionRepository
+    patient: PatientHandler
+    desk: ClinicianDesk
+    staff: StaffRooms
+
+
+async def _signed(event: Incoming) -> DeviceVerdict:
+    return DeviceVerdict.SIGNED
+
+
+def _clinician_commands(desk: ClinicianDesk) -> dict[str, Command]:
+    """The clinician commands these tests use, as the command table lists them."""
+    c = Role.CLINICIAN
+    return {
+        "queue": Command("queue", c, "!queue [new|claimed|done|open|all] [page]", "list", desk.queue),
+        "view": Command("view", c, "!view REF", "show its photos here", desk.view),
+        "delete": Command("delete", c, "!delete REF <reason>", "destroy it everywhere", desk.delete),
+    }
+
+
+@asynccontextmanager
+async def practice(directory: Path) -> AsyncIterator[Practice]:
+    """A practice in test mode (synthetic NHS numbers accepted) with one clinician room, on the fake."""
+    settings = load_settings(
+        {
+            "PHOTOBOT_HOMESERVER_URL": "http://127.0.0.1:9",
+            "PHOTOBOT_USER_ID": "@photobot:example.org",
+            "PHOTOBOT_DATA_DIR": str(directory),
+            "PHOTOBOT_TEST_MODE": "true",
+            "PHOTOBOT_PRACTICE_NAME": "Riverside Surgery",
+            "PHOTOBOT_CLINICIANS": CLINICIAN,
+            "PHOTOBOT_CLINICIAN_ROOMS": CLINIC_ROOM,
+            "PHOTOBOT_HOMESERVER_ADMIN_TOKEN": "admin-token",
+        }
+    )
+    pool = CpuPool(1)
+    async with real_storage(directory) as storage:
+        database, keyring, sealer, clock = storage.database, storage.keyring, storage.sealer, storage.clock
+        matrix = FakeMatrix(settings.user_id)
+        matrix.add_room(CLINIC_ROOM, CLINICIAN)
+        faults = FaultInjector(frozenset(), enabled=False)
+        metrics = unscraped_metrics()
+        config = LiveConfig(defaults_from(settings), ConfigRepository(database, sealer, clock))
+        await config.refresh()
+        rooms = RoomRepository(database, keyring, sealer, clock)
+        outbox = Outbox(database, sealer, clock)
+        alerts = AlertEvents(database, clock)
+        delivery = Delivery(outbox, matrix, faults, metrics, alerts)
+        handled = HandledEvents(database, clock)
+        locks = RoomLocks()
+        vault = Vault(settings.vault_dir, keyring)
+        ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
+        audit = AuditLog(database, keyring, clock)
+        consents = ConsentRepository(database)
+        submissions = SubmissionRepository(database, sealer)
+        postings = PostingRepository(database, sealer, clock)
+        patient = PatientHandler(
+            database=database,
+            keyring=keyring,
+            sealer=sealer,
+            conversations=ConversationRepository(database, sealer),
+            rooms=rooms,
+            handled=handled,
+            outbox=outbox,
+            media=MediaLedger(database, keyring, sealer, clock),
+            delivery=delivery,
+            gateway=matrix,
+            vault=vault,
+            pool=pool,
+            clock=clock,
+            faults=faults,
+            config=config,
+            test_mode=settings.test_mode,
+            locks=locks,
+            consents=consents,
+            audit=audit,
+            metrics=metrics,
+            ledger=ledger,
+            zone=settings.reminders.zone,
+        )
+
+        async def ask_consent(
+            submission: Submission, consent_id: str, purpose: str, asked_by: UserID, now: datetime
+        ) -> bool:
+            ask = AskConsent(consent_id, purpose, submission.reference, now)
+            return await patient.ask_consent(submission.room_id, ask, submission.submission_id, asked_by)
+
+        async def no_requests(
+            request_id: str, patient: UserID, area: str, *, note: str | None, by: UserID, expires: datetime
+        ) -> str:
+            return "Photo requests are not part of these tests."
+
+        packages = RecordPackages(submissions, consents, vault, pool, config, clock)
+        media = StaffMedia(matrix, postings, submissions, vault, pool, clock, config, packages, metrics)
+        desk = ClinicianDesk(
+            database=database,
+            submissions=submissions,
+            postings=postings,
+            consents=consents,
+            outbox=outbox,
+            vault=vault,
+            pool=pool,
+            audit=audit,
+            clock=clock,
+            config=config,
+            media=media,
+            lock=asyncio.Lock(),
+            ask_patient_consent=ask_consent,
+            open_request=no_requests,
+            faults=faults,
+            ledger=ledger,
+            alerts=alerts,
+            zone=settings.reminders.zone,
+            undo_window=settings.undo_window,
+        )
+        staff = StaffRooms(
+            database,
+            handled,
+            outbox,
+            delivery,
+            config,
+            clock,
+            {},
+            metrics,
+            _signed,
+            alerts,
+            PendingConfirmations(database, sealer),
+        )
+        staff.table = _clinician_commands(desk)
+        delivery.when_removal_refused(patient.removal_refused)
+        try:
+            yield Practice(matrix, storage, rooms, outbox, delivery, vault, submissions, patient, desk, staff)
+        finally:
+            pool.shutdown()
