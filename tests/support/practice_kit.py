@@ -9,6 +9,7 @@ tests/e2e/test_device_trust.py).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from pathlib import Path
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
-from bot.ids import RoomID, UserID
-from bot.matrix.events import Incoming
+from bot.ids import EventID, RoomID, UserID
+from bot.matrix.events import EncryptedFile, Incoming, MediaKind, MediaMessage, TextMessage
 from bot.settings import load_settings
 from bot.trust_policy import DeviceVerdict
 from handlers.clinician import ClinicianDesk
@@ -41,14 +42,19 @@ from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
-from storage.rooms import RoomRepository
-from storage.submissions import Submission, SubmissionRepository
+from storage.rooms import RoomKind, RoomRepository
+from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import Vault
 from tests.support.fake_matrix import FakeMatrix
 from tests.support.real_storage import Storage, real_storage, unscraped_metrics
 
 CLINICIAN = UserID("@dr.ada:example.org")
 CLINIC_ROOM = RoomID("!clinicians:example.org")
+PATIENT = UserID("@pat:example.org")
+PATIENT_ROOM = RoomID("!pat-chat:example.org")
+NHS_NUMBER = "999 765 4323"  # a synthetic test-range number (valid check digit), accepted in test mode
+
+_numbers = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ def _clinician_commands(desk: ClinicianDesk) -> dict[str, Command]:
 
 
 @asynccontextmanager
-async def practice(directory: Path) -> AsyncIterator[Practice]:
+async def practice(directory: Path, template: Path | None = None) -> AsyncIterator[Practice]:
     """A practice in test mode (synthetic NHS numbers accepted) with one clinician room, on the fake."""
     settings = load_settings(
         {
@@ -95,7 +101,7 @@ async def practice(directory: Path) -> AsyncIterator[Practice]:
         }
     )
     pool = CpuPool(1)
-    async with real_storage(directory) as storage:
+    async with real_storage(directory, template=template) as storage:
         database, keyring, sealer, clock = storage.database, storage.keyring, storage.sealer, storage.clock
         matrix = FakeMatrix(settings.user_id)
         matrix.add_room(CLINIC_ROOM, CLINICIAN)
@@ -193,3 +199,59 @@ async def practice(directory: Path) -> AsyncIterator[Practice]:
             yield Practice(matrix, storage, rooms, outbox, delivery, vault, submissions, patient, desk, staff)
         finally:
             pool.shutdown()
+
+
+# ---- the patient's side ----------------------------------------------------------------------------------
+
+
+def patient_text(text: str) -> TextMessage:
+    return TextMessage(EventID(f"$text{next(_numbers)}"), PATIENT_ROOM, PATIENT, 0, True, body=text)
+
+
+def patient_attachment(file: EncryptedFile, kind: MediaKind, size: int) -> MediaMessage:
+    return MediaMessage(
+        EventID(f"$media{next(_numbers)}"), PATIENT_ROOM, PATIENT, 0, True,
+        kind=kind, file=file, thumbnail=None, declared_size=size, media_urls=(file.url,),
+    )  # fmt: skip
+
+
+async def patient_sends(bot: Practice, event: Incoming) -> list[str]:
+    """Hand the patient's event to the handler and send what it queued; the bot's replies to it."""
+    before = len(bot.matrix.messages(PATIENT_ROOM))
+    await bot.patient.handle(event)
+    await bot.delivery.flush_all()
+    return bot.matrix.messages(PATIENT_ROOM)[before:]
+
+
+async def reach_photos(bot: Practice) -> None:
+    """Open the patient's chat and answer every question up to the photo step."""
+    await bot.patient.start(PATIENT_ROOM, PATIENT)
+    bot.matrix.add_room(PATIENT_ROOM, PATIENT)  # the room appears in the next sync
+    await bot.delivery.flush_all()
+    assert "NHS number" in bot.matrix.messages(PATIENT_ROOM)[0]
+    assert any(NHS_NUMBER in reply for reply in await patient_sends(bot, patient_text(NHS_NUMBER)))
+    assert any("intimate area" in reply for reply in await patient_sends(bot, patient_text("1")))
+    assert any("DONE" in reply for reply in await patient_sends(bot, patient_text("no")))
+
+
+async def submit_photo(bot: Practice, jpeg: bytes) -> Submission:
+    """A patient's whole journey with one photo; the submission the clinicians receive."""
+    await reach_photos(bot)
+    photo = patient_attachment(bot.matrix.add_attachment(jpeg, PATIENT), MediaKind.IMAGE, len(jpeg))
+    assert any("Photo 1 received" in reply for reply in await patient_sends(bot, photo))
+    await patient_sends(bot, patient_text("done"))
+    [submission], _ = await bot.submissions.queue((Status.NEW,), 1)
+    return submission
+
+
+# ---- the clinicians' side --------------------------------------------------------------------------------
+
+
+async def clinician_says(bot: Practice, text: str) -> list[str]:
+    """A clinician's message in the clinician room, handled as the router hands it on; the bot's replies
+    there (and anything it posted, such as images)."""
+    before = len(bot.matrix.messages(CLINIC_ROOM))
+    event = TextMessage(EventID(f"$staff{next(_numbers)}"), CLINIC_ROOM, CLINICIAN, 0, True, body=text)
+    await bot.staff.handle(RoomKind.CLINICIAN, event)
+    await bot.delivery.flush_all()
+    return bot.matrix.messages(CLINIC_ROOM)[before:]

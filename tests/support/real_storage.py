@@ -3,13 +3,14 @@ directory (the storage is not faked; only Matrix is, see `tests.support.fake_mat
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
-from bot.keyring import Keyring, Sealer, create_master_key_file
+from bot.keyring import Keyring, MasterKey, Sealer
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics
 from storage.database import Database
 
@@ -23,11 +24,25 @@ class Storage:
     directory: Path
 
 
+async def migrated_template(directory: Path) -> Path:
+    """An empty database with every migration applied, to copy for each test (migrating takes ~0.15 s)."""
+    path = directory / "template.sqlite3"
+    database = await Database.open(path)
+    await database.close()
+    return path
+
+
 @asynccontextmanager
-async def real_storage(directory: Path, clock: Clock | None = None) -> AsyncIterator[Storage]:
-    """A migrated database and a fresh master key under `directory`, closed afterwards."""
+async def real_storage(
+    directory: Path, *, template: Path | None = None, clock: Clock | None = None
+) -> AsyncIterator[Storage]:
+    """A migrated database (a copy of `template` if given) and a fresh master key under `directory`,
+    closed afterwards."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    keyring = Keyring(create_master_key_file(directory / "master.key"))
+    keyring = Keyring(MasterKey.generate())
+    if template is not None:
+        shutil.copyfile(template, directory / "bot.sqlite3")
+        (directory / "bot.sqlite3").chmod(0o600)
     database = await Database.open(directory / "bot.sqlite3")
     try:
         yield Storage(database, keyring, Sealer(keyring), clock or SystemClock(), directory)

@@ -45,8 +45,8 @@ class Sending:
 
 
 @pytest.fixture
-async def sending(tmp_path: Path) -> AsyncIterator[Sending]:
-    async with real_storage(tmp_path / "data") as storage:
+async def sending(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Sending]:
+    async with real_storage(tmp_path / "data", template=migrated_database) as storage:
         matrix = FakeMatrix()
         matrix.add_room(ROOM, PATIENT)
         matrix.add_room(OTHER_ROOM, PATIENT)

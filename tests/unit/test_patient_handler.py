@@ -3,59 +3,30 @@ cannot use, with the real database and vault and Matrix faked behind the port (n
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.ids import EventID, RoomID, UserID
-from bot.matrix.events import EncryptedFile, Incoming, MediaKind, MediaMessage, TextMessage
+from bot.matrix.events import MediaKind
 from storage.submissions import Status
-from tests.support.practice_kit import CLINIC_ROOM, Practice, practice
+from tests.support.practice_kit import (
+    CLINIC_ROOM,
+    PATIENT,
+    Practice,
+    patient_attachment,
+    patient_sends,
+    patient_text,
+    practice,
+    reach_photos,
+)
 from tests.unit.image_factory import make_jpeg
-
-PATIENT = UserID("@pat:example.org")
-ROOM = RoomID("!pat-chat:example.org")
-NHS_NUMBER = "999 765 4323"  # a synthetic test-range number (valid check digit), accepted in test mode
-
-_numbers = itertools.count()
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Practice]:
-    async with practice(tmp_path / "data") as opened:
+async def bot(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Practice]:
+    async with practice(tmp_path / "data", migrated_database) as opened:
         yield opened
-
-
-async def send(bot: Practice, event: Incoming) -> list[str]:
-    """Hand the patient's event to the handler and send what it queued; the bot's replies to it."""
-    before = len(bot.matrix.messages(ROOM))
-    await bot.patient.handle(event)
-    await bot.delivery.flush_all()
-    return bot.matrix.messages(ROOM)[before:]
-
-
-def said(text: str) -> TextMessage:
-    return TextMessage(EventID(f"$text{next(_numbers)}"), ROOM, PATIENT, 0, True, body=text)
-
-
-def attachment(file: EncryptedFile, kind: MediaKind, size: int) -> MediaMessage:
-    return MediaMessage(
-        EventID(f"$media{next(_numbers)}"), ROOM, PATIENT, 0, True,
-        kind=kind, file=file, thumbnail=None, declared_size=size, media_urls=(file.url,),
-    )  # fmt: skip
-
-
-async def reach_photos(bot: Practice) -> None:
-    """Open the chat and answer every question up to the photo step."""
-    await bot.patient.start(ROOM, PATIENT)
-    bot.matrix.add_room(ROOM, PATIENT)  # the room appears in the next sync
-    await bot.delivery.flush_all()
-    assert "NHS number" in bot.matrix.messages(ROOM)[0]
-    assert any(NHS_NUMBER in reply for reply in await send(bot, said(NHS_NUMBER)))
-    assert any("intimate area" in reply for reply in await send(bot, said("1")))
-    assert any("DONE" in reply for reply in await send(bot, said("no")))
 
 
 async def test_a_patients_answers_and_photo_become_a_submission_for_the_clinicians(bot: Practice) -> None:
@@ -63,10 +34,10 @@ async def test_a_patients_answers_and_photo_become_a_submission_for_the_clinicia
     gone from the chat and the homeserver, and the clinicians are alerted."""
     await reach_photos(bot)
     jpeg = make_jpeg(1600, 1200, gps=True)
-    photo = attachment(bot.matrix.add_attachment(jpeg, PATIENT), MediaKind.IMAGE, len(jpeg))
+    photo = patient_attachment(bot.matrix.add_attachment(jpeg, PATIENT), MediaKind.IMAGE, len(jpeg))
 
-    assert any("Photo 1 received" in reply for reply in await send(bot, photo))
-    [done] = [reply for reply in await send(bot, said("done")) if "reference" in reply]
+    assert any("Photo 1 received" in reply for reply in await patient_sends(bot, photo))
+    [done] = [reply for reply in await patient_sends(bot, patient_text("done")) if "reference" in reply]
 
     [submission], _ = await bot.submissions.queue((Status.NEW,), 1)
     assert submission.reference in done
@@ -82,9 +53,9 @@ async def test_a_file_that_is_not_a_photo_is_refused_kindly_and_nothing_is_kept(
     its upload is removed from the homeserver."""
     await reach_photos(bot)
     document = b"%PDF-1.4\n% a letter, not a photo\n" + bytes(200)
-    sent = attachment(bot.matrix.add_attachment(document, PATIENT), MediaKind.FILE, len(document))
+    sent = patient_attachment(bot.matrix.add_attachment(document, PATIENT), MediaKind.FILE, len(document))
 
-    [reply] = await send(bot, sent)
+    [reply] = await patient_sends(bot, sent)
 
     assert "PDF" in reply and "send a photo" in reply
     assert list(bot.vault.directory.iterdir()) == []

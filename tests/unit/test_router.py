@@ -61,8 +61,8 @@ class Bot:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> AsyncIterator[Storage]:
-    async with real_storage(tmp_path / "data") as opened:
+async def storage(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Storage]:
+    async with real_storage(tmp_path / "data", template=migrated_database) as opened:
         yield opened
 
 
