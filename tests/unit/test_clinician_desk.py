@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.ids import UserID
 from storage.submissions import Status, Submission
 from tests.support.practice_kit import (
     CLINIC_ROOM,
+    CLINICIAN,
     PATIENT_ROOM,
     Practice,
     clinician_says,
@@ -21,6 +23,8 @@ from tests.support.practice_kit import (
     submit_photo,
 )
 from tests.unit.image_factory import make_jpeg
+
+VISITOR = UserID("@visitor:example.org")
 
 
 @pytest.fixture
@@ -54,6 +58,20 @@ async def test_viewing_posts_the_photo_encrypted_into_the_clinician_room(
     [image] = [sent for sent in bot.matrix.sent if sent.room_id == CLINIC_ROOM and "file" in sent.content]
     assert image.content["file"]["url"] in bot.matrix.media
     assert not image.unencrypted
+
+
+async def test_no_photo_is_posted_while_someone_not_a_clinician_is_in_the_room(
+    bot: Practice, submission: Submission
+) -> None:
+    """!view in a clinician room that someone outside the practice's clinician list has joined is refused
+    with their name, and no photo is posted there."""
+    bot.matrix.add_room(CLINIC_ROOM, CLINICIAN, VISITOR)
+
+    [reply] = await clinician_says(bot, f"!view {submission.reference}")
+
+    assert "won't post images" in reply and VISITOR in reply
+    assert not any("file" in sent.content for sent in bot.matrix.sent if sent.room_id == CLINIC_ROOM)
+    assert bot.matrix.media == {}  # nothing uploaded either
 
 
 async def test_deleting_asks_to_confirm_then_destroys_everywhere_with_a_receipt(
