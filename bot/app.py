@@ -603,7 +603,7 @@ class ClockWatch:
 async def housekeeping(app: App, stop: asyncio.Event) -> None:
     """Every little while: expire idle conversations, retry media deletions and unsent replies."""
     # Often enough that idle conversations end, and described view-then-delete photos go, close to on time.
-    shortest = min(app.settings.conversation_timeout, app.settings.undo_window).total_seconds()
+    shortest = min(app.settings.practice.conversation_timeout, app.settings.undo_window).total_seconds()
     interval = min(60.0, max(1.0, shortest / 4))
     watch = ClockWatch(app.clock)
     admin_token = app.config.current.homeserver_admin_token.value

@@ -1,4 +1,4 @@
-"""The `photobot` command: init, run, check, demo. The only place that reads the process environment."""
+"""The `photobot` command: init, run, check, admin, backup ... The only place that reads the process environment."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.database import DatabaseBusyError, DatabaseError
 
 CHECK_SECONDS = 30.0
+DEMO_ELSEWHERE = "it runs from a source checkout, with `bash dev.sh demo`"
 
 # What stops a command with a message for the operator, and the exit status each means (bot.exit_codes).
 _TEMPORARY = (TransientMatrixError, DataDirBusyError, DatabaseBusyError)
@@ -209,8 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     backup_parser.add_argument("destination", type=Path, metavar="DEST", help="a new directory")
     restore_parser = command("restore", "restore a backup (the bot must be stopped)")
     restore_parser.add_argument("source", type=Path, metavar="SRC", help="a directory made by backup")
-    demo = command("demo", "the whole journey on a throwaway local homeserver")
-    demo.add_argument("--keep", type=Path, default=None, help="keep the demo's files in this directory")
+    # The demo needs the throwaway homeserver and test people, which a practice's install does not carry
+    # (they live in devtools/, beside the application): the command stays only to say where the demo is.
+    demo = command("demo", f"not in an installed bot: {DEMO_ELSEWHERE}")
+    demo.add_argument("--keep", help=argparse.SUPPRESS)  # accepted, so the answer is where the demo is
     leak = command("leak-scan", "look for images, NHS numbers and keys left in clear")
     leak.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or directories to scan")
     leak.add_argument(
@@ -240,9 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         return leak_scan_command(args.paths, args.master_key, args.log, print)
 
     if args.command == "demo":
-        from bot.demo.run import run_demo  # noqa: PLC0415 (the demo pulls in test-homeserver tooling)
-
-        return asyncio.run(run_demo(args.keep))
+        print(f"The demo is not part of an installed bot: {DEMO_ELSEWHERE}.", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format)
@@ -257,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "audit":
             return asyncio.run(verify_audit(settings, SystemClock(), print))
         elif args.command == "poster":
-            return make_poster(settings, settings.practice_name, args.out, print)
+            return make_poster(settings, settings.practice.practice_name, args.out, print)
         elif args.command == "key":
             return asyncio.run(rotate_key(settings, _clock(settings), print))
         elif args.command == "backup":

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.clock import Clock, iso
+from bot.durable_files import fsync_directory
 from bot.faults import FaultInjector
 from bot.keyring import (
     CryptoError,
@@ -57,7 +58,6 @@ from bot.keyring import (
     MasterKeyError,
     create_master_key_file,
     destroy_master_key_file,
-    fsync_directory,
     load_master_key_file,
 )
 from bot.matrix.store_rekey import nio_store_opens, rekey_nio_store, store_database_path

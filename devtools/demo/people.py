@@ -21,8 +21,8 @@ from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
 from bot.ids import DeviceID, EventID, RoomID, UserID
-from bot.local_homeserver import LocalHomeserver
 from bot.matrix.attachments import decrypt_attachment, encrypt_attachment
+from devtools.local_homeserver import LocalHomeserver
 
 # The scripted person's trust policy: like a patient's app with default settings, it shares its keys with
 # every device of the people it talks to (here, the bot). The bot itself never does this: see
