@@ -15,9 +15,10 @@ from dotenv import dotenv_values
 
 from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
-from bot.app import NotInitialisedError, initialise, open_app, run
+from bot.app import NotInitialisedError, open_app
 from bot.clock import Clock, OffsetClock, SystemClock
 from bot.exit_codes import ExitCode, exit_code_table
+from bot.initialise import initialise
 from bot.key_rotation import KeyRotationError
 from bot.keyring import MasterKeyError
 from bot.leak_scan import leak_scan_command
@@ -34,6 +35,7 @@ from bot.production_check import (
     check_rooms,
     run_time_changes,
 )
+from bot.serve import run
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
@@ -105,7 +107,7 @@ async def _check(settings: Settings) -> int:
     found = Findings()
     try:
         print("The database passed SQLite's integrity check.")
-        checked, damaged = await app.damaged_images()
+        checked, damaged = await app.checks.damaged_images()
         if damaged:
             found.problems.append(
                 f"{len(damaged)} of {checked} stored image(s) cannot be shown: their files are missing or "
@@ -132,7 +134,7 @@ async def _check(settings: Settings) -> int:
             f"The homeserver {settings.homeserver_url} knows the bot as {user}, device {app.gateway.device_id}."
         )
         config = app.config.current
-        bot_token = app.gateway.client.access_token
+        bot_token = app.gateway.access_token()
         async with HomeserverAudit.session() as session:
             audit = HomeserverAudit(settings.homeserver_url, session)
             await check_admin_token(audit, config.homeserver_admin_token.value, bot_token, found)
