@@ -23,9 +23,15 @@ from bot.ids import EventID, RoomID, UserID
 from bot.matrix.events import EncryptedFile, Incoming, MediaKind, MediaMessage, TextMessage
 from bot.settings import load_settings
 from bot.trust_policy import DeviceVerdict
-from handlers.clinician import ClinicianDesk
+from handlers.clinician import ClinicianDesk, ReadingDesk
+from handlers.clinician_decisions import DecisionDesk
+from handlers.clinician_deletion import DeletionDesk
+from handlers.clinician_packages import PackageDesk
+from handlers.clinician_requests import RequestDesk
 from handlers.commands import Command, Role
 from handlers.delivery import Delivery
+from handlers.desk_support import DeskSupport
+from handlers.destruction import Destruction
 from handlers.patient import PatientHandler
 from handlers.record_packages import RecordPackages
 from handlers.room_locks import RoomLocks
@@ -79,9 +85,9 @@ def _clinician_commands(desk: ClinicianDesk) -> dict[str, Command]:
     """The clinician commands these tests use, as the command table lists them."""
     c = Role.CLINICIAN
     return {
-        "queue": Command("queue", c, "!queue [new|claimed|done|open|all] [page]", "list", desk.queue),
-        "view": Command("view", c, "!view REF", "show its photos here", desk.view),
-        "delete": Command("delete", c, "!delete REF <reason>", "destroy it everywhere", desk.delete),
+        "queue": Command("queue", c, "!queue [new|claimed|done|open|all] [page]", "list", desk.reading.queue),
+        "view": Command("view", c, "!view REF", "show its photos here", desk.reading.view),
+        "delete": Command("delete", c, "!delete REF <reason>", "destroy it everywhere", desk.deletion.delete),
     }
 
 
@@ -159,26 +165,20 @@ async def practice(directory: Path, template: Path | None = None) -> AsyncIterat
 
         packages = RecordPackages(submissions, consents, vault, pool, config, clock)
         media = StaffMedia(matrix, postings, submissions, vault, pool, clock, config, packages, metrics)
+        destruction = Destruction(
+            database, submissions, postings, outbox, vault, pool, audit, ledger, media, faults
+        )
+        support = DeskSupport(
+            submissions, audit, outbox, matrix, asyncio.Lock(), alerts, settings.reminders.zone
+        )
         desk = ClinicianDesk(
-            database=database,
-            submissions=submissions,
-            postings=postings,
-            consents=consents,
-            outbox=outbox,
-            vault=vault,
-            pool=pool,
-            audit=audit,
-            clock=clock,
-            config=config,
-            media=media,
-            lock=asyncio.Lock(),
-            ask_patient_consent=ask_consent,
-            open_request=no_requests,
-            faults=faults,
-            ledger=ledger,
-            alerts=alerts,
-            zone=settings.reminders.zone,
-            undo_window=settings.undo_window,
+            reading=ReadingDesk(support, submissions, postings, audit, media, config),
+            decisions=DecisionDesk(
+                support, submissions, vault, pool, destruction, config, faults, settings.undo_window
+            ),
+            packages=PackageDesk(support, postings, consents, media, config),
+            requests=RequestDesk(support, config, ask_consent, no_requests),
+            deletion=DeletionDesk(support, database, submissions, outbox, destruction, config),
         )
         staff = StaffRooms(
             database,
