@@ -82,6 +82,8 @@ from storage.deletion_ledger import DeletionLedger, DeletionReplay, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
+from storage.photo_requests import PhotoRequestRepository
+from storage.photos import PhotoRepository
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
@@ -333,9 +335,12 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         audit=audit,
         metrics=metrics,
         ledger=ledger,
+        photos=PhotoRepository(sealer),
+        submissions=submissions,
+        requests=(photo_requests := PhotoRequestRepository(keyring, sealer)),
         zone=settings.reminders.zone,
     )
-    requests = PhotoRequests(gateway, patient, keyring, sealer, clock, settings.allowed_servers)
+    requests = PhotoRequests(gateway, patient, photo_requests, clock, settings.allowed_servers)
 
     async def ask_consent(
         submission: Submission, consent_id: str, purpose: str, asked_by: UserID, now: datetime

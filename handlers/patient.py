@@ -101,9 +101,11 @@ from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_room_txn_id, derive_txn_id
+from storage.photo_requests import PhotoRequestRepository
+from storage.photos import PhotoRepository
 from storage.practice_config import LiveConfig, PracticeConfig
 from storage.rooms import RoomKind, RoomRepository
-from storage.submissions import store_caption
+from storage.submissions import SubmissionRepository
 from storage.vault import StoredImage, Vault
 
 log = logging.getLogger(__name__)
@@ -158,6 +160,9 @@ class PatientHandler:
     audit: AuditLog
     metrics: BotMetrics
     ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
+    photos: PhotoRepository
+    submissions: SubmissionRepository
+    requests: PhotoRequestRepository
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
     _policy: tuple[PracticeConfig, Policy] | None = None
     _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
@@ -600,7 +605,7 @@ class PatientHandler:
                         db, LedgerKind.IMAGES_DESTROYED, self.clock.now(), image_ids=photo_ids
                     )
                     for photo_id in photo_ids:
-                        await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))
+                        await self.photos.delete(db, photo_id)
                 case Submit():
                     await self._insert_submission(db, room_id, effect)
                     log.info("submission %s recorded: %d photo(s)", effect.reference, len(effect.photo_ids))
@@ -673,24 +678,20 @@ class PatientHandler:
         if not isinstance(step_input, PhotoStored) or step_input.photo_id not in conversation.all_photo_ids:
             return  # the step did not keep it (over the limit, cancelled): its file is destroyed below
         clean, stored = photo
-        await db.execute(
-            "INSERT INTO photos (photo_id, room_id, conversation_id, wrapped_key, size, digest, mime, source_format,"
-            " quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (photo_id) DO UPDATE SET"
-            " wrapped_key = excluded.wrapped_key, size = excluded.size, digest = excluded.digest",
-            (
-                step_input.photo_id,
-                room_id,
-                conversation.conversation_id,
-                stored.wrapped_key,
-                stored.size,
-                stored.digest,
-                clean.mime,
-                clean.source_format.value,
-                ",".join(step_input.quality_issues),
-                iso(step_input.now),
-            ),
+        await self.photos.upsert(
+            db,
+            step_input.photo_id,
+            room_id=room_id,
+            conversation_id=conversation.conversation_id,
+            wrapped_key=stored.wrapped_key,
+            size=stored.size,
+            digest=stored.digest,
+            mime=clean.mime,
+            source_format=clean.source_format.value,
+            quality=step_input.quality_issues,
+            created_at=step_input.now,
+            caption=caption,
         )
-        await store_caption(db, self.sealer, step_input.photo_id, caption)
 
     async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
         submission_id = submit.conversation_id
@@ -700,32 +701,23 @@ class PatientHandler:
             "warnings": list(submit.warnings),
             "earlier_screenings": [screening.to_dict() for screening in submit.earlier_screenings],
         }
-        await db.execute(
-            "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
-            " intimate, acting_for_someone, details, status, created_at, request_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-            (
-                submission_id,
-                submit.reference,
-                room_id,
-                self.sealer.seal(submit.nhs_number.encode(), context=f"submission-nhs:{submission_id}"),
-                self.keyring.lookup_hash(submit.nhs_number, purpose="nhs-number"),
-                int(submit.keep_in_record),
-                int(submit.intimate),
-                int(submit.acting_for_someone),
-                self.sealer.seal_json(details, context=f"submission-details:{submission_id}"),
-                iso(submit.submitted_at),
-                submit.request_id,
-            ),
+        await self.submissions.insert(
+            db,
+            submission_id,
+            reference=submit.reference,
+            room_id=room_id,
+            nhs_number=submit.nhs_number,
+            nhs_lookup=self.keyring.lookup_hash(submit.nhs_number, purpose="nhs-number"),
+            keep_in_record=submit.keep_in_record,
+            intimate=submit.intimate,
+            acting_for_someone=submit.acting_for_someone,
+            details=details,
+            created_at=submit.submitted_at,
+            request_id=submit.request_id,
         )
         if submit.request_id is not None:
-            await db.execute(
-                "UPDATE photo_requests SET status = 'answered' WHERE request_id = ?", (submit.request_id,)
-            )
-        for photo_id in submit.photo_ids:
-            await db.execute(
-                "UPDATE photos SET submission_id = ? WHERE photo_id = ?", (submission_id, photo_id)
-            )
+            await self.requests.answered(db, submit.request_id)
+        await self.photos.attach(db, submission_id, submit.photo_ids)
 
     async def _load(self, room_id: RoomID) -> Conversation | None:
         data = await self.conversations.load(room_id)
