@@ -10,8 +10,8 @@ fault of the bot's own homeserver is left to the router's retry.
 from __future__ import annotations
 
 from bot.matrix.events import EncryptedFile
-from bot.matrix.gateway import MatrixError, MatrixGateway, MediaGoneError
 from bot.matrix.mxc import parse_mxc
+from bot.matrix.port import MatrixError, MediaGoneError, MediaPort
 
 
 class AttachmentUnavailable(Exception):  # noqa: N818 (a verdict, not an error: it carries the reason)
@@ -22,7 +22,7 @@ class AttachmentUnavailable(Exception):  # noqa: N818 (a verdict, not an error: 
         self.reason = reason
 
 
-async def fetch_attachment(gateway: MatrixGateway, file: EncryptedFile) -> bytes:
+async def fetch_attachment(gateway: MediaPort, file: EncryptedFile) -> bytes:
     """The attachment's ciphertext; raises AttachmentUnavailable for a permanent failure."""
     link = parse_mxc(file.url)
     if link is None:

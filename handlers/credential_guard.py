@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bot.credential_slips import looks_like_credential
 from bot.errors import TransientError
 from bot.matrix.events import Incoming, TextMessage
-from bot.matrix.gateway import MatrixError, MatrixGateway
+from bot.matrix.port import MatrixError, RoomPort
 from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
@@ -45,7 +45,7 @@ class CredentialGuard:
     database: Database
     outbox: Outbox
     config: LiveConfig
-    gateway: MatrixGateway
+    gateway: RoomPort
 
     async def screen(self, event: Incoming, kind: RoomKind) -> bool:
         """Remove `event` if it looks like a credential, and tell the room; whether it was removed."""

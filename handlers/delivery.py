@@ -18,8 +18,8 @@ from collections.abc import Callable
 from bot.errors import TransientError, error_reference
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID
-from bot.matrix.gateway import ForbiddenError, MatrixError, MatrixGateway
 from bot.matrix.message_content import content_of
+from bot.matrix.port import ForbiddenError, MatrixError, RoomPort
 from bot.metrics import BotMetrics
 from storage.alert_events import AlertEvents
 from storage.outbox import Outbox, OutboxItem, derive_txn_id
@@ -47,7 +47,7 @@ class Delivery:
     def __init__(
         self,
         outbox: Outbox,
-        gateway: MatrixGateway,
+        gateway: RoomPort,
         faults: FaultInjector,
         metrics: BotMetrics,
         alerts: AlertEvents | None = None,

@@ -36,8 +36,8 @@ from bot.conversation import (
 from bot.ids import RoomID
 from bot.keyring import Keyring
 from bot.matrix.events import Incoming, MediaMessage, OtherMessage
-from bot.matrix.gateway import MatrixGateway
 from bot.matrix.mxc import is_local
+from bot.matrix.port import MatrixPort
 from bot.reminders import local_time
 from handlers.alerts import alert
 from handlers.delivery import (
@@ -166,7 +166,7 @@ class Effects:
     config: LiveConfig
     delivery: Delivery
     media: MediaLedger
-    gateway: MatrixGateway
+    gateway: MatrixPort
 
     # ---- in the step's transaction ------------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from datetime import timedelta
 
 from bot.errors import TransientError
 from bot.ids import UserID
-from bot.matrix.gateway import MatrixError, MatrixGateway, MediaInfo, PurgeOutcome
 from bot.matrix.mxc import is_local
+from bot.matrix.port import MatrixError, MediaInfo, MediaPort, PurgeOutcome
 from storage.media_ledger import NOT_OWNED, REMOTE, MediaEntry, MediaLedger
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def uploaded_for_message(info: MediaInfo, owner: UserID | None, sent_at_ms: int 
     return sent_at_ms - window_ms <= info.created_ms <= sent_at_ms + _CLOCK_SLACK_MS
 
 
-async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> None:
+async def purge_pending_media(media: MediaLedger, gateway: MediaPort) -> None:
     """Delete every due upload the homeserver confirms is the patient's; a refusal stays pending and is
     retried with backoff; one that is not theirs is settled and never deleted."""
     if not gateway.can_purge_media:
@@ -70,7 +70,7 @@ async def purge_pending_media(media: MediaLedger, gateway: MatrixGateway) -> Non
         )
 
 
-async def _purge_one(entry: MediaEntry, gateway: MatrixGateway) -> str | None:
+async def _purge_one(entry: MediaEntry, gateway: MediaPort) -> str | None:
     """The ledger status the entry ends in, or None if the homeserver refused (it stays pending)."""
     if not is_local(entry.url, gateway.server_name):
         return REMOTE

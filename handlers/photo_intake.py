@@ -20,7 +20,8 @@ from bot.ids import EventID
 from bot.images import Limits, Rejected, process_photo
 from bot.matrix.attachments import AttachmentError
 from bot.matrix.events import MediaMessage
-from bot.matrix.gateway import MatrixGateway, decrypt_file
+from bot.matrix.gateway import decrypt_file
+from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, PhotoTiming
 from handlers.attachment_fetch import AttachmentUnavailable, fetch_attachment
 from storage.photo_store import PhotoStore
@@ -57,7 +58,7 @@ class RejectedPhoto:
 
 @dataclass
 class PhotoIntake:
-    gateway: MatrixGateway
+    gateway: MatrixPort
     store: PhotoStore
     pool: CpuPool
     faults: FaultInjector

@@ -14,7 +14,7 @@ from bot.clock import Clock
 from bot.conversation import Begin
 from bot.errors import UserFacingError
 from bot.ids import UserID, server_name
-from bot.matrix.gateway import MatrixGateway
+from bot.matrix.port import MatrixPort
 from handlers.patient import PatientHandler
 from storage.photo_requests import PhotoRequestRepository
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PhotoRequests:
-    gateway: MatrixGateway
+    gateway: MatrixPort
     patient: PatientHandler
     requests: PhotoRequestRepository
     clock: Clock

@@ -15,7 +15,7 @@ from datetime import timedelta
 from bot.clock import Clock
 from bot.ids import server_name
 from bot.matrix.events import Invite
-from bot.matrix.gateway import MatrixGateway
+from bot.matrix.port import RoomPort
 from handlers.delivery import NOTIFY, Delivery
 from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
@@ -35,7 +35,7 @@ class InviteRefusals:
     refused: RefusedInvites
     outbox: Outbox
     delivery: Delivery
-    gateway: MatrixGateway
+    gateway: RoomPort
     config: LiveConfig
     clock: Clock
     allowed_servers: frozenset[str]

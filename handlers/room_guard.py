@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from bot.ids import RoomID, UserID
 from bot.matrix.events import Incoming, MembershipChange
-from bot.matrix.gateway import MatrixGateway
+from bot.matrix.port import RoomPort
 from bot.room_safety import assess, newcomers, room_facts
 from handlers.patient import PatientHandler
 from storage.rooms import Room
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RoomGuard:
-    gateway: MatrixGateway
+    gateway: RoomPort
     patient: PatientHandler
 
     async def admit(self, room_id: RoomID, patient: UserID) -> bool:

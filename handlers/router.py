@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from bot.errors import TransientError, error_reference
 from bot.ids import RoomID, UserID, server_name
 from bot.matrix.events import Incoming, Invite, UndecryptableMessage
-from bot.matrix.gateway import MatrixGateway, SyncBatch
+from bot.matrix.port import RoomPort, SyncBatch
 from bot.metrics import BotMetrics
 from handlers.delivery import Delivery
 from handlers.room_locks import RoomLocks
@@ -48,7 +48,7 @@ class Router:
     def __init__(
         self,
         *,
-        gateway: MatrixGateway,
+        gateway: RoomPort,
         rooms: RoomRepository,
         handled: HandledEvents,
         delivery: Delivery,

@@ -21,7 +21,7 @@ from bot.executor import CpuPool
 from bot.ids import EventID, RoomID, UserID
 from bot.images.size_limits import image_size
 from bot.matrix.attachments import encrypt_attachment
-from bot.matrix.gateway import MatrixError, MatrixGateway, PurgeOutcome
+from bot.matrix.port import MatrixError, MatrixPort, PurgeOutcome, RoomPort
 from bot.metrics import BotMetrics
 from handlers.record_packages import RecordPackages
 from storage.postings import Posting, PostingRepository
@@ -36,7 +36,7 @@ class DamagedPhotoError(Exception):
     """A photo's vault file failed its integrity check; the message says so in words a clinician reads."""
 
 
-def outsiders(gateway: MatrixGateway, config: LiveConfig, room_id: RoomID) -> list[UserID]:
+def outsiders(gateway: RoomPort, config: LiveConfig, room_id: RoomID) -> list[UserID]:
     """Members (joined or invited) of a staff room who are not allowlisted clinicians."""
     members = gateway.room_members(room_id) - {gateway.user_id}
     return sorted(member for member in members if not config.current.is_clinician(member))
@@ -44,7 +44,7 @@ def outsiders(gateway: MatrixGateway, config: LiveConfig, room_id: RoomID) -> li
 
 @dataclass
 class StaffMedia:
-    gateway: MatrixGateway
+    gateway: MatrixPort
     postings: PostingRepository
     submissions: SubmissionRepository
     vault: Vault

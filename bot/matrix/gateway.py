@@ -32,30 +32,41 @@ from nio.api import MessageDirection, RoomPreset
 from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
-from bot.errors import TransientError
 from bot.ids import DeviceID, EventID, RoomID, UserID, server_name
 from bot.matrix.attachments import decrypt_attachment
 from bot.matrix.events import EncryptedFile, Incoming, Invite, SenderKeys, convert
 from bot.matrix.message_content import message_content
 from bot.matrix.mxc import parse_mxc
+from bot.matrix.port import (
+    ForbiddenError,
+    MatrixError,
+    MatrixPort,
+    MediaGoneError,
+    MediaInfo,
+    PurgeOutcome,
+    SyncBatch,
+    TransientMatrixError,
+)
+
+# The port's value types and exceptions are re-exported: callers that import them from here keep working.
+__all__ = [
+    "Credentials",
+    "DeviceTrust",
+    "ForbiddenError",
+    "MatrixError",
+    "MatrixGateway",
+    "MediaGoneError",
+    "MediaInfo",
+    "PurgeOutcome",
+    "SyncBatch",
+    "TransientMatrixError",
+    "TrustDecision",
+    "decrypt_file",
+    "new_client",
+    "sync_once",
+]
 
 log = logging.getLogger(__name__)
-
-
-class MatrixError(Exception):
-    """The homeserver refused a request, for a reason that retrying will not fix."""
-
-
-class ForbiddenError(MatrixError):
-    """The homeserver refused because the bot lacks the permission (M_FORBIDDEN): retrying will not help."""
-
-
-class TransientMatrixError(MatrixError, TransientError):
-    """The homeserver could not be reached or was busy: try again later, nothing is lost."""
-
-
-class MediaGoneError(MatrixError):
-    """The homeserver does not have the upload (never there, or already deleted)."""
 
 
 class DeviceTrust(Enum):
@@ -66,21 +77,6 @@ class DeviceTrust(Enum):
 # Decides, for one device of one member of a room, whether it may receive the room's keys.
 # (room, user, device id, the device's ed25519 key as nio holds it) -> trust it or exclude it
 TrustDecision = Callable[[RoomID, UserID, DeviceID, str], Awaitable[DeviceTrust]]
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """The homeserver's own record of an upload (Synapse's admin media info): who uploaded it, and when."""
-
-    uploader: UserID | None  # None for remote media (cached from another server)
-    created_ms: int
-
-
-class PurgeOutcome(Enum):
-    DELETED = "deleted"
-    ALREADY_GONE = "already gone"
-    NOT_CONFIGURED = "not configured"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -576,17 +572,6 @@ def _error(action: str, response: object) -> MatrixError:
 # ---- syncing ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SyncBatch:
-    """One sync's worth of work, decrypted where possible, with every gap filled from /messages."""
-
-    next_batch: str
-    invites: tuple[Invite, ...]
-    timelines: dict[RoomID, list[Incoming]]
-    left_rooms: tuple[RoomID, ...]
-    one_time_key_count: int | None
-
-
 async def sync_once(
     gateway: MatrixGateway, since: str | None, *, full_state: bool, timeout_ms: int
 ) -> SyncBatch:
@@ -664,3 +649,7 @@ def _admin_media_path(mxc_url: str) -> str | None:
     if link is None:
         return None
     return f"/_synapse/admin/v1/media/{quote(link.server, safe='')}/{quote(link.media_id, safe='')}"
+
+
+# mypy proves here that the gateway is what the handlers are typed against.
+_IMPLEMENTS_THE_PORT: type[MatrixPort] = MatrixGateway
