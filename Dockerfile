@@ -6,6 +6,17 @@
 #
 # The base image is pinned by tag and by the digest of its multi-architecture index, so a rebuild starts
 # from the same bytes; to move to a newer Python patch release, change both and rebuild.
+# The web chat's page (web/) is built in a Node stage of its own: npm installs exactly web/package-lock.json
+# and esbuild writes bot/web_chat/static/, which is copied into the bot's tree before the wheel is built.
+# Node is needed to build the image, never in it.
+FROM node:20.20.2-bookworm-slim AS web
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs ./
+COPY web/src ./src
+RUN npm run build
+
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 RUN useradd --system --no-log-init --uid 10001 --home-dir /data --shell /usr/sbin/nologin photobot \
@@ -19,6 +30,7 @@ COPY pyproject.toml README.md LICENSE CHANGELOG.md ./
 COPY bot ./bot
 COPY handlers ./handlers
 COPY storage ./storage
+COPY --from=web /src/bot/web_chat/static ./bot/web_chat/static
 RUN pip install --no-cache-dir --disable-pip-version-check --no-deps . && photobot --version
 
 USER photobot

@@ -48,6 +48,18 @@ setup() {
     fi
 }
 
+web_chat() {
+    # The web chat's page (web/): npm installs exactly its lock file, esbuild bundles it into
+    # bot/web_chat/static/, which the wheel carries. Node is needed to build the bot, never to run it.
+    command -v npm >/dev/null || { echo "Building the web chat needs Node.js and npm (web/)." >&2; exit 1; }
+    local stamp="web/node_modules/.installed-$(sha256sum web/package-lock.json | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        echo "Installing the web chat's build tools into web/node_modules (from web/package-lock.json) ..."
+        (cd web && npm ci --no-audit --no-fund --loglevel=error) && touch "$stamp"
+    fi
+    (cd web && npm run build --silent)
+}
+
 installed() {
     # What a practice installs: the wheel built from this tree, in a virtual environment of its own, with the
     # runtime lock file and nothing else (not editable; the source tree is not on its sys.path). The tests in
@@ -96,6 +108,7 @@ case "${1:-}" in
         setup
         echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
         echo "== mypy"; .venv/bin/mypy
+        echo "== web chat"; web_chat
         echo "== wheel"; installed
         echo "== pytest"
         INSTALLED_PHOTOBOT_VENV="$PWD/.venv-installed" exec .venv/bin/python -m pytest "${@:2}"

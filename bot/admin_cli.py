@@ -21,7 +21,7 @@ from bot.key_rotation import KeyRotationUnfinishedError, refuse_unfinished_rotat
 from bot.keyring import Keyring, Sealer, load_master_key_file
 from bot.matrix.homeserver_audit import HomeserverAudit
 from bot.matrix.reachability import probe
-from bot.poster import render_poster, texts_for_server
+from bot.poster import WEB_CHAT_TEXTS, render_poster, texts_for_server
 from bot.production_check import admin_token_problem
 from bot.settings import Settings
 from handlers.admin import AdminDesk
@@ -182,12 +182,14 @@ def make_poster(
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
     servers = sorted(settings.allowed_servers)
     texts = texts_for_server(servers[0] if len(servers) == 1 else None)  # name the one server to join
+    web_chat_url = settings.web_chat.url if settings.web_chat.enabled else ""  # no app needed: the page
     poster = render_poster(
         practice_name,
         settings.user_id,
-        texts=texts,
+        texts=WEB_CHAT_TEXTS if web_chat_url else texts,
         phone=settings.practice_phone,
         opening_times=settings.opening_times,
+        web_chat_url=web_chat_url,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "photobot-poster.png").write_bytes(poster.png)

@@ -52,6 +52,7 @@ from bot.settings import Settings, SettingsError
 from bot.startup import Banner, after_restore, come_online, restore_notice
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
 from bot.trust_policy import DeviceVerdict, TrustPolicy
+from bot.web_chat.serve import web_chat_endpoint
 from handlers.admin import AdminDesk
 from handlers.clinician import ClinicianDesk
 from handlers.commands import Invocation
@@ -66,6 +67,7 @@ from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
 from handlers.reminders import ReminderJob
+from handlers.request_links import request_links_for
 from handlers.retention import RetentionJob
 from handlers.room_guard import RoomGuard
 from handlers.room_locks import RoomLocks
@@ -386,6 +388,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
         alerts=alerts,
         zone=settings.reminders.zone,
         undo_window=settings.undo_window,
+        request_links=request_links_for(settings.web_chat, database, sealer, audit, settings.reminders.zone),
     )
     retention = RetentionJob(database, submissions, audit, outbox, desk, config, clock, workspace_lock)
     admin = AdminDesk(config, audit, _redactor(outbox, database), retention.resume, identities)
@@ -726,7 +729,7 @@ async def _tell_admins_about_purges(app: App) -> None:
 
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
-    async with status_endpoint(app):  # first, so an operator sees a start-up that hangs
+    async with status_endpoint(app), web_chat_endpoint(app):  # first, so an operator sees a start-up hang
         await app.replay_deletion_ledger()  # before the clean-up: it may remove rows, making files orphans
         await app.clean_up_after_crash()
         log.info("%s", await _banner(app))

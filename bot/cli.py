@@ -35,6 +35,7 @@ from bot.production_check import (
     run_time_changes,
 )
 from bot.settings import Settings, SettingsError, load_settings
+from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.database import DatabaseBusyError, DatabaseError
@@ -135,6 +136,13 @@ async def _check(settings: Settings) -> int:
             audit = HomeserverAudit(settings.homeserver_url, session)
             await check_admin_token(audit, config.homeserver_admin_token.value, bot_token, found)
             await check_rooms(audit, bot_token, config, found)
+            await check_web_chat(
+                settings.web_chat,
+                settings.homeserver_url,
+                config.homeserver_admin_token.value,
+                session,
+                found.problems,
+            )
         check_people(settings, config, found)
         check_leftovers(settings, config, found)
         changed = run_time_changes(app.config.defaults, config, await app.config.repository.overrides())

@@ -143,7 +143,9 @@ def homeserver_config(
         "url_preview_enabled": False,
         "signing_key_path": str(base_dir / "signing.key"),
         "registration_shared_secret_path": str(shared_secret_path),
-        "enable_registration": False,
+        # Registration only with a registration token, which only an admin (the bot's web chat) makes.
+        "enable_registration": True,
+        "registration_requires_token": True,
         "report_stats": False,
         "trusted_key_servers": [],
         "suppress_key_server_warning": True,

@@ -91,6 +91,17 @@ class PosterTexts:
 DEFAULT_TEXTS = PosterTexts()
 
 
+WEB_CHAT_TEXTS = replace(
+    DEFAULT_TEXTS,
+    steps=(
+        "Point your phone's camera at the square code above, and tap the link that pops up. "
+        "No app or account is needed.",
+        "A private chat with the practice opens in your phone's web browser.",
+        DEFAULT_TEXTS.steps[2],
+    ),
+)
+
+
 def texts_for_server(account_server: str | None) -> PosterTexts:
     """The default texts, naming the server to make an account on when the practice allows only one."""
     if account_server is None:
@@ -177,11 +188,13 @@ def render_poster(
     texts: PosterTexts = DEFAULT_TEXTS,
     phone: str = "",
     opening_times: str = "",
+    web_chat_url: str = "",
 ) -> Poster:
     """Lay out the A4 poster at `dpi` (1240x1754 pixels at 150 dpi); return it as PNG and vector PDF.
 
-    `phone` and `opening_times`, when given, are printed above the footer."""
-    link = matrix_to_link(bot_user_id)
+    `phone` and `opening_times`, when given, are printed above the footer. With `web_chat_url` the QR code
+    opens the practice's web chat (no app needed) instead of a Matrix app's chat with the bot."""
+    link = web_chat_url or matrix_to_link(bot_user_id)
     name = " ".join(practice_name.split())
     if not name:
         raise PosterTextError("The practice name is empty.")

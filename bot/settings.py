@@ -19,6 +19,7 @@ from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID, server_name
 from bot.logs import LOG_FORMATS
 from bot.reminders import WEEKDAYS, ReminderPolicy, parse_days, parse_hours, parse_time
+from bot.web_chat.settings import WebChatSettings
 
 T = TypeVar("T")
 
@@ -87,6 +88,7 @@ class Settings:
     opening_times: str = ""  # printed on the poster when set
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos wait this long
+    web_chat: WebChatSettings = field(default_factory=WebChatSettings)  # off unless its port is set
 
     @property
     def store_dir(self) -> Path:
@@ -292,6 +294,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         undo_window=read.duration(
             "UNDO_WINDOW", timedelta(minutes=2), timedelta(seconds=10), timedelta(hours=1)
         ),
+        web_chat=_web_chat(read, homeserver_url),
     )
     if read.problems:
         raise SettingsError(read.problems)
@@ -338,4 +341,42 @@ def _reminder_policy(read: _Reader) -> ReminderPolicy:
         end=hours[1] if hours else default.end,
         digest_at=digest_at,
         zone=zone,
+    )
+
+
+def _web_chat(read: _Reader, homeserver_url: str) -> WebChatSettings:
+    """The web chat (issue 18): off unless PHOTOBOT_WEB_CHAT_PORT is set, and then it needs the page's URL."""
+    port = read.integer("WEB_CHAT_PORT", 0, 0, 65535)
+    url = read.text("WEB_CHAT_URL", "")
+    if port and urlparse(url).scheme not in {"http", "https"}:
+        read.problems.append(
+            f"{PREFIX}WEB_CHAT_URL must be the page's public address, like https://photos.example.org/, when "
+            f"{PREFIX}WEB_CHAT_PORT is set."
+        )
+    public_homeserver = read.text("WEB_CHAT_HOMESERVER_URL", homeserver_url).rstrip("/")
+    test_mode = read.flag("TEST_MODE", False)
+    minimum_period = timedelta(minutes=1) if test_mode else timedelta(days=1)
+    return WebChatSettings(
+        url=url,
+        host=read.text("WEB_CHAT_HOST", "127.0.0.1"),
+        port=port,
+        public=read.flag("WEB_CHAT_PUBLIC", False),
+        homeserver_url=public_homeserver,
+        contact=read.text("WEB_CHAT_CONTACT", "Please phone the practice instead."),
+        account_period=read.duration(
+            "WEB_CHAT_ACCOUNT_PERIOD", timedelta(days=14), minimum_period, timedelta(days=90)
+        ),
+        end_grace=read.duration(
+            "WEB_CHAT_END_GRACE",
+            timedelta(minutes=30),
+            timedelta(seconds=1) if test_mode else timedelta(minutes=1),
+            timedelta(days=1),
+        ),
+        poster_link_life=read.duration(
+            "WEB_CHAT_POSTER_LINK_LIFE", timedelta(minutes=10), timedelta(minutes=1), timedelta(hours=1)
+        ),
+        poster_per_address=read.integer("WEB_CHAT_POSTER_PER_ADDRESS", 5, 1, 1000),
+        poster_per_day=read.integer("WEB_CHAT_POSTER_PER_DAY", 200, 1, 100_000),
+        trust_proxy=read.flag("WEB_CHAT_TRUST_PROXY", False),
+        sweep_every=timedelta(seconds=2) if test_mode else timedelta(minutes=1),
     )

@@ -42,6 +42,7 @@ from handlers.alerts import alert
 from handlers.commands import Invocation, Outcome, UsageError, format_rows
 from handlers.identity import identity_header
 from handlers.patient import clinician_notice
+from handlers.request_links import RequestLinks, request_link
 from handlers.staff_media import StaffMedia, outsiders
 from storage.alert_events import AlertEvents
 from storage.audit import AuditAction, AuditLog
@@ -122,6 +123,7 @@ class ClinicianDesk:
     alerts: AlertEvents | None = None  # each submission's alert, edited (m.replace) as its status changes
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos stay this long
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
+    request_links: RequestLinks | None = None  # `!request link`: None when the web chat is off
 
     # ---- looking ------------------------------------------------------------------------------------
 
@@ -507,6 +509,10 @@ class ClinicianDesk:
             )
 
     async def request(self, cmd: Invocation) -> Outcome:
+        if (
+            cmd.words and cmd.words[0].lower() == "link"
+        ):  # a web chat link instead (handlers/request_links.py)
+            return await request_link(self.request_links, cmd)
         patient = cmd.word(0, "The patient's Matrix id")
         if not (patient.startswith("@") and ":" in patient):
             raise UsageError(f"{patient[:40]!r} is not a Matrix id like @name:server.")

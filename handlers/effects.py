@@ -36,6 +36,7 @@ from bot.conversation import (
 from bot.ids import RoomID
 from bot.keyring import Keyring
 from bot.matrix.events import Incoming, MediaMessage, OtherMessage
+from bot.matrix.message_content import CHOICES
 from bot.matrix.mxc import is_local
 from bot.matrix.port import MatrixPort
 from bot.reminders import local_time
@@ -189,9 +190,11 @@ class Effects:
         for index, effect in enumerate(effects):
             txn_id = derive_txn_id(source, index)
             match effect:
-                case Reply(text=text, private=private):
+                case Reply(text=text, private=private, choices=choices):
                     # Every reply to a patient is a question or an outcome: it notifies (issue 15).
                     payload: dict[str, Any] = {"text": text, NOTIFY: True}
+                    if choices:  # buttons for clients that show them (the web chat); Element ignores them
+                        payload[CHOICES] = [{"label": c.label, "answer": c.answer} for c in choices]
                     if private is not None:
                         payload[PRIVATE] = private
                     if source.startswith("begin:"):

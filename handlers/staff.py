@@ -104,7 +104,7 @@ def command_table(
         Command("share", c, "!share REF <second-opinion|teaching>", "a package to share (needs the patient's consent)", clinic.share),
         Command("delete", c, "!delete REF <reason>", "destroy it everywhere, with a receipt (asks you to confirm)", clinic.delete),
         Command("undo", c, "!undo REF", "keep the photos of a view-then-delete you just described", clinic.undo),
-        Command("request", c, "!request @patient:server <area> [-- note]", "ask a patient for a photo", clinic.request),
+        Command("request", c, "!request @patient:server|link <area> [-- note]", "ask a patient for a photo (link: a web chat link for SMS or email)", clinic.request),
         Command("audit", c, "!audit REF", "its audit trail", clinic.audit_trail),
         *admin_commands(admin, help_for),
     ]  # fmt: skip

@@ -108,6 +108,9 @@ class AuditAction(StrEnum):
     IMAGES_DESTROYED = "images_destroyed"
     UNDO = "undo"  # a clinician kept the photos a description was about to destroy
     IDENTITY_SHOWN = "identity_shown"  # a clinician was shown the NHS number (the `!view` header)
+    WEB_LINK = "web_link"  # a clinician made a web chat link for a photo request
+    WEB_ACCOUNT_OPENED = "web_account_opened"  # a web chat link's throwaway account got its chat
+    WEB_ACCOUNT_CLOSED = "web_account_closed"  # a web chat account was deactivated and erased
 
 
 class AuditLogError(Exception):

@@ -338,4 +338,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE submissions ADD COLUMN destroy_at TEXT;  -- described view-then-delete: photos go then
         """,
     ),
+    Migration(
+        15,
+        "web chat links: single-use tokens (only their SHA-256) and the throwaway accounts they made",
+        """
+        CREATE TABLE web_links (
+            token_hash TEXT PRIMARY KEY,         -- SHA-256 (hex) of the link's token; the token is never stored
+            kind TEXT NOT NULL,                  -- 'request' (a clinician's !request link) or 'poster'
+            details BLOB,                        -- sealed JSON of a request link: area, note, the clinician
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,            -- the link must be redeemed by then
+            redeemed_at TEXT,                    -- the one redemption: a Synapse registration token was made
+            username TEXT,                       -- the random localpart the bot chose (web-...), no patient data
+            room_id TEXT,                        -- the chat the bot opened once the page was ready
+            account_until TEXT,                  -- the account is erased then at the latest
+            closed_at TEXT,                      -- the account was deactivated and erased
+            closed_reason TEXT
+        );                                       -- a rowid table (see private_sent)
+        CREATE INDEX web_links_by_kind ON web_links (kind, created_at);
+        CREATE INDEX web_links_open ON web_links (closed_at, redeemed_at);
+        """,
+    ),
 )

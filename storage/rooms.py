@@ -97,3 +97,13 @@ class RoomRepository:
         ) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def latest_patient_room_of(self, member: UserID) -> RoomID | None:
+        """The most recent open patient room of this user (found by keyed hash), or None."""
+        async with self._db.connection.execute(
+            "SELECT room_id FROM rooms WHERE member_lookup = ? AND kind = ? AND closed_at IS NULL"
+            " ORDER BY joined_at DESC LIMIT 1",
+            (self._lookup(member), RoomKind.PATIENT.value),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return RoomID(row[0]) if row else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.conversation.choices import Choice
 from bot.ids import EventID
 from bot.screening_flags import EarlierScreening
 
@@ -19,6 +20,7 @@ class Reply:
 
     text: str = field(repr=False)
     private: str | None = None
+    choices: tuple[Choice, ...] = ()  # the answers this question takes (a hint for clients with buttons)
 
 
 NHS_NUMBER_SHOWN = "nhs_number"  # a `Reply.private` tag: the message reads the NHS number back

@@ -36,6 +36,7 @@ from bot.conversation.answers import (
     number_unknown,
     reaction_answer,
 )
+from bot.conversation.choices import choices_for
 from bot.conversation.effects import (
     NHS_NUMBER_SHOWN,
     DestroyPhotos,
@@ -86,6 +87,22 @@ class NoConversationError(ValueError):
 def step(conversation: Conversation | None, event: Input, policy: Policy) -> Outcome:
     """The next conversation and what the handler must do. Deterministic; raises only
     `NoConversationError`."""
+    return _with_choices(_next(conversation, event, policy))
+
+
+def _with_choices(outcome: Outcome) -> Outcome:
+    """The last reply (the question now asked) carries the answers it takes, for clients with buttons."""
+    conversation, effects = outcome
+    choices = choices_for(conversation)
+    last = next((i for i in range(len(effects) - 1, -1, -1) if isinstance(effects[i], Reply)), None)
+    if not choices or last is None:
+        return outcome
+    question = effects[last]
+    assert isinstance(question, Reply)
+    return conversation, (*effects[:last], replace(question, choices=choices), *effects[last + 1 :])
+
+
+def _next(conversation: Conversation | None, event: Input, policy: Policy) -> Outcome:
     say = Writer(policy)
     if isinstance(event, Begin):
         return _begin(conversation, event, say)

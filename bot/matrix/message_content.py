@@ -21,6 +21,8 @@ from typing import Any
 
 TEXT_ONLY = "text_only"  # a payload's flag: patient-supplied words inside, send the body only (no HTML)
 NOTICE = "m.notice"
+CHOICES = "choices"  # a payload's list of {"label", "answer"}: the answers a patient's question takes
+CHOICES_KEY = "uk.co.gpphotobot.choices"  # where the event carries them (Element ignores unknown keys)
 TEXT = "m.text"
 
 
@@ -77,7 +79,7 @@ def message_content(
 def content_of(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A queued message's content; the payload holds `text` and, optionally, how to send it."""
     mention = payload.get("mention_users")
-    return message_content(
+    content = message_content(
         str(payload["text"]),
         msgtype=TEXT if payload.get("msgtype") == TEXT else NOTICE,
         plain=bool(payload.get(TEXT_ONLY, False)),
@@ -86,6 +88,14 @@ def content_of(payload: Mapping[str, Any]) -> dict[str, Any]:
         reply_to=_event(payload.get("reply_to")),
         replaces=_event(payload.get("replaces")),
     )
+    choices = payload.get(CHOICES)
+    if isinstance(choices, list) and choices and "m.new_content" not in content:
+        content[CHOICES_KEY] = [
+            {"label": str(choice["label"]), "answer": str(choice["answer"])}
+            for choice in choices
+            if isinstance(choice, dict) and "label" in choice and "answer" in choice
+        ]
+    return content
 
 
 def _event(value: object) -> str | None:

@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from bot.poster import (
     DEFAULT_TEXTS,
+    WEB_CHAT_TEXTS,
     Box,
     InvalidUserIdError,
     Poster,
@@ -199,6 +200,19 @@ def test_the_qr_code_opens_a_chat_with_the_bot(poster: Poster) -> None:
     assert [code.text for code in codes] == [LINK]
     assert codes[0].format == zxingcpp.BarcodeFormat.QRCode
     assert codes[0].ec_level in {"M", "Q"}
+
+
+def test_with_the_web_chat_the_qr_code_opens_the_page_and_says_no_app_is_needed() -> None:
+    """A practice with the web chat prints a QR code (and written link) holding the page's address, and
+    steps that need no app."""
+    url = "https://photos.riverside-surgery.example/"
+    poster = render_poster(PRACTICE, BOT, texts=WEB_CHAT_TEXTS, web_chat_url=url)
+    assert _scan(_png(poster)) == [url]
+    _, text = _pdf_page(poster.pdf)
+    flat = " ".join(text.split())
+    assert url in flat
+    assert "No app or account is needed." in flat
+    assert "Element" not in flat
 
 
 def test_the_qr_code_has_a_clear_quiet_zone(poster: Poster) -> None:
