@@ -99,7 +99,7 @@ case "${1:-}" in
         ;;
     demo)
         setup
-        exec .venv/bin/photobot demo "${@:2}"
+        exec .venv/bin/python -m devtools.demo "${@:2}"  # from this folder: devtools/ is not installed
         ;;
     lock)
         lock

@@ -15,9 +15,9 @@ import aiohttp
 
 from bench.proc_stats import CpuReading, memory_kib, process_cpu
 from bench.prometheus import MetricsUnavailableError, scrape
-from bot.demo.bot_process import BotProcess
 from bot.ids import UserID
-from bot.local_homeserver import LocalHomeserver, pick_free_port
+from devtools.demo.bot_process import BotProcess
+from devtools.local_homeserver import LocalHomeserver, pick_free_port
 
 
 @dataclass

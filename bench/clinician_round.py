@@ -28,8 +28,8 @@ from bench.photos import GeneratedPhoto
 from bench.prometheus import HistogramDelta, histogram_delta
 from bench.stats import ms, percentile, ratio
 from bench.targets import FORWARD_P50_MS
-from bot.demo.people import Person
 from bot.ids import RoomID
+from devtools.demo.people import Person
 
 FORWARD = "photobot_photo_forward_seconds"
 STEP_TIMEOUT = 300.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.nhs_numbers import synthetic_numbers
 from bench.proc_stats import CpuReading, group_cpu
-from bot.local_homeserver import LocalHomeserver
+from devtools.local_homeserver import LocalHomeserver
 
 
 @dataclass

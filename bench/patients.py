@@ -21,10 +21,10 @@ from typing import Any
 import nio
 
 from bench.photos import GeneratedPhoto
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver
 from bot.matrix.attachments import EncryptedUpload, encrypt_attachment
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver
 
 STEP_TIMEOUT = 180.0  # generous: fifty patients enrol at once on two busy cores
 QUIET_SECONDS = 0.5

@@ -18,7 +18,7 @@ from bench.photo_round import photo_round
 from bench.photos import FULL_SIZE, SMALL_SIZE, camera_jpeg, iphone_heic
 from bench.table import clinician_table, rounds_table, verdicts_table
 from bench.targets import Verdict, judge
-from bot.local_homeserver import LocalHomeserver, default_synapse_python
+from devtools.local_homeserver import LocalHomeserver, default_synapse_python
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"

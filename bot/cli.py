@@ -1,4 +1,4 @@
-"""The `photobot` command: init, run, check, demo. The only place that reads the process environment."""
+"""The `photobot` command: init, run, check, admin, backup ... The only place that reads the process environment."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from dotenv import dotenv_values
 
 from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
-from bot.app import NotInitialisedError, initialise, open_app, run
+from bot.app import NotInitialisedError, open_app
 from bot.clock import Clock, OffsetClock, SystemClock
 from bot.exit_codes import ExitCode, exit_code_table
+from bot.initialise import initialise
 from bot.key_rotation import KeyRotationError
 from bot.keyring import MasterKeyError
 from bot.leak_scan import leak_scan_command
@@ -34,6 +35,7 @@ from bot.production_check import (
     check_rooms,
     run_time_changes,
 )
+from bot.serve import run
 from bot.settings import Settings, SettingsError, load_settings
 from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
@@ -41,6 +43,7 @@ from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.database import DatabaseBusyError, DatabaseError
 
 CHECK_SECONDS = 30.0
+DEMO_ELSEWHERE = "it runs from a source checkout, with `bash dev.sh demo`"
 
 # What stops a command with a message for the operator, and the exit status each means (bot.exit_codes).
 _TEMPORARY = (TransientMatrixError, DataDirBusyError, DatabaseBusyError)
@@ -104,7 +107,7 @@ async def _check(settings: Settings) -> int:
     found = Findings()
     try:
         print("The database passed SQLite's integrity check.")
-        checked, damaged = await app.damaged_images()
+        checked, damaged = await app.checks.damaged_images()
         if damaged:
             found.problems.append(
                 f"{len(damaged)} of {checked} stored image(s) cannot be shown: their files are missing or "
@@ -131,7 +134,7 @@ async def _check(settings: Settings) -> int:
             f"The homeserver {settings.homeserver_url} knows the bot as {user}, device {app.gateway.device_id}."
         )
         config = app.config.current
-        bot_token = app.gateway.client.access_token
+        bot_token = app.gateway.access_token()
         async with HomeserverAudit.session() as session:
             audit = HomeserverAudit(settings.homeserver_url, session)
             await check_admin_token(audit, config.homeserver_admin_token.value, bot_token, found)
@@ -209,8 +212,10 @@ def _parser() -> argparse.ArgumentParser:
     backup_parser.add_argument("destination", type=Path, metavar="DEST", help="a new directory")
     restore_parser = command("restore", "restore a backup (the bot must be stopped)")
     restore_parser.add_argument("source", type=Path, metavar="SRC", help="a directory made by backup")
-    demo = command("demo", "the whole journey on a throwaway local homeserver")
-    demo.add_argument("--keep", type=Path, default=None, help="keep the demo's files in this directory")
+    # The demo needs the throwaway homeserver and test people, which a practice's install does not carry
+    # (they live in devtools/, beside the application): the command stays only to say where the demo is.
+    demo = command("demo", f"not in an installed bot: {DEMO_ELSEWHERE}")
+    demo.add_argument("--keep", help=argparse.SUPPRESS)  # accepted, so the answer is where the demo is
     leak = command("leak-scan", "look for images, NHS numbers and keys left in clear")
     leak.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="files or directories to scan")
     leak.add_argument(
@@ -240,9 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         return leak_scan_command(args.paths, args.master_key, args.log, print)
 
     if args.command == "demo":
-        from bot.demo.run import run_demo  # noqa: PLC0415 (the demo pulls in test-homeserver tooling)
-
-        return asyncio.run(run_demo(args.keep))
+        print(f"The demo is not part of an installed bot: {DEMO_ELSEWHERE}.", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format)
@@ -257,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "audit":
             return asyncio.run(verify_audit(settings, SystemClock(), print))
         elif args.command == "poster":
-            return make_poster(settings, settings.practice_name, args.out, print)
+            return make_poster(settings, settings.practice.practice_name, args.out, print)
         elif args.command == "key":
             return asyncio.run(rotate_key(settings, _clock(settings), print))
         elif args.command == "backup":

@@ -48,7 +48,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.clock import Clock, iso
+from bot.clock import Clock
+from bot.durable_files import fsync_directory
 from bot.faults import FaultInjector
 from bot.keyring import (
     CryptoError,
@@ -57,13 +58,14 @@ from bot.keyring import (
     MasterKeyError,
     create_master_key_file,
     destroy_master_key_file,
-    fsync_directory,
     load_master_key_file,
 )
 from bot.matrix.store_rekey import nio_store_opens, rekey_nio_store, store_database_path
+from storage.account import bot_device
 from storage.audit import AuditLog
 from storage.database import Database
 from storage.deletion_ledger import DeletionLedger
+from storage.key_rotations import DigestColumn, KeyRotations, Rotation
 from storage.sealed_columns import check_all, columns_under_key, known_column, reseal_all
 from storage.vault import IMAGE_DIGEST_PURPOSE, ImageUnreadableError, Vault
 
@@ -77,14 +79,6 @@ class KeyRotationError(Exception):
 
 class KeyRotationUnfinishedError(KeyRotationError):
     """A rotation was started and not finished: the bot must not start until it is."""
-
-
-@dataclass(frozen=True)
-class Rotation:
-    rotation_id: int
-    old_key_id: str
-    new_key_id: str
-    phase: str
 
 
 @dataclass(frozen=True)
@@ -109,24 +103,9 @@ def previous_key_path(key_file: Path) -> Path:
     return key_file.with_name(key_file.name + ".previous")
 
 
-async def unfinished_rotation(database: Database) -> Rotation | None:
-    async with database.connection.execute(
-        "SELECT rotation_id, old_key_id, new_key_id, phase FROM key_rotations WHERE finished_at IS NULL"
-    ) as cursor:
-        row = await cursor.fetchone()
-    if row is None:
-        return None
-    return Rotation(
-        int(row["rotation_id"]),
-        str(row["old_key_id"]),
-        str(row["new_key_id"]),
-        str(row["phase"]),
-    )
-
-
 async def refuse_unfinished_rotation(database: Database) -> None:
     """Raise `KeyRotationUnfinishedError` if a rotation was started and not finished."""
-    rotation = await unfinished_rotation(database)
+    rotation = await KeyRotations(database).unfinished()
     if rotation is not None:
         raise KeyRotationUnfinishedError(
             f"A master-key rotation from {rotation.old_key_id} to {rotation.new_key_id} is unfinished "
@@ -162,6 +141,7 @@ class KeyRotation:
         self._next = next_key_path(master_key_file)
         self._previous = previous_key_path(master_key_file)
         self._db = database
+        self._rotations = KeyRotations(database)
         self._vault_dir = vault_dir
         self._store_dir = store_dir
         self._ledger_file = ledger_file
@@ -176,7 +156,7 @@ class KeyRotation:
                 f"The master key file {self._key_file} is a symbolic link (a mounted secret?). Rotate by "
                 "pointing PHOTOBOT_MASTER_KEY_FILE at a regular file the bot's user owns, then run this again."
             )
-        rotation = await unfinished_rotation(self._db)
+        rotation = await self._rotations.unfinished()
         configured = load_master_key_file(self._key_file)
         old: MasterKey | None
         if rotation is None:
@@ -218,13 +198,7 @@ class KeyRotation:
             await asyncio.to_thread(self._install, configured)
             await self._set_phase(rotation, "new key installed")
         destroyed = await asyncio.to_thread(destroy_master_key_file, self._previous)
-        now = iso(self._clock.now())
-        async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE key_rotations SET phase = 'finished', updated_at = ?, finished_at = ?"
-                " WHERE rotation_id = ?",
-                (now, now, rotation.rotation_id),
-            )
+        await self._rotations.finish(rotation, self._clock.now())
         self._say(
             f"The old master key {rotation.old_key_id} is destroyed; {self._key_file} holds {new.key_id}. "
             "Back up the new key file now: backups made before this rotation can no longer be read."
@@ -298,23 +272,10 @@ class KeyRotation:
     # ---- the database ---------------------------------------------------------------------------------
 
     async def _record(self, old: MasterKey, new: MasterKey) -> Rotation:
-        now = iso(self._clock.now())
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
-                "INSERT INTO key_rotations (old_key_id, new_key_id, phase, started_at, updated_at)"
-                " VALUES (?, ?, 're-wrapping', ?, ?)",
-                (old.key_id, new.key_id, now, now),
-            )
-            rotation_id = cursor.lastrowid
-        assert rotation_id is not None
-        return Rotation(rotation_id, old.key_id, new.key_id, "re-wrapping")
+        return await self._rotations.record(old.key_id, new.key_id, self._clock.now())
 
     async def _set_phase(self, rotation: Rotation, phase: str) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE key_rotations SET phase = ?, updated_at = ? WHERE rotation_id = ?",
-                (phase, iso(self._clock.now()), rotation.rotation_id),
-            )
+        await self._rotations.set_phase(rotation, phase, self._clock.now())
 
     async def _refuse_unknown_sealed_columns(self, old_key_id: str) -> None:
         unknown = await columns_under_key(self._db, old_key_id, ignore=known_column)
@@ -329,37 +290,15 @@ class KeyRotation:
         """Every image key not yet under the new key, re-wrapped; one transaction per image."""
         vault = Vault(self._vault_dir, keyring)
         prefix = Keyring.blob_prefix(keyring.current_key_id)
-        async with self._db.connection.execute(
-            "SELECT 'wrapped_key' AS key_column, photo_id, photo_id AS image_id, wrapped_key AS wrapped"
-            " FROM photos WHERE original_destroyed_at IS NULL AND typeof(wrapped_key) = 'blob'"
-            " AND length(wrapped_key) > 0 AND substr(wrapped_key, 1, :n) != :prefix"
-            " UNION ALL SELECT 'record_wrapped_key', photo_id, record_image_id, record_wrapped_key FROM photos"
-            " WHERE record_image_id IS NOT NULL AND typeof(record_wrapped_key) = 'blob'"
-            " AND length(record_wrapped_key) > 0 AND substr(record_wrapped_key, 1, :n) != :prefix"
-            " ORDER BY photo_id, key_column",
-            {"n": len(prefix), "prefix": prefix},
-        ) as cursor:
-            rows = await cursor.fetchall()
         problems: list[str] = []
         done = 0
-        for row in rows:
-            image_id, wrapped = str(row["image_id"]), bytes(row["wrapped"])
+        for key in await self._rotations.image_keys_not_under(prefix):
             try:
-                rewrapped = vault.rewrap(image_id, wrapped)
+                rewrapped = vault.rewrap(key.image_id, key.wrapped)
             except ImageUnreadableError as error:
                 problems.append(str(error))
                 continue
-            column = "wrapped_key" if row["key_column"] == "wrapped_key" else "record_wrapped_key"
-            async with self._db.transaction() as db:
-                await db.execute(
-                    f"UPDATE photos SET {column} = ? WHERE photo_id = ? AND {column} = ?",  # noqa: S608
-                    (rewrapped, row["photo_id"], wrapped),  # the column is one of two fixed names
-                )
-                await db.execute(
-                    "UPDATE key_rotations SET images_rewrapped = images_rewrapped + 1, updated_at = ?"
-                    " WHERE rotation_id = ?",
-                    (iso(self._clock.now()), rotation.rotation_id),
-                )
+            await self._rotations.replace_image_key(rotation, key, rewrapped, self._clock.now())
             done += 1
             self._faults.hit(FAULT_POINT)
         if problems:
@@ -382,9 +321,7 @@ class KeyRotation:
         return outcome.value
 
     async def _device(self) -> tuple[str, str] | None:
-        async with self._db.connection.execute("SELECT user_id, device_id FROM bot_account") as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else (str(row["user_id"]), str(row["device_id"]))
+        return await bot_device(self._db)
 
     # ---- verification -----------------------------------------------------------------------------------
 
@@ -416,37 +353,19 @@ class KeyRotation:
     async def _verify_images(self, alone: Keyring) -> tuple[int, list[str]]:
         """Every stored image read back (unwrap, decrypt, tag check); its keyed digest made the new key's."""
         vault = Vault(self._vault_dir, alone)
-        async with self._db.connection.execute(
-            "SELECT photo_id, wrapped_key, digest, original_destroyed_at, record_image_id,"
-            " record_wrapped_key, record_digest FROM photos ORDER BY photo_id"
-        ) as cursor:
-            rows = await cursor.fetchall()
         problems: list[str] = []
-        digests: list[tuple[str, str, str]] = []  # (column, digest, photo id)
+        digests: list[tuple[DigestColumn, str, str]] = []  # (column, digest, photo id)
         verified = 0
-        for row in rows:
-            images = []
-            if row["original_destroyed_at"] is None and row["wrapped_key"]:
-                images.append(("digest", str(row["photo_id"]), bytes(row["wrapped_key"]), row["digest"]))
-            if row["record_image_id"]:
-                wrapped = bytes(row["record_wrapped_key"] or b"")
-                images.append(("record_digest", str(row["record_image_id"]), wrapped, row["record_digest"]))
-            for column, image_id, wrapped, stored_digest in images:
-                try:
-                    data = await asyncio.to_thread(vault.get, image_id, wrapped)
-                except (ImageUnreadableError, CryptoError) as error:
-                    problems.append(str(error))
-                    continue
-                digest = alone.keyed_digest(data, purpose=IMAGE_DIGEST_PURPOSE)
-                del data
-                verified += 1
-                if digest != stored_digest:
-                    digests.append((column, digest, str(row["photo_id"])))
-        if digests:
-            async with self._db.transaction() as db:
-                for column, digest, photo_id in digests:
-                    await db.execute(
-                        f"UPDATE photos SET {column} = ? WHERE photo_id = ?",  # noqa: S608 - two fixed names
-                        (digest, photo_id),
-                    )
+        for image in await self._rotations.stored_images():
+            try:
+                data = await asyncio.to_thread(vault.get, image.image_id, image.wrapped)
+            except (ImageUnreadableError, CryptoError) as error:
+                problems.append(str(error))
+                continue
+            digest = alone.keyed_digest(data, purpose=IMAGE_DIGEST_PURPOSE)
+            del data
+            verified += 1
+            if digest != image.digest:
+                digests.append((image.digest_column, digest, image.photo_id))
+        await self._rotations.replace_digests(digests)
         return verified, problems

@@ -73,6 +73,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bot.durable_files import fsync_directory, write_all
+
 MASTER_KEY_BYTES = 32
 DATA_KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -137,15 +139,6 @@ def _format_master_key_file(key: MasterKey) -> bytes:
     return f"{MASTER_KEY_FILE_MAGIC} {MASTER_KEY_FILE_VERSION} {key.key_id} {encoded}\n".encode("ascii")
 
 
-def fsync_directory(directory: Path) -> None:
-    """Sync `directory` itself, so that a file created, renamed or removed in it stays so after a crash."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def create_master_key_file(path: Path) -> MasterKey:
     """Create a new master key file at `path` (mode 0600) and return the key; never overwrite a file.
 
@@ -193,14 +186,6 @@ def create_master_key_file(path: Path) -> MasterKey:
             temporary.unlink()
     fsync_directory(directory)
     return key
-
-
-def write_all(fd: int, data: bytes | memoryview) -> None:
-    """Write all of `data` to `fd` (os.write may write less than asked)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def destroy_master_key_file(path: Path) -> bool:

@@ -1,5 +1,10 @@
 """Settings: parsed once at start-up into an immutable, typed object.
 
+One model for the configuration: `PracticeConfig` declares what a practice may change at run time (the
+admin room's `!set`, `photobot admin set`), and `Settings.practice` holds the environment's values of those
+same fields, the starting point that storage/practice_config.py lays the stored changes over. The rest of
+`Settings` (where the homeserver and data are, logging, test switches) is fixed for the life of the process.
+
 Only the entry point reads the environment; it hands the mapping to `load_settings`, which reports every
 problem at once (an operator fixing a deployment should not have to restart ten times to find ten typos).
 Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings object can be logged.
@@ -8,7 +13,7 @@ Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +24,7 @@ from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID, server_name
 from bot.logs import LOG_FORMATS
 from bot.reminders import WEEKDAYS, ReminderPolicy, parse_days, parse_hours, parse_time
+from bot.texts import Texts
 from bot.web_chat.settings import WebChatSettings
 
 T = TypeVar("T")
@@ -51,6 +57,59 @@ class SettingsError(Exception):
 
 
 @dataclass(frozen=True)
+class PracticeConfig:
+    """What the practice may change at run time: who the clinicians and admins are, which rooms the bot
+    serves, the practice's name, texts, limits and windows, and the homeserver-admin credential."""
+
+    practice_name: str
+    clinicians: frozenset[UserID]
+    admins: frozenset[UserID]
+    clinician_rooms: frozenset[RoomID]
+    admin_room: RoomID | None
+    max_photos: int
+    max_photo_mb: int
+    max_megapixels: int
+    conversation_timeout: timedelta
+    viewing_window: timedelta
+    request_expiry: timedelta
+    retention: timedelta
+    retention_warning: timedelta
+    retention_max_per_run: int
+    texts: Mapping[str, str] = field(default_factory=dict)
+    homeserver_admin_token: Secret = field(default_factory=lambda: Secret(""))
+    # How long an earlier screening in the same chat travels with the next submission (a refusal too).
+    screening_memory: timedelta = timedelta(days=30)
+    # Staff who have no cross-signing identity: "refuse" (their commands are not obeyed and their devices
+    # get no keys) or "allow" (every device of theirs is trusted on first use, as before cross-signing).
+    staff_without_cross_signing: str = "refuse"
+
+    @property
+    def max_photo_bytes(self) -> int:
+        return self.max_photo_mb * 1_000_000
+
+    @property
+    def max_pixels(self) -> int:
+        return self.max_megapixels * 1_000_000
+
+    def patient_texts(self) -> Texts:
+        """The patient-facing texts: the built-in ones with the practice's changes laid over them."""
+        return replace(Texts(), **dict(self.texts))
+
+    def is_clinician(self, user_id: UserID) -> bool:
+        return user_id in self.clinicians
+
+    def is_admin(self, user_id: UserID) -> bool:
+        return user_id in self.admins
+
+    def staff_room_kind(self, room_id: RoomID) -> str | None:
+        if room_id in self.clinician_rooms:
+            return "clinician"
+        if room_id == self.admin_room:
+            return "admin"
+        return None
+
+
+@dataclass(frozen=True)
 class Settings:
     homeserver_url: str
     user_id: UserID
@@ -58,23 +117,9 @@ class Settings:
     master_key_file: Path
     password: Secret
     device_name: str
-    practice_name: str
     allowed_servers: frozenset[str]
-    clinicians: frozenset[UserID]
-    admins: frozenset[UserID]
-    clinician_rooms: frozenset[RoomID]
-    admin_room: RoomID | None
-    max_photos: int
-    max_photo_bytes: int
-    max_pixels: int
-    conversation_timeout: timedelta
-    viewing_window: timedelta
-    request_expiry: timedelta
-    retention: timedelta
-    retention_warning: timedelta
-    retention_max_per_run: int
+    practice: PracticeConfig  # the environment's values; the database's changes win (LiveConfig)
     test_mode: bool
-    homeserver_admin_token: Secret
     cpu_workers: int
     log_level: str
     log_format: str
@@ -83,7 +128,6 @@ class Settings:
     status_port: int = 0  # 0: the metrics and health endpoint is off
     status_public: bool = False
     test_clock_file: Path | None = None  # test mode only: a file holding seconds to add to the clock
-    screening_memory: timedelta = timedelta(days=30)  # earlier screenings in a chat travel this long
     practice_phone: str = ""  # printed on the poster when set
     opening_times: str = ""  # printed on the poster when set
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
@@ -254,32 +298,34 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         master_key_file=master_key_file,
         password=Secret(read.raw("PASSWORD") or ""),
         device_name=read.text("DEVICE_NAME", "GP Photo Bot"),
-        practice_name=read.text("PRACTICE_NAME", "your GP practice"),
         allowed_servers=allowed,
-        clinicians=read.user_ids("CLINICIANS"),
-        admins=read.user_ids("ADMINS"),
-        clinician_rooms=read.room_ids("CLINICIAN_ROOMS"),
-        admin_room=next(iter(admin_rooms), None),
-        max_photos=read.integer("MAX_PHOTOS", 5, 1, 20),
-        max_photo_bytes=read.integer("MAX_PHOTO_MB", 20, 1, 100) * 1_000_000,
-        max_pixels=read.integer("MAX_MEGAPIXELS", 50, 1, 200) * 1_000_000,
-        conversation_timeout=_conversation_timeout(read),
-        viewing_window=read.duration(
-            "VIEWING_WINDOW", timedelta(minutes=30), timedelta(seconds=10), timedelta(days=2)
-        ),
-        request_expiry=read.duration(
-            "REQUEST_EXPIRY", timedelta(days=3), timedelta(minutes=5), timedelta(days=30)
-        ),
-        retention=read.duration("RETENTION", timedelta(days=30), timedelta(days=1), timedelta(days=3650)),
-        retention_warning=read.duration(
-            "RETENTION_WARNING", timedelta(days=7), timedelta(hours=1), timedelta(days=365)
-        ),
-        retention_max_per_run=read.integer("RETENTION_MAX_PER_RUN", 20, 1, 1000),
-        screening_memory=read.duration(
-            "SCREENING_MEMORY", timedelta(days=30), timedelta(hours=1), timedelta(days=365)
+        practice=PracticeConfig(
+            practice_name=read.text("PRACTICE_NAME", "your GP practice"),
+            clinicians=read.user_ids("CLINICIANS"),
+            admins=read.user_ids("ADMINS"),
+            clinician_rooms=read.room_ids("CLINICIAN_ROOMS"),
+            admin_room=next(iter(admin_rooms), None),
+            max_photos=read.integer("MAX_PHOTOS", 5, 1, 20),
+            max_photo_mb=read.integer("MAX_PHOTO_MB", 20, 1, 100),
+            max_megapixels=read.integer("MAX_MEGAPIXELS", 50, 1, 200),
+            conversation_timeout=_conversation_timeout(read),
+            viewing_window=read.duration(
+                "VIEWING_WINDOW", timedelta(minutes=30), timedelta(seconds=10), timedelta(days=2)
+            ),
+            request_expiry=read.duration(
+                "REQUEST_EXPIRY", timedelta(days=3), timedelta(minutes=5), timedelta(days=30)
+            ),
+            retention=read.duration("RETENTION", timedelta(days=30), timedelta(days=1), timedelta(days=3650)),
+            retention_warning=read.duration(
+                "RETENTION_WARNING", timedelta(days=7), timedelta(hours=1), timedelta(days=365)
+            ),
+            retention_max_per_run=read.integer("RETENTION_MAX_PER_RUN", 20, 1, 1000),
+            screening_memory=read.duration(
+                "SCREENING_MEMORY", timedelta(days=30), timedelta(hours=1), timedelta(days=365)
+            ),
+            homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
         ),
         test_mode=read.flag("TEST_MODE", False),
-        homeserver_admin_token=Secret(read.raw("HOMESERVER_ADMIN_TOKEN") or ""),
         cpu_workers=read.integer("CPU_WORKERS", 2, 1, 64),
         log_level=log_level,
         log_format=log_format,

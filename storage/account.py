@@ -74,3 +74,10 @@ class AccountRepository:
                     created,
                 ),
             )
+
+
+async def bot_device(database: Database) -> tuple[str, str] | None:
+    """The bot's (user id, device id), read without the master key (a key rotation reads it mid-way)."""
+    async with database.connection.execute("SELECT user_id, device_id FROM bot_account") as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else (str(row["user_id"]), str(row["device_id"]))

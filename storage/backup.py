@@ -49,7 +49,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.clock import Clock, iso
-from bot.keyring import CryptoError, Keyring, Sealer, fsync_directory, write_all
+from bot.durable_files import fsync_directory, fsync_file, sync_tree, write_new_file
+from bot.keyring import CryptoError, Keyring, Sealer
 from storage.audit import AuditLog
 from storage.data_dir_lock import DataDirLock
 from storage.database import Database
@@ -175,7 +176,7 @@ async def make_backup(
     partial.mkdir(mode=0o700)
     try:
         report = await _fill_backup(paths, partial, keyring, clock, after_snapshot)
-        await asyncio.to_thread(_sync_tree, partial)
+        await asyncio.to_thread(sync_tree, partial)
         partial.rename(destination)
         fsync_directory(destination.parent)
     except BaseException:
@@ -223,7 +224,7 @@ async def _fill_backup(
         "images": len(referenced),
         "unreadable_images": list(unreadable),
     }
-    _write_new_file(partial / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+    write_new_file(partial / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     # make_backup fills in the final destination, the size and the time
     return BackupReport(partial, len(referenced), unreadable, replayed, bytes=0, seconds=0.0)
 
@@ -391,7 +392,7 @@ def _check_backup(source: Path, keyring: Keyring) -> list[str]:
 def _stage(source: Path, staging: Path, images: list[str]) -> None:
     _snapshot_sqlite(source / DATABASE_NAME, staging / DATABASE_NAME)
     _copy_images(source / VAULT_NAME, staging / VAULT_NAME, images)
-    _sync_tree(staging)
+    sync_tree(staging)
 
 
 def _swap_in(paths: DataPaths, staging: Path) -> None:
@@ -449,7 +450,7 @@ def _single_file(path: Path) -> None:
         connection.execute("PRAGMA journal_mode=DELETE")
     finally:
         connection.close()
-    _fsync_file(path)
+    fsync_file(path)
 
 
 def _copy_images(source: Path, target: Path, image_ids: list[str]) -> None:
@@ -464,7 +465,7 @@ def _copy_images(source: Path, target: Path, image_ids: list[str]) -> None:
         except FileNotFoundError:
             continue
         with os.fdopen(fd, "rb") as origin:
-            _write_new_file(target / name, origin.read())
+            write_new_file(target / name, origin.read())
     fsync_directory(target)
 
 
@@ -478,39 +479,15 @@ def _copy_nio_store(source: Path, target: Path) -> None:
         if path.suffix == ".db":
             _snapshot_sqlite(path, target / path.name)
         else:
-            _write_new_file(target / path.name, path.read_bytes())
+            write_new_file(target / path.name, path.read_bytes())
     fsync_directory(target)
-
-
-def _write_new_file(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_file(path: Path, data: bytes) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    _write_new_file(path, data)
+    write_new_file(path, data)
     fsync_directory(path.parent)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_tree(root: Path) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            _fsync_file(Path(directory) / name)
-        fsync_directory(Path(directory))
 
 
 def _tree_size(root: Path) -> int:

@@ -93,6 +93,20 @@ class Database:
         async with self._write_lock:
             await self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
+    async def integrity_check(self) -> list[str]:
+        """SQLite's own check of every page (PRAGMA quick_check): ["ok"], or the problems it found."""
+        try:
+            async with self.connection.execute("PRAGMA quick_check") as cursor:
+                return [str(row[0]) for row in await cursor.fetchall()]
+        except sqlite3.DatabaseError as error:
+            return [str(error)]
+
+    async def answers(self) -> bool:
+        """Whether the database answers a trivial query (the health endpoint's probe)."""
+        async with self.connection.execute("SELECT 1") as cursor:
+            row = await cursor.fetchone()
+        return row is not None and row[0] == 1
+
     async def schema_version(self) -> int:
         async with self.connection.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()

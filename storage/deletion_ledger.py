@@ -60,7 +60,8 @@ from pathlib import Path
 import aiosqlite
 
 from bot.clock import Clock, iso
-from bot.keyring import Keyring, KeyUnavailableError, fsync_directory, write_all
+from bot.durable_files import fsync_directory, write_all
+from bot.keyring import Keyring, KeyUnavailableError
 from storage.audit import AuditAction, AuditLog
 from storage.database import Database
 from storage.postings import PostingRepository

@@ -6,6 +6,8 @@ value changed at run time is kept in the database and wins over the environment 
 restart never brings a revoked clinician back. `LiveConfig.refresh` re-reads the table (a dozen rows) at the
 start of every sync batch and after every change, so a revocation takes effect with the next event.
 
+The fields themselves are declared once, in `bot.settings.PracticeConfig` (re-exported here for the
+modules that read the configuration in force); the environment's values are `Settings.practice`.
 Each setting is declared once in `SETTINGS`, with how to parse it and what it means; admin commands, the
 CLI and `photobot config show` all go through that table.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
@@ -25,84 +27,33 @@ from bot.clock import Clock, iso
 from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID
 from bot.keyring import Sealer
-from bot.settings import Secret, Settings, is_user_id
-from bot.texts import Texts
+from bot.settings import PracticeConfig, Secret, Settings, is_user_id
 from storage.database import Database
+
+__all__ = [
+    "ID_SETS",
+    "SETTINGS",
+    "ConfigError",
+    "ConfigRepository",
+    "LiveConfig",
+    "PracticeConfig",
+    "Setting",
+    "apply_overrides",
+    "defaults_from",
+    "parse_room_id",
+    "parse_user_id",
+    "show_value",
+    "stored_form",
+]
 
 
 class ConfigError(ValueError):
     """A value an admin gave that cannot be used; the message says what would work."""
 
 
-@dataclass(frozen=True)
-class PracticeConfig:
-    practice_name: str
-    clinicians: frozenset[UserID]
-    admins: frozenset[UserID]
-    clinician_rooms: frozenset[RoomID]
-    admin_room: RoomID | None
-    max_photos: int
-    max_photo_mb: int
-    max_megapixels: int
-    conversation_timeout: timedelta
-    viewing_window: timedelta
-    request_expiry: timedelta
-    retention: timedelta
-    retention_warning: timedelta
-    retention_max_per_run: int
-    texts: Mapping[str, str] = field(default_factory=dict)
-    homeserver_admin_token: Secret = field(default_factory=lambda: Secret(""))
-    # How long an earlier screening in the same chat travels with the next submission (a refusal too).
-    screening_memory: timedelta = timedelta(days=30)
-    # Staff who have no cross-signing identity: "refuse" (their commands are not obeyed and their devices
-    # get no keys) or "allow" (every device of theirs is trusted on first use, as before cross-signing).
-    staff_without_cross_signing: str = "refuse"
-
-    @property
-    def max_photo_bytes(self) -> int:
-        return self.max_photo_mb * 1_000_000
-
-    @property
-    def max_pixels(self) -> int:
-        return self.max_megapixels * 1_000_000
-
-    def patient_texts(self) -> Texts:
-        return replace(Texts(), **dict(self.texts))
-
-    def is_clinician(self, user_id: UserID) -> bool:
-        return user_id in self.clinicians
-
-    def is_admin(self, user_id: UserID) -> bool:
-        return user_id in self.admins
-
-    def staff_room_kind(self, room_id: RoomID) -> str | None:
-        if room_id in self.clinician_rooms:
-            return "clinician"
-        if room_id == self.admin_room:
-            return "admin"
-        return None
-
-
 def defaults_from(settings: Settings) -> PracticeConfig:
     """The configuration the environment gives, before any change made at run time."""
-    return PracticeConfig(
-        practice_name=settings.practice_name,
-        clinicians=settings.clinicians,
-        admins=settings.admins,
-        clinician_rooms=settings.clinician_rooms,
-        admin_room=settings.admin_room,
-        max_photos=settings.max_photos,
-        max_photo_mb=settings.max_photo_bytes // 1_000_000,
-        max_megapixels=settings.max_pixels // 1_000_000,
-        conversation_timeout=settings.conversation_timeout,
-        viewing_window=settings.viewing_window,
-        request_expiry=settings.request_expiry,
-        retention=settings.retention,
-        retention_warning=settings.retention_warning,
-        retention_max_per_run=settings.retention_max_per_run,
-        homeserver_admin_token=settings.homeserver_admin_token,
-        screening_memory=settings.screening_memory,
-    )
+    return settings.practice
 
 
 # ---- parsing admins' values ----------------------------------------------------------------------------
@@ -308,7 +259,7 @@ def apply_overrides(defaults: PracticeConfig, overrides: Mapping[str, Any]) -> P
                 changes[key] = parse_room_id(str(value)) if value else None
             elif key == "texts" and isinstance(value, dict):
                 texts = {str(name): str(text) for name, text in value.items()}
-                replace(Texts(), **texts)  # validates every template
+                replace(defaults, texts=texts).patient_texts()  # the model validates every template
                 changes[key] = texts
         except (ConfigError, TypeError, ValueError):
             continue

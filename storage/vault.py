@@ -50,6 +50,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bot.durable_files import fsync_directory, write_all
 from bot.keyring import (
     DATA_KEY_BYTES,
     NONCE_BYTES,
@@ -57,8 +58,6 @@ from bot.keyring import (
     IntegrityCheckError,
     Keyring,
     KeyUnavailableError,
-    fsync_directory,
-    write_all,
 )
 
 IMAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -46,6 +46,7 @@ class OpenAccount:
     images_destroyed: bool = False  # that submission's images are all destroyed
     exported: bool = False  # its record package was exported (an 'export' audit entry names it)
     consent_pending: bool = False  # a consent question about it waits for the patient's answer
+    submission_reference: str | None = None  # that submission's reference (its closing is audited under it)
 
 
 def _moment(value: object) -> datetime | None:
@@ -156,6 +157,7 @@ class WebLinkRepository:
     async def _open_accounts(self, token_hash: str | None) -> list[OpenAccount]:
         async with self._db.connection.execute(
             "SELECT w.*, c.state AS conversation_state, c.last_activity_at, s.status AS submission_status,"
+            " s.reference AS submission_reference,"
             " s.images_destroyed_at IS NOT NULL AS images_destroyed,"
             " EXISTS (SELECT 1 FROM audit_log a WHERE a.action = 'export' AND a.subject = s.reference)"
             "  AS exported,"
@@ -178,6 +180,7 @@ class WebLinkRepository:
                 bool(row["images_destroyed"]),
                 bool(row["exported"]),
                 bool(row["consent_pending"]),
+                row["submission_reference"],
             )
             for row in rows
         ]

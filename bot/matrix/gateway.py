@@ -132,6 +132,14 @@ class MatrixGateway:
     def can_purge_media(self) -> bool:
         return bool(self._admin_token())
 
+    def access_token(self) -> str:
+        """The bot's own access token, for `photobot check`'s questions to the homeserver's admin API."""
+        return str(self.client.access_token)
+
+    async def close(self) -> None:
+        """The HTTP session closed; nio's store stays as it is."""
+        await self.client.close()
+
     # ---- account -------------------------------------------------------------------------------------
 
     async def login(self, password: str, device_name: str) -> Credentials:

@@ -304,7 +304,7 @@ class WebChat:
                 db,
                 actor="bot",
                 action=AuditAction.WEB_ACCOUNT_CLOSED,
-                subject="",
+                subject=account.submission_reference or "",  # so `!audit REF` shows the account's end
                 details={"link": link.token_hash[:16], "reason": reason, "erased": erased},
             )
         log.info("closed a web chat account (%s)", reason)

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.bot_process import BotProcess
-from bot.demo.people import Person
 from bot.ids import UserID
 from bot.keyring import MasterKeyError
 from bot.leak_scan import scan_log_text, scan_paths
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
+from devtools.demo.bot_process import BotProcess
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _names = itertools.count(1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.demo.people import Person
 from bot.ids import RoomID
 from bot.keyring import Keyring, load_master_key_file
+from devtools.demo.people import Person
 from storage.vault import Vault
 from tests.e2e.conftest import BotUnderTest
 

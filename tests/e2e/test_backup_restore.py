@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID
 from bot.keyring import Keyring, load_master_key_file
+from devtools.demo.people import Person
 from storage.vault import ImageUnreadableError, Vault
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.workspace import command, images, open_practice, record_versions, submit

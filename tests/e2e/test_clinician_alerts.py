@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.demo.people import Person, Seen
 from bot.ids import RoomID
+from devtools.demo.people import Person, Seen
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.push_rules import Verdict, would_notify
 from tests.e2e.workspace import command, open_practice, submit, write_clock_offset

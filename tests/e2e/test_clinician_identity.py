@@ -9,9 +9,9 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference
 
-from bot.demo.people import Person
 from bot.ids import RoomID
 from bot.texts import Texts
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import answer, reach_photos, send_photo, vault_files
 from tests.e2e.push_rules import would_notify

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.demo.people import Person, Seen
 from bot.ids import EventID, RoomID
-from bot.local_homeserver import LocalHomeserver
+from devtools.demo.people import Person, Seen
+from devtools.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.workspace import command, open_practice, submit
 

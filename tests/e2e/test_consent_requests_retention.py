@@ -8,9 +8,9 @@ from datetime import timedelta
 
 import pytest
 
-from bot.demo.people import Person
 from bot.exit_codes import ExitCode
 from bot.ids import RoomID
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo, vault_files
 from tests.e2e.workspace import command, images, open_practice, submit, write_clock_offset

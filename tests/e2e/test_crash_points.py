@@ -37,10 +37,10 @@ from functools import partial
 import pytest
 from PIL import Image
 
-from bot.demo.people import Person
 from bot.faults import FAULT_EXIT_CODE
 from bot.ids import EventID, RoomID
 from bot.images.edit import apply_edits, parse_edit
+from devtools.demo.people import Person
 from handlers.photo_intake import photo_id_for
 from storage.vault import TEMPORARY_PREFIX
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory

@@ -1,4 +1,4 @@
-"""`photobot demo` as a newcomer runs it: the whole journey in the transcript, the record package where it
+"""The demo as a newcomer runs it (`bash dev.sh demo`, which runs `python -m devtools.demo` from the checkout): the whole journey in the transcript, the record package where it
 says, and nothing left running afterwards, also after a Ctrl-C."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.installed import SOURCE_ROOT
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -62,13 +64,14 @@ JOURNEY = [
 
 
 def _demo(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("photobot")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-    return [*command, "demo", *args]
+    return [sys.executable, "-m", "devtools.demo", *args]
 
 
 def _clean_env() -> dict[str, str]:
-    return {key: value for key, value in os.environ.items() if not key.startswith("PHOTOBOT_")}
+    """No PHOTOBOT_ settings; the checkout on the path, as `bash dev.sh demo` has it (run from the checkout),
+    while the demo itself runs in the test's own folder."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("PHOTOBOT_")}
+    return clean | {"PYTHONPATH": str(SOURCE_ROOT)}
 
 
 def _run_demo(cwd: Path, *args: str) -> tuple[int, str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import open_chat
 from tests.e2e.workspace import command, joined, open_practice, submit

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.local_homeserver import LocalHomeserver
+from devtools.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory
 
 pytestmark = pytest.mark.e2e

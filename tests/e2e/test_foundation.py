@@ -12,11 +12,11 @@ import pytest
 from nio.api import RoomPreset
 
 from bot.cross_signing import verify_json
-from bot.demo.people import Person
 from bot.exit_codes import ExitCode
 from bot.faults import FAULT_EXIT_CODE
 from bot.ids import RoomID
-from bot.local_homeserver import LocalHomeserver
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.workspace import open_practice
 

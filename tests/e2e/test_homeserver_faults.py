@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
 from tests.e2e.conftest import PROJECT_ROOT, BotFactory, BotUnderTest, LeakScanTargets, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, open_chat, reach_photos, stored_photos
 from tests.e2e.workspace import open_practice, write_clock_offset

@@ -9,10 +9,10 @@ from typing import Any
 import nio
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID
-from bot.local_homeserver import RegisteredUser
 from bot.matrix.attachments import encrypt_attachment
+from devtools.demo.people import Person
+from devtools.local_homeserver import RegisteredUser
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import open_chat, reach_photos, stored_photos
 from tests.unit.image_factory import make_jpeg, make_png

@@ -8,9 +8,9 @@ import secrets
 import nio
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID, server_name
-from bot.local_homeserver import RegisteredUser
+from devtools.demo.people import Person
+from devtools.local_homeserver import RegisteredUser
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.workspace import command, encrypted_room, joined, open_practice, submit
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.people import Person
 from bot.exit_codes import ExitCode
 from bot.ids import EventID, RoomID
 from bot.keyring import create_master_key_file
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, BotUnderTest, LeakScanTargets, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, open_chat, reach_photos, stored_photos
 from tests.e2e.workspace import (

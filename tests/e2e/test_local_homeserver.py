@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.local_homeserver import (
+from devtools.local_homeserver import (
     HomeserverError,
     LocalHomeserver,
     RegisteredUser,

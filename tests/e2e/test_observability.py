@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.bot_process import BotProcess
+from devtools.demo.bot_process import BotProcess
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import answer, reach_photos, send_photo
 from tests.e2e.workspace import command, open_practice

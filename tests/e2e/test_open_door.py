@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.workspace import open_practice
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import EventID, RoomID
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, open_chat, send_photo
 from tests.unit.image_factory import make_jpeg

@@ -10,9 +10,9 @@ import nio
 import pytest
 from PIL import Image
 
-from bot.demo.people import Person
 from bot.ids import EventID, RoomID
 from bot.keyring import Keyring, Sealer, load_master_key_file
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import (
     NHS_NUMBER,

@@ -8,8 +8,8 @@ import nio
 import pytest
 from nio.api import RoomPreset
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
+from devtools.demo.people import Person
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, reach_photos, send_photo, vault_files
 from tests.unit.image_factory import make_jpeg

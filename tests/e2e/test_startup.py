@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo.bot_process import SERVING, BotProcess
 from bot.exit_codes import ExitCode
-from bot.local_homeserver import LOOPBACK, LocalHomeserver, pick_free_port
+from devtools.demo.bot_process import SERVING, BotProcess
+from devtools.local_homeserver import LOOPBACK, LocalHomeserver, pick_free_port
 from tests.e2e.conftest import BotFactory, PersonFactory, unique
 from tests.e2e.journey import open_chat
 

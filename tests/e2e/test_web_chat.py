@@ -12,12 +12,12 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from bot.demo.people import Person
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from bot.matrix.message_content import CHOICES_KEY
 from bot.web_chat.homeserver_check import check_web_chat
 from bot.web_chat.settings import WebChatSettings
+from devtools.demo.people import Person
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, answer, send_photo
 from tests.e2e.workspace import command, open_practice
@@ -103,8 +103,8 @@ async def test_a_request_link_brings_a_patient_without_an_app_through_the_journe
     tmp_path: Path,
 ) -> None:
     """A clinician's `!request link` gives a link; the throwaway account it makes gets the request, sends a
-    photo and a reference; once the clinician deletes the submission the account is deactivated and erased
-    and the link is refused from then on."""
+    photo and a reference; once the clinician deletes the submission the account is deactivated and erased,
+    the link is refused from then on, and the closing is audited under the submission's reference."""
     practice, url = await web_chat_practice(make_bot, make_person)
     bot: BotUnderTest = practice.bot
     clinician, room = practice.clinician, practice.clinician_room
@@ -162,12 +162,13 @@ async def test_a_request_link_brings_a_patient_without_an_app_through_the_journe
             await patient.close()
     closed = bot.query("SELECT closed_reason FROM web_links")
     assert closed == [("submission deleted",)]
-    audited = bot.query("SELECT actor, action FROM audit_log WHERE action LIKE 'web%' ORDER BY seq")
-    assert audited == [
+    audited = bot.query("SELECT actor, action, subject FROM audit_log WHERE action LIKE 'web%' ORDER BY seq")
+    assert [(actor, action) for actor, action, _ in audited] == [
         (clinician.user_id, "web_link"),
         ("bot", "web_account_opened"),
         ("bot", "web_account_closed"),
     ]
+    assert audited[-1][2] == reference  # the account's end is on its submission's trail (`!audit REF`)
 
 
 async def test_a_poster_link_greets_a_new_patient_and_a_cancel_closes_the_account(

@@ -20,7 +20,7 @@ from PIL import Image
 from playwright.async_api import Browser, FilePayload, Page, ViewportSize, async_playwright, expect
 
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
+from devtools.local_homeserver import LocalHomeserver, RegisteredUser, pick_free_port
 from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import NHS_NUMBER
 from tests.e2e.web_chat_stand_in import STATIC, WebChatApi
@@ -120,8 +120,9 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
 ) -> None:
     """From a clinician's `!request link`, a patient's phone browser registers, answers (buttons where the bot
     offers them), survives a reload, sends a JPEG and a HEIC photo and gets a reference; the clinician views
-    both without metadata and asks for consent through the same chat; once the clinician deletes the
-    submission the page is emptied at once and the link refused; axe and the page's CSP find nothing."""
+    both without metadata and asks for consent through the same chat; the link opened on another phone is
+    refused as used; once the clinician deletes the submission the page is emptied at once and the link
+    refused; axe and the page's CSP find nothing."""
     port = pick_free_port()
     practice = await open_practice(
         make_bot,
@@ -183,6 +184,15 @@ async def test_a_patient_with_no_app_sends_two_photos_from_a_request_link(
     await tap(page, "1: the photos are of me", "you agree")
     await clinician.wait_for_text(room, "Consent to second-opinion")
 
+    # The link forwarded, or opened on a second phone: it works on one phone only.
+    elsewhere = await browser.new_context(viewport=PHONE, is_mobile=True)
+    other_page = await elsewhere.new_page()
+    await other_page.goto(link)
+    await expect(other_page.locator("#message-title")).to_have_text("This link has already been used")
+    await expect(other_page.locator("#message-contact")).to_have_text(CONTACT)
+    await elsewhere.close()
+    await bot_says(page, "you agree")  # the patient's own phone is still in its chat
+
     await command(clinician, room, f"!delete {reference} test of the web chat", "Reply yes")
     await command(clinician, room, "yes", "Receipt")
     await expect(page.locator("#message-title")).to_have_text("This chat has ended", timeout=30_000)
@@ -210,8 +220,8 @@ async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_bad_or_busy_links
     make_bot: BotFactory, make_person: PersonFactory, browser: Browser
 ) -> None:
     """From the poster's plain address a patient taps Start, gets the greeting and comes back to the same
-    chat on a second visit; a garbage link, and Start once the address has used its tokens, show the
-    practice's contact sentence; every screen passes axe."""
+    chat on a second visit; a garbage link, an expired one, and Start once the address has used its tokens,
+    show the practice's contact sentence; every screen passes axe."""
     port = pick_free_port()
     practice = await open_practice(
         make_bot,
@@ -243,6 +253,16 @@ async def test_a_poster_visitor_starts_a_chat_with_one_tap_and_bad_or_busy_links
         for _ in range(4):  # this address's other tokens of the hour, taken by someone else
             async with http.post(f"{url}api/poster-link") as response:
                 assert response.status == 200
+                unused = (await response.json())["token"]
+    # Its life runs out before anyone opens it (the bot's clock is real: move the expiry back instead).
+    practice.bot.query("UPDATE web_links SET expires_at = created_at WHERE redeemed_at IS NULL")
+    late = await browser.new_context(viewport=PHONE, is_mobile=True)
+    page = await late.new_page()
+    await page.goto(f"{url}#t={unused}")
+    await expect(page.locator("#message-title")).to_have_text("This link has expired")
+    await expect(page.locator("#message-contact")).to_have_text(CONTACT)
+    assert await serious_accessibility_violations(page) == []
+    await late.close()
     other = await browser.new_context(viewport=PHONE, is_mobile=True)
     page = await other.new_page()
     await page.goto(url)

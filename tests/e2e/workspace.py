@@ -12,9 +12,9 @@ from pathlib import Path
 
 import nio
 
-from bot.demo.people import Person, Seen
 from bot.ids import RoomID
 from bot.keyring import Keyring, load_master_key_file
+from devtools.demo.people import Person, Seen
 from storage.vault import Vault
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import answer, reach_photos, send_photo

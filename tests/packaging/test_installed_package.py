@@ -52,6 +52,20 @@ def test_the_installed_package_holds_every_module_and_subpackage_of_the_source_t
     assert not missing, f"left out of the wheel: {missing}"
 
 
+# What only a developer needs, by package or module name: the throwaway homeserver, the demo and its test
+# people, the tests and their helpers.
+HARNESS_NAMES = frozenset({"local_homeserver", "demo", "devtools", "tests", "conftest", "people"})
+
+
+def test_the_installed_package_holds_no_test_or_demo_harness(tmp_path: Path) -> None:
+    """The wheel a practice installs carries only the application: no test homeserver, demo or test people."""
+    installed = [str(f) for f in _installed_files(tmp_path)["files"]]  # type: ignore[attr-defined]
+    application = [f for f in installed if f.split("/")[0] in PACKAGES]
+    harness = sorted(f for f in application if HARNESS_NAMES & {Path(part).stem for part in f.split("/")})
+    assert application, "the installed distribution lists no application files"
+    assert not harness, f"test or demo harness in the wheel: {harness}"
+
+
 def test_the_installed_bot_runs_from_the_virtual_environment_not_the_source_tree(tmp_path: Path) -> None:
     """Importing `bot` with the installed interpreter finds the installed copy."""
     location = Path(str(_installed_files(tmp_path)["bot"])).resolve()
@@ -81,6 +95,15 @@ def test_photobot_help_lists_every_command(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("init", "run", "check", "backup", "restore", "poster"):
         assert command in result.stdout
+
+
+def test_photobot_demo_in_an_installed_bot_says_the_demo_runs_from_a_source_checkout(tmp_path: Path) -> None:
+    """`photobot demo` (and its --keep) from an installed bot exits 2 and names `bash dev.sh demo`."""
+    for args in (("demo",), ("demo", "--keep", "kept")):
+        result = _run(installed_venv() / "bin" / "photobot", *args, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "bash dev.sh demo" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_installed_dependency_is_pinned_in_the_lock_file(tmp_path: Path) -> None:

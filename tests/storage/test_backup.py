@@ -364,7 +364,7 @@ async def test_dropped_conversation_photos_and_replaced_record_versions_stay_des
         await database.close()
     app = await open_app(installation.settings, installation.clock)
     try:
-        await app.replay_deletion_ledger()
+        await app.checks.replay_deletion_ledger()
     finally:
         await app.close()
     keys = referenced(installation.settings.database_path)
@@ -391,7 +391,7 @@ async def test_a_backup_copied_back_by_hand_is_corrected_when_the_bot_starts(
 
     app = await open_app(settings, installation.clock)
     try:
-        await app.replay_deletion_ledger()
+        await app.checks.replay_deletion_ledger()
     finally:
         await app.close()
     assert resurrected(installation, destroyed) == []
@@ -483,7 +483,7 @@ async def test_a_forged_or_foreign_ledger_entry_destroys_nothing(
 
     app = await open_app(installation.settings, installation.clock)
     try:
-        await app.replay_deletion_ledger()
+        await app.checks.replay_deletion_ledger()
     finally:
         await app.close()
     keys = referenced(installation.settings.database_path)

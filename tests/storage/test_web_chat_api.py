@@ -426,7 +426,7 @@ async def test_an_account_closes_once_its_kept_submission_is_exported_and_no_con
     served: Served,
 ) -> None:
     """With real rows: a kept submission keeps the account, a waiting consent question too; once exported
-    and answered the sweep erases it."""
+    and answered the sweep erases it, and says so on the submission's audit trail."""
     token = await served.request_link()
     _, redeemed, _ = await served.call("/api/redeem", {"token": token})
     user = UserID(f"@{redeemed['username']}:practice.example")
@@ -462,3 +462,7 @@ async def test_an_account_closes_once_its_kept_submission_is_exported_and_no_con
     assert await served.chat.sweep() == 1
     assert served.admin.erased == [user]
     assert (await served.call("/api/status", {"token": token}))[1] == {"state": "closed"}
+    # What `!audit GP-TEST-0001` lists: the account's end is on the submission's own trail.
+    trail = await served.chat.audit.entries("GP-TEST-0001")
+    assert [entry.action for entry in trail] == ["export", "web_account_closed"]
+    assert trail[-1].details["reason"] == "submission kept and exported"

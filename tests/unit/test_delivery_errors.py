@@ -65,7 +65,7 @@ async def test_an_unexpected_send_failure_stays_with_its_reply_and_other_rooms_a
         for room in (BROKEN, HEALTHY):
             await outbox.add(db, room, derive_txn_id(f"$ask-{room}", 0), "message", {"text": f"hello {room}"})
     gateway = SendBreaksInOneRoom()
-    delivery = Delivery(outbox, gateway, app.faults, app.metrics)
+    delivery = Delivery(outbox, gateway, app.sync.faults, app.status.metrics)
 
     await delivery.flush_all()
 

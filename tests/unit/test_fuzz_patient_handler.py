@@ -86,7 +86,7 @@ async def open_chat(app: App) -> RoomID:
 async def say(app: App, room_id: RoomID, text: str) -> EventID:
     event_id = EventID(f"$patient{next(_numbers)}")
     message = TextMessage(event_id, room_id, PATIENT, 0, encrypted=True, body=text)
-    assert await app.router.handle_batch(SyncBatch("s", (), {room_id: [message]}, (), None))
+    assert await app.sync.router.handle_batch(SyncBatch("s", (), {room_id: [message]}, (), None))
     return event_id
 
 

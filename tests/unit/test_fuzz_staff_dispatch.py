@@ -99,7 +99,7 @@ async def test_every_command_in_a_staff_room_gets_exactly_one_reply(
     sender, room = sender_and_room
     event_id = EventID(f"$fuzz{next(_event_numbers)}")
     message = TextMessage(event_id, room, sender, 0, encrypted=True, body=text)
-    complete = await app.router.handle_batch(SyncBatch("s1", (), {room: [message]}, (), None))
+    complete = await app.sync.router.handle_batch(SyncBatch("s1", (), {room: [message]}, (), None))
     assert complete, "a staff command never leaves its batch to be replayed"
 
     outbox = app.patient.outbox

@@ -14,9 +14,9 @@ import textwrap
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from bot.demo.people import Person, Seen
-from bot.demo.photos import describe_photo, kilobytes, photo_dimensions
 from bot.ids import EventID, RoomID, UserID
+from devtools.demo.people import Person, Seen
+from devtools.demo.photos import describe_photo, kilobytes, photo_dimensions
 
 LINE_WIDTH: Final = 110
 SPEAKER_WIDTH: Final = 10

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bot.demo.bot_process import BotProcess
-from bot.demo.people import Person
-from bot.demo.transcript import Transcript
 from bot.ids import RoomID, UserID
-from bot.local_homeserver import LocalHomeserver
+from devtools.demo.bot_process import BotProcess
+from devtools.demo.people import Person
+from devtools.demo.transcript import Transcript
+from devtools.local_homeserver import LocalHomeserver
 
 PRACTICE_NAME: Final = "Riverside Surgery (demo)"
 BOT_LOCALPART: Final = "photobot"

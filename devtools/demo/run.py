@@ -1,4 +1,4 @@
-"""`photobot demo`: the whole journey on a throwaway local homeserver, printed as a transcript.
+"""The demo (`bash dev.sh demo`, `python -m devtools.demo`): the whole journey on a throwaway local homeserver, printed as a transcript.
 
 It starts its own Synapse on 127.0.0.1 (from .venv-synapse) and the real bot as a process, then plays:
 patient A (notice, NHS number, screening, "may be kept", two photos); the clinician (list, view, keep with
@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bot.demo.deletion_report import report_deletions
-from bot.demo.practice import open_practice
-from bot.demo.record_package_file import package_contents, save_package
-from bot.demo.scenes import (
+from devtools.demo.deletion_report import report_deletions
+from devtools.demo.practice import open_practice
+from devtools.demo.record_package_file import package_contents, save_package
+from devtools.demo.scenes import (
     Stage,
     clinician_deletes,
     clinician_reviews_keeps_and_exports,
@@ -43,8 +43,8 @@ from bot.demo.scenes import (
     patient_keeps_photos,
     patient_views_then_deletes,
 )
-from bot.demo.transcript import DemoError, Transcript
-from bot.local_homeserver import LocalHomeserver, default_synapse_python
+from devtools.demo.transcript import DemoError, Transcript
+from devtools.local_homeserver import LocalHomeserver, default_synapse_python
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 OUTPUT_FOLDER: Final = Path("demo-output")
@@ -163,7 +163,7 @@ def _finish(
         shutil.rmtree(base, ignore_errors=True)
         transcript.note(f"removed the temporary folder {base} (homeserver, bot data, people's devices)")
         if code == 1:
-            transcript.note("run `photobot demo --keep DIR` to keep every log for a look")
+            transcript.note("run `bash dev.sh demo --keep DIR` to keep every log for a look")
     else:
         transcript.note(f"kept in {base}: the homeserver's data, the bot's data and its log (bot.log)")
     if saved is None:

@@ -11,7 +11,7 @@ import re
 import zipfile
 from pathlib import Path
 
-from bot.demo.photos import kilobytes, photo_dimensions
+from devtools.demo.photos import kilobytes, photo_dimensions
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}\.zip")
 FALLBACK_NAME = "record-package.zip"

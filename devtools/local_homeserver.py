@@ -1,4 +1,4 @@
-"""A throwaway Synapse homeserver on 127.0.0.1, for the test suite, `photobot demo` and the benchmarks.
+"""A throwaway Synapse homeserver on 127.0.0.1, for the test suite, the demo and the benchmarks.
 
 Synapse runs from its own virtual environment as a child process; this module never imports it and
 talks to it only over HTTP. The child gets its own process group and `PR_SET_PDEATHSIG(SIGKILL)`,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.local_homeserver import die_with_parent
+from devtools.local_homeserver import die_with_parent
 
 SERVING = "the bot is serving"
 

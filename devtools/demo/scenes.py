@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Final
 
 from bot.conversation.reference import REFERENCE_ALPHABET, REFERENCE_PREFIX
-from bot.demo.people import Person, Seen
-from bot.demo.photos import camera_heic, camera_jpeg, thumbnail_jpeg
-from bot.demo.practice import DemoPractice
-from bot.demo.transcript import Chat, DemoError, Transcript
 from bot.ids import UserID
-from bot.local_homeserver import LocalHomeserver
+from devtools.demo.people import Person, Seen
+from devtools.demo.photos import camera_heic, camera_jpeg, thumbnail_jpeg
+from devtools.demo.practice import DemoPractice
+from devtools.demo.transcript import Chat, DemoError, Transcript
+from devtools.local_homeserver import LocalHomeserver
 
 NHS_NUMBER_A: Final = "999 765 4323"
 NHS_NUMBER_B: Final = "999 234 5675"

@@ -3,7 +3,7 @@
 A `Person` is a patient or clinician on their own device (own store directory): it opens encrypted
 direct chats, sends text and encrypted photos, and keeps every message it could decrypt so a test can
 assert what the person saw. These clients trust every device they meet: they stand in for a patient's
-app, not for the bot, whose trust policy is explicit (`bot.app._trust_policy`).
+app, not for the bot, whose trust policy is explicit (`bot.trust_policy.TrustPolicy`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from nio.client.async_client import AsyncClient, AsyncClientConfig
 
 from bot.cross_signing import CrossSigningKeys, device_signature_upload, device_signing_upload
 from bot.ids import DeviceID, EventID, RoomID, UserID
-from bot.local_homeserver import LocalHomeserver
 from bot.matrix.attachments import decrypt_attachment, encrypt_attachment
+from devtools.local_homeserver import LocalHomeserver
 
 # The scripted person's trust policy: like a patient's app with default settings, it shares its keys with
 # every device of the people it talks to (here, the bot). The bot itself never does this: see
-# `bot.app._trust_policy`.
+# `bot.trust_policy.TrustPolicy`.
 TRUST_EVERY_DEVICE = True
 
 

@@ -13,9 +13,9 @@ import contextlib
 from pathlib import Path
 from typing import Final
 
-from bot.demo.people import Person
-from bot.demo.transcript import Chat, Transcript
 from bot.ids import EventID
+from devtools.demo.people import Person
+from devtools.demo.transcript import Chat, Transcript
 
 GONE: Final = 404
 SETTLE_TIMEOUT_SECONDS: Final = 20.0
