@@ -40,7 +40,10 @@ from handlers.credential_guard import CredentialGuard
 from handlers.delivery import Delivery
 from handlers.desk_support import DeskSupport
 from handlers.destruction import Destruction
+from handlers.effects import ConsentRecords, Effects, SubmissionRecords
 from handlers.patient import PatientHandler
+from handlers.patient_policy import PolicyInForce
+from handlers.photo_intake import PhotoIntake
 from handlers.photo_requests import PhotoRequests
 from handlers.record_packages import RecordPackages
 from handlers.refusals import InviteRefusals
@@ -66,6 +69,9 @@ from storage.deletion_ledger import DeletionLedger, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
+from storage.photo_requests import PhotoRequestRepository
+from storage.photo_store import PhotoStore
+from storage.photos import PhotoRepository
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
@@ -188,31 +194,46 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     submissions = SubmissionRepository(database, sealer)
     postings = PostingRepository(database, sealer, clock)
     workspace_lock = asyncio.Lock()
+    # The patient's side: its photo store (vault file and row together), intake, effects and handler.
     patient = PatientHandler(
         database=database,
-        keyring=keyring,
-        sealer=sealer,
-        conversations=ConversationRepository(database, sealer),
         rooms=rooms,
+        conversations=(conversations := ConversationRepository(database, sealer)),
         handled=handled,
-        outbox=outbox,
-        media=MediaLedger(database, keyring, sealer, clock),
-        delivery=delivery,
-        gateway=gateway,
-        vault=vault,
-        pool=pool,
+        locks=locks,
         clock=clock,
         faults=faults,
-        config=config,
-        test_mode=settings.test_mode,
-        locks=locks,
-        consents=consents,
-        audit=audit,
+        policy_in_force=PolicyInForce(config, settings.test_mode),
+        intake=PhotoIntake(
+            gateway,
+            photo_store := PhotoStore(
+                vault=vault,
+                photos=PhotoRepository(sealer),
+                ledger=ledger,
+                database=database,
+                pool=pool,
+                clock=clock,
+            ),
+            pool,
+            faults,
+            metrics,
+        ),
+        effects=Effects(
+            conversations=conversations,
+            outbox=outbox,
+            photos=photo_store,
+            submissions=SubmissionRecords(
+                submissions, (photo_requests := PhotoRequestRepository(keyring, sealer)), photo_store, keyring
+            ),
+            consents=ConsentRecords(consents, audit, outbox, config, settings.reminders.zone),
+            config=config,
+            delivery=delivery,
+            media=MediaLedger(database, keyring, sealer, clock),
+            gateway=gateway,
+        ),
         metrics=metrics,
-        ledger=ledger,
-        zone=settings.reminders.zone,
     )
-    requests = PhotoRequests(gateway, patient, keyring, sealer, clock, settings.allowed_servers)
+    requests = PhotoRequests(gateway, patient, photo_requests, clock, settings.allowed_servers)
 
     async def ask_consent(
         submission: Submission, consent_id: str, purpose: str, asked_by: UserID, now: datetime

@@ -1,9 +1,10 @@
-"""The patient's side: turns Matrix events into conversation inputs, commits each step, carries out effects.
+"""The patient's side: turns Matrix events into conversation inputs and commits each step.
 
 For every event, under the room's lock (taken by the router):
-  load the conversation -> (for a photo: admit, download, clean, encrypt into the vault) -> `step` ->
-  one transaction: new state + handled-event mark + outbox rows + photo/submission rows + media ledger ->
-  then, after the commit: destroy vault files, send the outbox, purge media from the homeserver.
+  load the conversation -> (for a photo: admit, then `handlers.photo_intake` downloads, cleans and stores
+  its file) -> `step` -> one transaction: handled-event mark + the effects' rows (`handlers.effects`:
+  new state, outbox, photo/submission rows, media ledger) -> then, after the commit, `Effects.carry_out`:
+  destroy vault files, send the outbox, purge media from the homeserver.
 A crash anywhere before the commit replays the event from the sync checkpoint; after it, the outbox and
 the media ledger finish the job. The photo id is derived from the event id, so a replay stores once.
 """
@@ -11,17 +12,12 @@ the media ledger finish the job. The photo id is derived from the event id, so a
 from __future__ import annotations
 
 import asyncio
-import base64
-import errno
-import hashlib
 import logging
 import secrets
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiosqlite
 
@@ -31,23 +27,16 @@ from bot.conversation import (
     AskConsent,
     Begin,
     Conversation,
-    DestroyPhotos,
     Edit,
     Effect,
     Expire,
     Input,
-    NotifyClinicians,
     PhotoNotExpected,
     PhotoRejected,
     PhotoStored,
     Policy,
-    PurgeMedia,
     Reaction,
-    RecordConsent,
-    Redact,
-    RedactOwn,
     Refuse,
-    Reply,
     RoomUnsafe,
     State,
     Submit,
@@ -58,12 +47,8 @@ from bot.conversation import (
     step,
 )
 from bot.errors import StorageFullError, TransientError, error_reference
-from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import EventID, RoomID, UserID
-from bot.images import CleanPhoto, Limits, Rejected, process_photo
-from bot.keyring import Keyring, Sealer
-from bot.matrix.attachments import AttachmentError
 from bot.matrix.events import (
     EditMessage,
     Incoming,
@@ -75,44 +60,24 @@ from bot.matrix.events import (
     TextMessage,
     UndecryptableMessage,
 )
-from bot.matrix.gateway import decrypt_file
-from bot.matrix.message_content import CHOICES
-from bot.matrix.mxc import is_local
-from bot.matrix.port import MatrixPort
-from bot.metrics import BotMetrics, PhotoTiming
-from bot.reminders import local_time
+from bot.metrics import BotMetrics
 from bot.room_safety import Unsafe
-from handlers.alerts import alert
-from handlers.attachment_fetch import AttachmentUnavailable, fetch_attachment
-from handlers.delivery import (
-    ALERT_OF,
-    FIRST_CONTACT,
-    NOTIFY,
-    PHOTO_CONFIRMATION,
-    PRIVATE,
-    REMOVAL_REQUIRED,
-    Delivery,
-)
-from handlers.media_purge import purge_pending_media
+from handlers.delivery import NOTIFY
+from handlers.effects import Effects
+from handlers.effects import clinician_notice as clinician_notice  # noqa: PLC0414 - re-exported for the desk
+from handlers.patient_policy import PolicyInForce
+from handlers.photo_intake import PhotoIntake, RejectedPhoto, StoredPhoto
 from handlers.room_locks import RoomLocks
-from storage.audit import AuditAction, AuditLog
-from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
 from storage.database import Database, database_busy
-from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
-from storage.outbox import Outbox, derive_room_txn_id, derive_txn_id
-from storage.practice_config import LiveConfig, PracticeConfig
+from storage.outbox import Outbox, derive_txn_id
 from storage.rooms import RoomKind, RoomRepository
-from storage.submissions import store_caption
-from storage.vault import StoredImage, Vault
 
 log = logging.getLogger(__name__)
 
 _UNSUPPORTED_KINDS = {MediaKind.VIDEO: "video", MediaKind.AUDIO: "voice message"}
-# A photo that cannot be written for one of these is kept unhandled and tried again, not refused.
-_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # Photos downloaded, cleaned and stored at once, across all patients. Each holds ~20 MB at its peak (the
 # ciphertext, the plaintext, the cleaned copy, the sealed copy), so the bot's memory is bounded by this, not
 # by how many patients send at once (bench/: 490 MB for 50 patients without it). Twice the CPU pool's
@@ -120,48 +85,19 @@ _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 PHOTOS_IN_FLIGHT = 4
 
 
-def patient_policy(config: PracticeConfig, *, test_mode: bool) -> Policy:
-    return Policy(
-        practice_name=config.practice_name,
-        max_photos=config.max_photos,
-        test_mode=test_mode,
-        media_purge_enabled=bool(config.homeserver_admin_token),
-        texts=config.patient_texts(),
-        screening_memory=config.screening_memory,
-    )
-
-
-def photo_id_for(event_id: EventID) -> str:
-    """The same id every time the same event is handled: a replay overwrites, never duplicates."""
-    digest = hashlib.sha256(b"photo\x00" + event_id.encode()).digest()[:20]
-    return base64.b32encode(digest).decode().rstrip("=").lower()
-
-
 @dataclass
 class PatientHandler:
     database: Database
-    keyring: Keyring
-    sealer: Sealer
-    conversations: ConversationRepository
     rooms: RoomRepository
+    conversations: ConversationRepository
     handled: HandledEvents
-    outbox: Outbox
-    media: MediaLedger
-    delivery: Delivery
-    gateway: MatrixPort
-    vault: Vault
-    pool: CpuPool
-    clock: Clock
-    faults: FaultInjector
-    config: LiveConfig
-    test_mode: bool
     locks: RoomLocks
-    consents: ConsentRepository
-    audit: AuditLog
+    clock: Clock
+    faults: FaultInjector  # the crash points before and after a step's commit
+    policy_in_force: PolicyInForce
+    intake: PhotoIntake
+    effects: Effects
     metrics: BotMetrics
-    ledger: DeletionLedger  # dropped photos are written there too: no restored backup brings them back
-    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/London"))  # the practice's time zone
-    _policy: tuple[PracticeConfig, Policy] | None = None
     _told_storage_full: set[EventID] = field(default_factory=set)  # told once per photo, per process
     _closing: dict[RoomID, asyncio.Task[None]] = field(default_factory=dict)  # rooms a refusal is closing
     _photos_in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(PHOTOS_IN_FLIGHT))
@@ -169,19 +105,17 @@ class PatientHandler:
     @property
     def policy(self) -> Policy:
         """The practice's policy in force (rebuilt only when an admin changed the configuration)."""
-        current = self.config.current
-        if self._policy is None or self._policy[0] is not current:
-            self._policy = (current, patient_policy(current, test_mode=self.test_mode))
-        return self._policy[1]
+        return self.policy_in_force.current
 
     @property
-    def limits(self) -> Limits:
-        current = self.config.current
-        return Limits(max_bytes=current.max_photo_bytes, max_pixels=current.max_pixels)
+    def outbox(self) -> Outbox:
+        """What is queued to send (the CLI, housekeeping and tests read it)."""
+        return self.effects.outbox
 
     @property
-    def clinician_rooms(self) -> frozenset[RoomID]:
-        return self.config.current.clinician_rooms
+    def media(self) -> MediaLedger:
+        """The patients' uploads waiting to be purged from the homeserver."""
+        return self.effects.media
 
     # ---- entry points ---------------------------------------------------------------------------------
 
@@ -199,7 +133,7 @@ class PatientHandler:
                 await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
             else:
                 await self.rooms.reopen(db, room_id, patient)
-            await self._commit(db, room_id, f"begin:{begin.conversation_id}", conversation, effects)
+            await self.effects.record(db, room_id, f"begin:{begin.conversation_id}", conversation, effects)
 
     async def start_requested(
         self,
@@ -213,8 +147,8 @@ class PatientHandler:
         async with self.database.transaction() as db:
             await self.rooms.add(db, room_id, RoomKind.PATIENT, patient)
             await record(db)
-            await self._commit(db, room_id, f"begin:{room_id}", conversation, effects)
-        await self.delivery.flush(room_id)
+            await self.effects.record(db, room_id, f"begin:{room_id}", conversation, effects)
+        await self.effects.send(room_id)
 
     async def ask_consent(self, room_id: RoomID, ask: AskConsent, submission_id: str, asked_by: str) -> bool:
         """Put a clinician's consent question in the patient's chat; False if they are mid-conversation."""
@@ -224,16 +158,9 @@ class PatientHandler:
                 return False
             new, effects = step(conversation, ask, self.policy)
             async with self.database.transaction() as db:
-                await self.consents.ask(
-                    db,
-                    ask.consent_id,
-                    submission_id=submission_id,
-                    purpose=ask.purpose,
-                    by=asked_by,
-                    now=ask.now,
-                )
-                await self._commit(db, room_id, f"consent:{ask.consent_id}", new, effects)
-        await self.delivery.flush(room_id)
+                await self.effects.consents.ask(db, ask, submission_id, asked_by)
+                await self.effects.record(db, room_id, f"consent:{ask.consent_id}", new, effects)
+        await self.effects.send(room_id)
         return True
 
     # ---- chats that are not private, or cannot be made safe (see bot.room_safety) ---------------------
@@ -256,9 +183,9 @@ class PatientHandler:
             if wording is not None:
                 text = texts.fill(wording, practice=self.policy.practice_name)
                 payload = {"text": text, "plain": not encrypted}
-                await self.outbox.add(db, room_id, derive_txn_id(source, 0), "message", payload)
-            await self.outbox.add(db, room_id, derive_txn_id(source, 1), "leave", {})
-        await self.delivery.flush(room_id)
+                await self.effects.queue(db, room_id, derive_txn_id(source, 0), "message", payload)
+            await self.effects.queue(db, room_id, derive_txn_id(source, 1), "leave", {})
+        await self.effects.send(room_id)
 
     async def close_room(self, room_id: RoomID, patient: UserID, events: list[Incoming]) -> None:
         """Someone else joined or was invited (called under the room's lock, before any event of the batch
@@ -275,12 +202,12 @@ class PatientHandler:
         async with self.database.transaction() as db:
             await self._remove_unread(db, room_id, patient, events)
             if new is not None:
-                await self._commit(db, room_id, source, new, effects)
+                await self.effects.record(db, room_id, source, new, effects)
             await self.rooms.close(db, room_id, Unsafe.NOT_PRIVATE.value)
-            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+            await self.effects.queue(db, room_id, derive_txn_id(source, 999), "leave", {})
         log.info("a patient chat gained another member: the conversation was ended and the bot leaves it")
-        await self._after_commit(room_id, effects)
-        await purge_pending_media(self.media, self.gateway)
+        await self.effects.carry_out(room_id, effects)
+        await self.effects.purge_media()
 
     def removal_refused(self, room_id: RoomID, item_id: int) -> None:
         """Delivery's word that the homeserver forbade a required removal: the chat is closed in a task of
@@ -298,11 +225,11 @@ class PatientHandler:
             async with self.locks(room_id):
                 room = await self.rooms.get(room_id)
                 if room is None or room.kind is not RoomKind.PATIENT or room.closed:
-                    await self.outbox.done(item_id)  # already closed: the removal is given up
+                    await self.effects.give_up(item_id)  # already closed: the removal is given up
                     effects: tuple[Effect, ...] = ()
                 else:
                     effects = await self._close_for_refused_removal(room_id)
-            await self._after_commit(room_id, effects)
+            await self.effects.carry_out(room_id, effects)
         except Exception:
             log.exception("closing a chat after a refused removal failed (ref %s)", error_reference())
 
@@ -312,12 +239,12 @@ class PatientHandler:
         source = f"cannot-remove:{room_id}:{iso(now)}"
         effects: tuple[Effect, ...] = ()
         async with self.database.transaction() as db:
-            await self.outbox.discard_room(db, room_id)
+            await self.effects.discard_queued(db, room_id)
             if conversation is not None:
                 new, effects = step(conversation, RoomUnsafe(now, "cannot_remove"), self.policy)
-                await self._commit(db, room_id, source, new, effects)
+                await self.effects.record(db, room_id, source, new, effects)
             await self.rooms.close(db, room_id, Unsafe.CANNOT_REMOVE.value)
-            await self.outbox.add(db, room_id, derive_txn_id(source, 999), "leave", {})
+            await self.effects.queue(db, room_id, derive_txn_id(source, 999), "leave", {})
         log.info(
             "the bot may not remove messages in a patient chat: the conversation was ended and it leaves"
         )
@@ -328,8 +255,8 @@ class PatientHandler:
         async with self.database.transaction() as db:
             if not await self._remove_unread(db, room_id, patient, events):
                 return
-        await self.delivery.flush(room_id)
-        await purge_pending_media(self.media, self.gateway)
+        await self.effects.send(room_id)
+        await self.effects.purge_media()
 
     async def _remove_unread(
         self, db: aiosqlite.Connection, room_id: RoomID, patient: UserID, events: list[Incoming]
@@ -340,18 +267,18 @@ class PatientHandler:
             if event.sender != patient or isinstance(event, MembershipChange):
                 continue
             payload = {"event_id": event.event_id, "reason": self.policy.texts.redact_reason_not_private}
-            await self.outbox.add(db, room_id, derive_txn_id(event.event_id, 96), "redaction", payload)
-            await self._list_uploads(db, event)
+            await self.effects.queue(db, room_id, derive_txn_id(event.event_id, 96), "redaction", payload)
+            await self.effects.list_uploads(db, event)
             removed += 1
         return removed
 
     async def tell(self, room_id: RoomID, source: str, text: str) -> None:
         """A message to a patient from the practice's side (e.g. "your photos were deleted"), sent once."""
         async with self.database.transaction() as db:
-            await self.outbox.add(
+            await self.effects.queue(
                 db, room_id, derive_txn_id(source, 0), "message", {"text": text, NOTIFY: True}
             )
-        await self.delivery.flush(room_id)
+        await self.effects.send(room_id)
 
     async def handle(self, event: Incoming) -> None:
         """Handle one event; a database locked by another process is transient: the event comes again."""
@@ -395,7 +322,7 @@ class PatientHandler:
         text = texts.fill(texts.something_went_wrong, practice=self.policy.practice_name, reference=reference)
         async with self.database.transaction() as db:
             await self.handled.mark(db, event.event_id, event.room_id, outcome="failed")
-            await self.outbox.add(
+            await self.effects.queue(
                 db, event.room_id, derive_txn_id(event.event_id, 99), "message", {"text": text, NOTIFY: True}
             )
 
@@ -406,60 +333,17 @@ class PatientHandler:
         if conversation is None or not isinstance(photo_admission(conversation, self.policy), Admit):
             await self._apply(conversation, PhotoNotExpected(event.event_id, now), event)
             return
-        if event.file is None:
-            await self._apply(conversation, PhotoRejected(event.event_id, "unencrypted", None, now), event)
-            return
-        if event.declared_size is not None and event.declared_size > self.limits.max_bytes:
-            await self._apply(conversation, PhotoRejected(event.event_id, "too_large", None, now), event)
-            return
-        await self.faults.pause("before_download")
         try:
-            ciphertext = await fetch_attachment(self.gateway, event.file)
-        except AttachmentUnavailable as unavailable:
-            rejected = PhotoRejected(event.event_id, unavailable.reason, None, now)
-            await self._apply(conversation, rejected, event)
-            return
-        self.faults.hit("after_download")
-        timing = PhotoTiming(self.metrics)
-        try:
-            data = await self.pool.run(timing.cpu(decrypt_file), ciphertext, event.file)
-        except AttachmentError:
-            await self._apply(
-                conversation, PhotoRejected(event.event_id, "download_failed", None, now), event
-            )
-            return
-        del ciphertext
-        self.faults.hit("after_decrypt")
-        result = await self.pool.run(timing.cpu(process_photo), data, self.limits)
-        del data
-        if isinstance(result, Rejected):
-            timing.done()
-            rejected = PhotoRejected(event.event_id, result.reason.value, result.detected, now)
-            await self._apply(conversation, rejected, event)
-            return
-        photo_id = photo_id_for(event.event_id)
-        try:
-            self.faults.hit("before_vault_write")
-            stored = await self.pool.run(
-                timing.cpu(self.vault.put),
-                photo_id,
-                result.data,
-                part_written=lambda: self.faults.hit("during_vault_write"),
-            )
-        except OSError as error:
-            if error.errno not in _STORAGE_FULL:
-                raise
+            taken = await self.intake.take(event, self.policy_in_force.limits)
+        except StorageFullError:
             await self._tell_storage_full(event)
-            raise StorageFullError("the vault cannot be written; the photo will be tried again") from error
-        timing.done()
-        self.faults.hit("after_vault_rename")
-        issues = tuple(issue.value for issue in result.quality.issues)
-        await self._apply(
-            conversation,
-            PhotoStored(event.event_id, photo_id, issues, now),
-            event,
-            photo=(result, stored),
-        )
+            raise
+        match taken:
+            case RejectedPhoto(reason=reason, detected=detected):
+                await self._apply(conversation, PhotoRejected(event.event_id, reason, detected, now), event)
+            case StoredPhoto():
+                stored = PhotoStored(event.event_id, taken.photo_id, taken.quality_issues, now)
+                await self._apply(conversation, stored, event, photo=taken)
 
     async def _tell_storage_full(self, event: MediaMessage) -> None:
         """The disk is full: tell the patient once, kindly, that we will keep trying. The photo's event stays
@@ -472,13 +356,13 @@ class PatientHandler:
         try:
             async with self.database.transaction() as db:
                 txn_id = derive_txn_id(event.event_id, 97)  # the same notice on a replay: sent once
-                await self.outbox.add(db, event.room_id, txn_id, "message", {"text": text, NOTIFY: True})
+                await self.effects.queue(db, event.room_id, txn_id, "message", {"text": text, NOTIFY: True})
         except (OSError, sqlite3.Error):
             log.warning("the disk is full and the patient could not be told yet; their photo will be retried")
             return
         log.warning("the disk is full: a photo could not be stored and will be retried")
         self._told_storage_full.add(event.event_id)
-        await self.delivery.flush(event.room_id)
+        await self.effects.send(event.room_id)
 
     # ---- committing a step ---------------------------------------------------------------------------
 
@@ -487,35 +371,23 @@ class PatientHandler:
         conversation: Conversation | None,
         step_input: Input,
         event: Incoming,
-        photo: tuple[CleanPhoto, StoredImage] | None = None,
+        photo: StoredPhoto | None = None,
     ) -> None:
         new, effects = step(conversation, step_input, self.policy)
         self.faults.hit("before_commit")
         async with self.database.transaction() as db:
             if photo is not None:
                 caption = event.caption if isinstance(event, MediaMessage) else None
-                await self._insert_photo(db, event.room_id, new, step_input, photo, caption=caption)
-            await self._list_uploads(db, event)
+                await self.effects.keep_photo(db, event.room_id, new, step_input, photo, caption=caption)
+            await self.effects.list_uploads(db, event)
             await self.handled.mark(db, event.event_id, event.room_id)
             about_photo = isinstance(step_input, PhotoStored)
-            await self._commit(db, event.room_id, event.event_id, new, effects, about_photo=about_photo)
+            await self.effects.record(
+                db, event.room_id, event.event_id, new, effects, about_photo=about_photo
+            )
         self.faults.hit("after_commit")
         self._count(conversation, step_input, effects)  # before the reply goes out: a scrape never lags it
-        await self._after_commit(event.room_id, effects)
-
-    async def _list_uploads(self, db: aiosqlite.Connection, event: Incoming) -> None:
-        """List the uploads a removed message pointed at in the media ledger, with who sent it and when, so
-        the purge can check with the homeserver that they are the patient's (`handlers.media_purge`)."""
-        if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
-            await self.media.add(
-                db,
-                event.room_id,
-                event.event_id,
-                event.media_urls,
-                sender=event.sender,
-                sent_at_ms=event.timestamp_ms,
-                remote=[url for url in event.media_urls if not is_local(url, self.gateway.server_name)],
-            )
+        await self.effects.carry_out(event.room_id, effects)
 
     def _count(self, before: Conversation | None, step_input: Input, effects: tuple[Effect, ...]) -> None:
         """Metrics of a committed step: photos received, accepted or rejected (by reason code), submissions."""
@@ -553,201 +425,18 @@ class PatientHandler:
                     continue
                 new, effects = step(conversation, Expire(now), self.policy)
                 async with self.database.transaction() as db:
-                    await self._commit(db, room_id, f"expire:{conversation.conversation_id}", new, effects)
-                await self._after_commit(room_id, effects)
+                    await self.effects.record(
+                        db, room_id, f"expire:{conversation.conversation_id}", new, effects
+                    )
+                await self.effects.carry_out(room_id, effects)
             expired += 1
         if expired:
             log.info("expired %d idle conversations", expired)
         return expired
 
-    async def _commit(
-        self,
-        db: aiosqlite.Connection,
-        room_id: RoomID,
-        source: str,
-        conversation: Conversation,
-        effects: tuple[Effect, ...],
-        *,
-        about_photo: bool = False,
-    ) -> None:
-        """`about_photo`: the replies answer a stored photo (they tell the patient it is safe), which the
-        outbox marks for delivery's `before_confirmation_reply` crash point."""
-        await self.conversations.save(
-            db, room_id, conversation.state.value, conversation.to_dict(), iso(conversation.last_activity_at)
-        )
-        for index, effect in enumerate(effects):
-            txn_id = derive_txn_id(source, index)
-            match effect:
-                case Reply(text=text, private=private, choices=choices):
-                    # Every reply to a patient is a question or an outcome: it notifies (issue 15).
-                    payload: dict[str, Any] = {"text": text, NOTIFY: True}
-                    if choices:  # buttons for clients that show them (the web chat); Element ignores them
-                        payload[CHOICES] = [{"label": c.label, "answer": c.answer} for c in choices]
-                    if private is not None:
-                        payload[PRIVATE] = private
-                    if source.startswith("begin:"):
-                        payload[FIRST_CONTACT] = True  # waits until the patient's device keys are known
-                    if about_photo:
-                        payload[PHOTO_CONFIRMATION] = True
-                    await self.outbox.add(db, room_id, txn_id, "message", payload)
-                case Redact(event_id=event_id, reason=reason):
-                    # Required: if the homeserver forbids it, the chat is closed and nothing after it
-                    # (such as "I've removed your message") is ever sent.
-                    redaction = {"event_id": event_id, "reason": reason, REMOVAL_REQUIRED: True}
-                    await self.outbox.add(db, room_id, txn_id, "redaction", redaction)
-                case RedactOwn(private=private, reason=reason):
-                    await self.outbox.add(
-                        db, room_id, txn_id, "redaction_own", {PRIVATE: private, "reason": reason}
-                    )
-                case DestroyPhotos(photo_ids=photo_ids):
-                    await self.ledger.record(
-                        db, LedgerKind.IMAGES_DESTROYED, self.clock.now(), image_ids=photo_ids
-                    )
-                    for photo_id in photo_ids:
-                        await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))
-                case Submit():
-                    await self._insert_submission(db, room_id, effect)
-                    log.info("submission %s recorded: %d photo(s)", effect.reference, len(effect.photo_ids))
-                case NotifyClinicians():
-                    for clinician_room in sorted(self.clinician_rooms):
-                        text = clinician_notice(effect)
-                        room_txn_id = derive_room_txn_id(source, clinician_room, index)
-                        payload = alert(text, self.config.current) | {ALERT_OF: effect.reference}
-                        await self.outbox.add(db, clinician_room, room_txn_id, "message", payload)
-                case PurgeMedia():
-                    pass  # the media ledger already lists the event's uploads; purged after the commit
-                case RecordConsent():
-                    await self._record_consent(db, effect, source, index)
-
-    async def _record_consent(
-        self, db: aiosqlite.Connection, effect: RecordConsent, source: str, index: int
-    ) -> None:
-        submission_id = await self.consents.answer(
-            db, effect.consent_id, effect.agreed, effect.given_by, effect.answered_at
-        )
-        if submission_id is None:
-            return  # a question from a deleted submission: nothing to record against
-        answer = "yes" if effect.agreed else "no"
-        await self.audit.append(
-            db,
-            actor="patient",
-            action=AuditAction.CONSENT_ANSWERED,
-            subject=effect.reference,
-            details={"purpose": effect.purpose, "answer": answer, "given_by": effect.given_by},
-        )
-        who = (
-            "the patient" if effect.given_by == "patient" else "a person with legal authority for the patient"
-        )
-        text = (
-            f"Consent to **{effect.purpose}** for **{effect.reference}**: **{answer}**, given by {who} "
-            f"at {local_time(effect.answered_at, self.zone)} ({self.zone.key})."
-        )
-        for clinician_room in sorted(self.clinician_rooms):
-            txn_id = derive_room_txn_id(source, clinician_room, index)
-            await self.outbox.add(db, clinician_room, txn_id, "message", alert(text, self.config.current))
-
-    async def _after_commit(self, room_id: RoomID, effects: tuple[Effect, ...]) -> None:
-        destroyed = [
-            photo_id
-            for effect in effects
-            if isinstance(effect, DestroyPhotos)
-            for photo_id in effect.photo_ids
-        ]
-        for photo_id in destroyed:
-            await self.pool.run(self.vault.destroy, photo_id)
-        if destroyed:
-            await self.database.shred_checkpoint()
-        await self.delivery.flush(room_id)
-        if any(isinstance(effect, NotifyClinicians | RecordConsent) for effect in effects):
-            for clinician_room in self.clinician_rooms:
-                await self.delivery.flush(clinician_room)
-        if any(isinstance(effect, PurgeMedia) for effect in effects):
-            await purge_pending_media(self.media, self.gateway)
-
-    async def _insert_photo(
-        self,
-        db: aiosqlite.Connection,
-        room_id: RoomID,
-        conversation: Conversation,
-        step_input: Input,
-        photo: tuple[CleanPhoto, StoredImage],
-        *,
-        caption: str | None = None,
-    ) -> None:
-        if not isinstance(step_input, PhotoStored) or step_input.photo_id not in conversation.all_photo_ids:
-            return  # the step did not keep it (over the limit, cancelled): its file is destroyed below
-        clean, stored = photo
-        await db.execute(
-            "INSERT INTO photos (photo_id, room_id, conversation_id, wrapped_key, size, digest, mime, source_format,"
-            " quality, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (photo_id) DO UPDATE SET"
-            " wrapped_key = excluded.wrapped_key, size = excluded.size, digest = excluded.digest",
-            (
-                step_input.photo_id,
-                room_id,
-                conversation.conversation_id,
-                stored.wrapped_key,
-                stored.size,
-                stored.digest,
-                clean.mime,
-                clean.source_format.value,
-                ",".join(step_input.quality_issues),
-                iso(step_input.now),
-            ),
-        )
-        await store_caption(db, self.sealer, step_input.photo_id, caption)
-
-    async def _insert_submission(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
-        submission_id = submit.conversation_id
-        details: dict[str, Any] = {
-            "notes": list(submit.notes),
-            "requested_area": submit.requested_area,
-            "warnings": list(submit.warnings),
-            "earlier_screenings": [screening.to_dict() for screening in submit.earlier_screenings],
-        }
-        await db.execute(
-            "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
-            " intimate, acting_for_someone, details, status, created_at, request_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-            (
-                submission_id,
-                submit.reference,
-                room_id,
-                self.sealer.seal(submit.nhs_number.encode(), context=f"submission-nhs:{submission_id}"),
-                self.keyring.lookup_hash(submit.nhs_number, purpose="nhs-number"),
-                int(submit.keep_in_record),
-                int(submit.intimate),
-                int(submit.acting_for_someone),
-                self.sealer.seal_json(details, context=f"submission-details:{submission_id}"),
-                iso(submit.submitted_at),
-                submit.request_id,
-            ),
-        )
-        if submit.request_id is not None:
-            await db.execute(
-                "UPDATE photo_requests SET status = 'answered' WHERE request_id = ?", (submit.request_id,)
-            )
-        for photo_id in submit.photo_ids:
-            await db.execute(
-                "UPDATE photos SET submission_id = ? WHERE photo_id = ?", (submission_id, photo_id)
-            )
-
     async def _load(self, room_id: RoomID) -> Conversation | None:
         data = await self.conversations.load(room_id)
         return Conversation.from_dict(data) if data is not None else None
-
-
-def clinician_notice(notice: NotifyClinicians) -> str:
-    """What the clinician room is told: no image, no NHS number, no patient words."""
-    storage = "may be kept in the record" if notice.keep_in_record else "view then delete"
-    flags = []
-    if notice.intimate:
-        flags.append("**intimate area**: describe, then destroy")
-    if notice.acting_for_someone:
-        flags.append("sent by someone acting for the patient")
-    extra = f" ({'; '.join(flags)})" if flags else ""
-    photos = "1 photo" if notice.photo_count == 1 else f"{notice.photo_count} photos"
-    warnings = "".join(f"\n⚠️ {warning}" for warning in notice.warnings)
-    return f"New photo request **{notice.reference}**: {photos}, {storage}{extra}.{warnings}"
 
 
 def _new_id() -> str:

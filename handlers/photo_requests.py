@@ -10,13 +10,13 @@ from datetime import datetime
 
 import aiosqlite
 
-from bot.clock import Clock, iso
+from bot.clock import Clock
 from bot.conversation import Begin
 from bot.errors import UserFacingError
 from bot.ids import UserID, server_name
-from bot.keyring import Keyring, Sealer
 from bot.matrix.port import MatrixPort
 from handlers.patient import PatientHandler
+from storage.photo_requests import PhotoRequestRepository
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,7 @@ log = logging.getLogger(__name__)
 class PhotoRequests:
     gateway: MatrixPort
     patient: PatientHandler
-    keyring: Keyring
-    sealer: Sealer
+    requests: PhotoRequestRepository
     clock: Clock
     allowed_servers: frozenset[str]
 
@@ -57,23 +56,15 @@ class PhotoRequests:
         )
 
         async def record(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "INSERT INTO photo_requests (request_id, room_id, patient_lookup, patient, requested_by, details,"
-                " status, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (
-                    request_id,
-                    room_id,
-                    self.keyring.lookup_hash(patient, purpose="room-member"),
-                    self.sealer.seal(patient.encode(), context=f"photo-request-patient:{request_id}"),
-                    by,
-                    self.sealer.seal_json(
-                        {"area": area, "note": note, "requested_by": requested_by},
-                        context=f"photo-request:{request_id}",
-                    ),
-                    iso(self.clock.now()),
-                    iso(expires),
-                ),
+            await self.requests.open(
+                db,
+                request_id,
+                room_id=room_id,
+                patient=patient,
+                requested_by=by,
+                details={"area": area, "note": note, "requested_by": requested_by},
+                created_at=self.clock.now(),
+                expires_at=expires,
             )
 
         await self.patient.start_requested(room_id, patient, begin, record)

@@ -130,13 +130,6 @@ class PatientWords:
     requested_area: str | None = field(default=None, repr=False)
 
 
-async def store_caption(db: aiosqlite.Connection, sealer: Sealer, photo_id: str, caption: str | None) -> None:
-    """Seal a photo's caption into its row (in the caller's transaction); nothing when there is none."""
-    if caption:
-        sealed = sealer.seal(caption.encode("utf-8"), context=f"photo-caption:{photo_id}")
-        await db.execute("UPDATE photos SET caption = ? WHERE photo_id = ?", (sealed, photo_id))
-
-
 def normalise_reference(text: str) -> str:
     """'gp-7kq2-m4xd', 'GP 7KQ2 M4XD' and '7KQ2M4XD' all name GP-7KQ2-M4XD."""
     compact = "".join(ch for ch in text.upper() if ch.isascii() and ch.isalnum())
@@ -351,6 +344,42 @@ class SubmissionRepository:
         details = self._sealer.open_json(row["details"], context=f"submission-details:{submission_id}")
         found = details.get("warnings") if isinstance(details, dict) else None
         return tuple(str(item) for item in found) if isinstance(found, list) else ()
+
+    async def insert(
+        self,
+        db: aiosqlite.Connection,
+        submission_id: str,
+        *,
+        reference: str,
+        room_id: RoomID,
+        nhs_number: str,
+        nhs_lookup: str,
+        keep_in_record: bool,
+        intimate: bool,
+        acting_for_someone: bool,
+        details: dict[str, Any],
+        created_at: datetime,
+        request_id: str | None,
+    ) -> None:
+        """A patient's new submission, in the queue as 'new'; its NHS number and details sealed."""
+        await db.execute(
+            "INSERT INTO submissions (submission_id, reference, room_id, nhs_number, nhs_lookup, keep_in_record,"
+            " intimate, acting_for_someone, details, status, created_at, request_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
+            (
+                submission_id,
+                reference,
+                room_id,
+                self._sealer.seal(nhs_number.encode(), context=f"submission-nhs:{submission_id}"),
+                nhs_lookup,
+                int(keep_in_record),
+                int(intimate),
+                int(acting_for_someone),
+                self._sealer.seal_json(details, context=f"submission-details:{submission_id}"),
+                iso(created_at),
+                request_id,
+            ),
+        )
 
     async def set_status(
         self, db: aiosqlite.Connection, submission_id: str, status: Status, now: datetime

@@ -22,6 +22,7 @@ from bot.web_chat.server import WebChatServer
 from bot.web_chat.service import WebChat
 from bot.web_chat.synapse_admin import SynapseAdmin
 from handlers.photo_requests import PhotoRequests
+from storage.photo_requests import PhotoRequestRepository
 from storage.web_links import WebLinkRepository
 
 if TYPE_CHECKING:
@@ -34,14 +35,18 @@ def build_web_chat(app: App, session: aiohttp.ClientSession) -> WebChat:
     settings = app.settings
     sealer = Sealer(app.keyring)
     requests = PhotoRequests(
-        app.gateway, app.patient, app.keyring, sealer, app.clock, settings.allowed_servers
+        app.gateway,
+        app.patient,
+        PhotoRequestRepository(app.keyring, sealer),
+        app.clock,
+        settings.allowed_servers,
     )
     config = app.config
 
     async def open_poster_chat(user: UserID) -> RoomID:
         room_id = await app.gateway.create_direct_chat(user, config.current.practice_name)
         await app.patient.start(room_id, user)
-        await app.patient.delivery.flush(room_id)
+        await app.patient.effects.send(room_id)
         return room_id
 
     return WebChat(

@@ -18,7 +18,7 @@ from PIL import Image
 from bot.ids import EventID, RoomID
 from bot.matrix.attachments import encrypt_attachment
 from devtools.demo.people import Person
-from handlers.patient import photo_id_for
+from handlers.photo_intake import photo_id_for
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, open_chat, reach_photos, stored_photos, vault_files
 from tests.unit.image_factory import (

@@ -41,7 +41,7 @@ from bot.faults import FAULT_EXIT_CODE
 from bot.ids import EventID, RoomID
 from bot.images.edit import apply_edits, parse_edit
 from devtools.demo.people import Person
-from handlers.patient import photo_id_for
+from handlers.photo_intake import photo_id_for
 from storage.vault import TEMPORARY_PREFIX
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import NHS_NUMBER, reach_photos

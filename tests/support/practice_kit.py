@@ -32,7 +32,10 @@ from handlers.commands import Command, Role
 from handlers.delivery import Delivery
 from handlers.desk_support import DeskSupport
 from handlers.destruction import Destruction
+from handlers.effects import ConsentRecords, Effects, SubmissionRecords
 from handlers.patient import PatientHandler
+from handlers.patient_policy import PolicyInForce
+from handlers.photo_intake import PhotoIntake
 from handlers.record_packages import RecordPackages
 from handlers.room_locks import RoomLocks
 from handlers.staff import StaffRooms
@@ -46,6 +49,9 @@ from storage.deletion_ledger import DeletionLedger, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox
+from storage.photo_requests import PhotoRequestRepository
+from storage.photo_store import PhotoStore
+from storage.photos import PhotoRepository
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.rooms import RoomKind, RoomRepository
@@ -127,29 +133,39 @@ async def practice(directory: Path, template: Path | None = None) -> AsyncIterat
         consents = ConsentRepository(database)
         submissions = SubmissionRepository(database, sealer)
         postings = PostingRepository(database, sealer, clock)
-        patient = PatientHandler(
-            database=database,
-            keyring=keyring,
-            sealer=sealer,
-            conversations=ConversationRepository(database, sealer),
-            rooms=rooms,
-            handled=handled,
-            outbox=outbox,
-            media=MediaLedger(database, keyring, sealer, clock),
-            delivery=delivery,
-            gateway=matrix,
+        photo_store = PhotoStore(
             vault=vault,
+            photos=PhotoRepository(sealer),
+            ledger=ledger,
+            database=database,
             pool=pool,
             clock=clock,
-            faults=faults,
-            config=config,
-            test_mode=settings.test_mode,
+        )
+        conversations = ConversationRepository(database, sealer)
+        patient = PatientHandler(
+            database=database,
+            rooms=rooms,
+            conversations=conversations,
+            handled=handled,
             locks=locks,
-            consents=consents,
-            audit=audit,
+            clock=clock,
+            faults=faults,
+            policy_in_force=PolicyInForce(config, settings.test_mode),
+            intake=PhotoIntake(matrix, photo_store, pool, faults, metrics),
+            effects=Effects(
+                conversations=conversations,
+                outbox=outbox,
+                photos=photo_store,
+                submissions=SubmissionRecords(
+                    submissions, PhotoRequestRepository(keyring, sealer), photo_store, keyring
+                ),
+                consents=ConsentRecords(consents, audit, outbox, config, settings.reminders.zone),
+                config=config,
+                delivery=delivery,
+                media=MediaLedger(database, keyring, sealer, clock),
+                gateway=matrix,
+            ),
             metrics=metrics,
-            ledger=ledger,
-            zone=settings.reminders.zone,
         )
 
         async def ask_consent(
