@@ -24,6 +24,7 @@ from tests.e2e.journey import (
     vault_files,
 )
 from tests.e2e.push_rules import would_notify
+from tests.e2e.workspace import media_status_settled
 from tests.unit.image_factory import make_heic, make_jpeg
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,12 @@ def _pixels(data: bytes) -> bytes:
 
 
 async def _uploads_gone(patient: Person, event_ids: list[EventID]) -> list[int]:
-    return [await patient.media_status(url) for event_id in event_ids for url in patient.uploads[event_id]]
+    # The bot deletes an upload just after it removes the message that carried it, not in the same step.
+    return [
+        await media_status_settled(patient, url)
+        for event_id in event_ids
+        for url in patient.uploads[event_id]
+    ]
 
 
 async def test_whole_journey_keeps_clean_photos_and_leaves_nothing_in_the_chat(
