@@ -22,6 +22,7 @@ from bot.key_rotation import refuse_unfinished_rotation
 from bot.keyring import CryptoError, Keyring, MasterKeyError, Sealer, load_master_key_file
 from bot.matrix.events import Incoming, ReactionMessage
 from bot.matrix.gateway import Credentials, MatrixGateway, new_client
+from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, Metrics
 from bot.settings import Settings, SettingsError
 from bot.startup_checks import StartupChecks, check_database, open_database
@@ -194,43 +195,25 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     submissions = SubmissionRepository(database, sealer)
     postings = PostingRepository(database, sealer, clock)
     workspace_lock = asyncio.Lock()
-    # The patient's side: its photo store (vault file and row together), intake, effects and handler.
-    patient = PatientHandler(
+    patient, photo_requests = patient_side(
+        settings,
         database=database,
+        keyring=keyring,
         rooms=rooms,
-        conversations=(conversations := ConversationRepository(database, sealer)),
         handled=handled,
         locks=locks,
         clock=clock,
         faults=faults,
-        policy_in_force=PolicyInForce(config, settings.test_mode),
-        intake=PhotoIntake(
-            gateway,
-            photo_store := PhotoStore(
-                vault=vault,
-                photos=PhotoRepository(sealer),
-                ledger=ledger,
-                database=database,
-                pool=pool,
-                clock=clock,
-            ),
-            pool,
-            faults,
-            metrics,
-        ),
-        effects=Effects(
-            conversations=conversations,
-            outbox=outbox,
-            photos=photo_store,
-            submissions=SubmissionRecords(
-                submissions, (photo_requests := PhotoRequestRepository(keyring, sealer)), photo_store, keyring
-            ),
-            consents=ConsentRecords(consents, audit, outbox, config, settings.reminders.zone),
-            config=config,
-            delivery=delivery,
-            media=MediaLedger(database, keyring, sealer, clock),
-            gateway=gateway,
-        ),
+        config=config,
+        gateway=gateway,
+        vault=vault,
+        pool=pool,
+        ledger=ledger,
+        outbox=outbox,
+        delivery=delivery,
+        submissions=submissions,
+        consents=consents,
+        audit=audit,
         metrics=metrics,
     )
     requests = PhotoRequests(gateway, patient, photo_requests, clock, settings.allowed_servers)
@@ -243,7 +226,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
 
     packages = RecordPackages(submissions, consents, vault, pool, config, clock)
     media = StaffMedia(gateway, postings, submissions, vault, pool, clock, config, packages, metrics)
-    desk, viewing_windows, retention = _clinician_workspace(
+    desk, viewing_windows, retention = clinician_workspace(
         settings,
         database=database,
         submissions=submissions,
@@ -382,7 +365,62 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     )
 
 
-def _clinician_workspace(
+def patient_side(
+    settings: Settings,
+    *,
+    database: Database,
+    keyring: Keyring,
+    rooms: RoomRepository,
+    handled: HandledEvents,
+    locks: RoomLocks,
+    clock: Clock,
+    faults: FaultInjector,
+    config: LiveConfig,
+    gateway: MatrixPort,
+    vault: Vault,
+    pool: CpuPool,
+    ledger: DeletionLedger,
+    outbox: Outbox,
+    delivery: Delivery,
+    submissions: SubmissionRepository,
+    consents: ConsentRepository,
+    audit: AuditLog,
+    metrics: BotMetrics,
+) -> tuple[PatientHandler, PhotoRequestRepository]:
+    """The patient's side: its photo store (vault file and row together), intake, effects and handler."""
+    sealer = Sealer(keyring)
+    photo_store = PhotoStore(
+        vault=vault, photos=PhotoRepository(sealer), ledger=ledger, database=database, pool=pool, clock=clock
+    )
+    conversations = ConversationRepository(database, sealer)
+    photo_requests = PhotoRequestRepository(keyring, sealer)
+    patient = PatientHandler(
+        database=database,
+        rooms=rooms,
+        conversations=conversations,
+        handled=handled,
+        locks=locks,
+        clock=clock,
+        faults=faults,
+        policy_in_force=PolicyInForce(config, settings.test_mode),
+        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics),
+        effects=Effects(
+            conversations=conversations,
+            outbox=outbox,
+            photos=photo_store,
+            submissions=SubmissionRecords(submissions, photo_requests, photo_store, keyring),
+            consents=ConsentRecords(consents, audit, outbox, config, settings.reminders.zone),
+            config=config,
+            delivery=delivery,
+            media=MediaLedger(database, keyring, sealer, clock),
+            gateway=gateway,
+        ),
+        metrics=metrics,
+    )
+    return patient, photo_requests
+
+
+def clinician_workspace(
     settings: Settings,
     *,
     database: Database,

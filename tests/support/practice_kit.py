@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from bot.app import clinician_workspace, patient_side
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
@@ -23,19 +24,10 @@ from bot.ids import EventID, RoomID, UserID
 from bot.matrix.events import EncryptedFile, Incoming, MediaKind, MediaMessage, TextMessage
 from bot.settings import load_settings
 from bot.trust_policy import DeviceVerdict
-from handlers.clinician import ClinicianDesk, ReadingDesk
-from handlers.clinician_decisions import DecisionDesk
-from handlers.clinician_deletion import DeletionDesk
-from handlers.clinician_packages import PackageDesk
-from handlers.clinician_requests import RequestDesk
+from handlers.clinician import ClinicianDesk
 from handlers.commands import Command, Role
 from handlers.delivery import Delivery
-from handlers.desk_support import DeskSupport
-from handlers.destruction import Destruction
-from handlers.effects import ConsentRecords, Effects, SubmissionRecords
 from handlers.patient import PatientHandler
-from handlers.patient_policy import PolicyInForce
-from handlers.photo_intake import PhotoIntake
 from handlers.record_packages import RecordPackages
 from handlers.room_locks import RoomLocks
 from handlers.staff import StaffRooms
@@ -44,14 +36,9 @@ from storage.alert_events import AlertEvents
 from storage.audit import AuditLog
 from storage.confirmations import PendingConfirmations
 from storage.consents import ConsentRepository
-from storage.conversations import ConversationRepository
 from storage.deletion_ledger import DeletionLedger, ledger_path
 from storage.handled_events import HandledEvents
-from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox
-from storage.photo_requests import PhotoRequestRepository
-from storage.photo_store import PhotoStore
-from storage.photos import PhotoRepository
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.rooms import RoomKind, RoomRepository
@@ -133,38 +120,26 @@ async def practice(directory: Path, template: Path | None = None) -> AsyncIterat
         consents = ConsentRepository(database)
         submissions = SubmissionRepository(database, sealer)
         postings = PostingRepository(database, sealer, clock)
-        photo_store = PhotoStore(
-            vault=vault,
-            photos=PhotoRepository(sealer),
-            ledger=ledger,
+        # Built by the app's own wiring, so these tests exercise what runs, with Matrix faked.
+        patient, _ = patient_side(
+            settings,
             database=database,
-            pool=pool,
-            clock=clock,
-        )
-        conversations = ConversationRepository(database, sealer)
-        patient = PatientHandler(
-            database=database,
+            keyring=keyring,
             rooms=rooms,
-            conversations=conversations,
             handled=handled,
             locks=locks,
             clock=clock,
             faults=faults,
-            policy_in_force=PolicyInForce(config, settings.test_mode),
-            intake=PhotoIntake(matrix, photo_store, pool, faults, metrics),
-            effects=Effects(
-                conversations=conversations,
-                outbox=outbox,
-                photos=photo_store,
-                submissions=SubmissionRecords(
-                    submissions, PhotoRequestRepository(keyring, sealer), photo_store, keyring
-                ),
-                consents=ConsentRecords(consents, audit, outbox, config, settings.reminders.zone),
-                config=config,
-                delivery=delivery,
-                media=MediaLedger(database, keyring, sealer, clock),
-                gateway=matrix,
-            ),
+            config=config,
+            gateway=matrix,
+            vault=vault,
+            pool=pool,
+            ledger=ledger,
+            outbox=outbox,
+            delivery=delivery,
+            submissions=submissions,
+            consents=consents,
+            audit=audit,
             metrics=metrics,
         )
 
@@ -181,20 +156,26 @@ async def practice(directory: Path, template: Path | None = None) -> AsyncIterat
 
         packages = RecordPackages(submissions, consents, vault, pool, config, clock)
         media = StaffMedia(matrix, postings, submissions, vault, pool, clock, config, packages, metrics)
-        destruction = Destruction(
-            database, submissions, postings, outbox, vault, pool, audit, ledger, media, faults
-        )
-        support = DeskSupport(
-            submissions, audit, outbox, matrix, asyncio.Lock(), alerts, settings.reminders.zone
-        )
-        desk = ClinicianDesk(
-            reading=ReadingDesk(support, submissions, postings, audit, media, config),
-            decisions=DecisionDesk(
-                support, submissions, vault, pool, destruction, config, faults, settings.undo_window
-            ),
-            packages=PackageDesk(support, postings, consents, media, config),
-            requests=RequestDesk(support, config, ask_consent, no_requests),
-            deletion=DeletionDesk(support, database, submissions, outbox, destruction, config),
+        desk, _, _ = clinician_workspace(
+            settings,
+            database=database,
+            submissions=submissions,
+            postings=postings,
+            consents=consents,
+            outbox=outbox,
+            vault=vault,
+            pool=pool,
+            audit=audit,
+            clock=clock,
+            config=config,
+            media=media,
+            lock=asyncio.Lock(),
+            ask_patient_consent=ask_consent,
+            open_request=no_requests,
+            faults=faults,
+            ledger=ledger,
+            alerts=alerts,
+            request_links=None,
         )
         staff = StaffRooms(
             database,
