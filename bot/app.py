@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.backends import open_vault
 from bot.clock import Clock, iso
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
@@ -79,7 +80,7 @@ from storage.refused_invites import RefusedInvites
 from storage.rooms import RoomKind, RoomRepository
 from storage.staff_identities import StaffIdentities
 from storage.submissions import Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 
 class NotInitialisedError(Exception):
@@ -88,7 +89,8 @@ class NotInitialisedError(Exception):
 
 def prepare_data_dir(settings: Settings) -> None:
     """The data directory and everything in it readable by the bot's user only."""
-    for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
+    s3 = settings.vault is not None and settings.vault.is_s3
+    for directory in (settings.data_dir, settings.store_dir, *(() if s3 else (settings.vault_dir,))):
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)
@@ -188,7 +190,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
-    vault = Vault(settings.vault_dir, keyring)
+    vault = open_vault(settings, keyring)
     ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
     audit = AuditLog(database, keyring, clock)
     consents = ConsentRepository(database)
@@ -377,7 +379,7 @@ def patient_side(
     faults: FaultInjector,
     config: LiveConfig,
     gateway: MatrixPort,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     ledger: DeletionLedger,
     outbox: Outbox,
@@ -428,7 +430,7 @@ def clinician_workspace(
     postings: PostingRepository,
     consents: ConsentRepository,
     outbox: Outbox,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     audit: AuditLog,
     clock: Clock,

@@ -23,14 +23,14 @@ from handlers.destruction import Destruction
 from storage.audit import AuditAction
 from storage.practice_config import LiveConfig
 from storage.submissions import Decision, Photo, Status, Submission, SubmissionRepository
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import ImageUnreadableError, ImageVault
 
 
 @dataclass
 class DecisionDesk:
     support: DeskSupport
     submissions: SubmissionRepository
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     destruction: Destruction  # a kept photo's original, a replaced record version
     config: LiveConfig

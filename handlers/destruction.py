@@ -35,7 +35,7 @@ from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import PracticeConfig
 from storage.submissions import Status, Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class Destruction:
     submissions: SubmissionRepository
     postings: PostingRepository
     outbox: Outbox
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     audit: AuditLog
     ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
