@@ -61,13 +61,16 @@ class Stored:
     open_vault: Callable[[Keyring], ImageVault]
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
 def file_stored(directory: Path) -> Stored:
-    Vault(directory, Keyring(NEW_KEY))
     return Stored(
         vault=Vault(directory, Keyring(NEW_KEY)),
         names=lambda: sorted(path.name for path in directory.iterdir()),
         read=lambda name: (directory / name).read_bytes(),
-        write=lambda name, data: (directory / name).write_bytes(data) and None,
+        write=lambda name, data: _write_file(directory / name, data),
         open_vault=lambda keyring: Vault(directory, keyring),
     )
 
