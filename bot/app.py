@@ -405,7 +405,7 @@ def patient_side(
         clock=clock,
         faults=faults,
         policy_in_force=PolicyInForce(config, settings.test_mode),
-        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics),
+        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics, keyring),
         effects=Effects(
             conversations=conversations,
             outbox=outbox,
