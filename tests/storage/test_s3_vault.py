@@ -133,3 +133,19 @@ def test_the_leak_scan_finds_a_photo_or_nhs_number_stored_in_clear_in_seaweedfs_
     while any(name in str(path) for path in object_store.data_dir.rglob("*")) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(name in str(path) for path in object_store.data_dir.rglob("*"))
+
+
+def test_a_bucket_that_keeps_old_versions_is_refused(object_store: ObjectStore) -> None:
+    """With versioning on, a DELETE leaves the old ciphertext behind: the check says so and names the bucket."""
+    name = "photobot-versioned-" + secrets.token_hex(4)
+    client = object_store.client()
+    client.create_bucket(Bucket=name)
+    try:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        with pytest.raises(VaultConfigError, match="keeps old versions"):
+            S3Vault(_location(object_store, name), Keyring(KEY)).check()
+    finally:
+        versions = client.list_object_versions(Bucket=name)
+        for entry in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
+            client.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
+        client.delete_bucket(Bucket=name)
