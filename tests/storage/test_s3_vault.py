@@ -4,6 +4,7 @@ clear errors for wrong credentials, and the leak scan reading the object store's
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 from bot.keyring import Keyring, MasterKey
 from bot.leak_scan import FindingKind, scan_paths
+from bot.logs import QUIET_LOGGERS, configure_logging
 from devtools.object_store import ObjectStore
 from storage.s3_vault import S3Location, S3Vault
 from storage.vault import Vault, VaultConfigError, VaultUnavailableError
@@ -149,3 +151,25 @@ def test_a_bucket_that_keeps_old_versions_is_refused(object_store: ObjectStore) 
         for entry in [*versions.get("Versions", []), *versions.get("DeleteMarkers", [])]:
             client.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
         client.delete_bucket(Bucket=name)
+
+
+def test_at_debug_level_the_s3_client_logs_no_key_and_no_bytes(bucket: Bucket) -> None:
+    """With PHOTOBOT_LOG_LEVEL=DEBUG, storing and reading an image writes no access key, no secret and no
+    ciphertext to the log: boto3 and botocore are held at ERROR like nio."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, {name: logging.getLogger(name).level for name in QUIET_LOGGERS})
+    stream = io.StringIO()
+    try:
+        configure_logging("DEBUG", "text", stream)
+        vault = S3Vault(_location(bucket.store, bucket.name), Keyring(KEY))
+        stored = vault.put("logged1", _jpeg())
+        vault.get("logged1", stored.wrapped_key)
+    finally:
+        root.handlers[:], level, quiet = saved
+        root.setLevel(level)
+        for name, quiet_level in quiet.items():
+            logging.getLogger(name).setLevel(quiet_level)
+    logged = stream.getvalue()
+    assert bucket.store.access_key not in logged
+    assert bucket.store.secret_key not in logged
+    assert "logged1" not in logged
