@@ -27,6 +27,7 @@ class CpuDeltas:
     bot: float
     synapse: float
     bench: float
+    servers: float = 0.0  # the database and object-store servers (none with SQLite: that work is in the bot)
 
 
 def _lag_figures(lag: HistogramDelta | None, target: float) -> dict[str, Any]:
@@ -86,6 +87,7 @@ def _per_photo(seconds: float, photos: int) -> float | None:
 def round_figures(
     *,
     label: str,
+    backend: str,
     photo: GeneratedPhoto,
     count: int,
     timings: list[PhotoTiming],
@@ -111,8 +113,10 @@ def round_figures(
     pipeline_ms = ms(pipeline.mean) if pipeline is not None else None
     bot_ms = _per_photo(spent.bot, count)
     synapse_ms = _per_photo(spent.synapse, count)
+    servers_ms = _per_photo(spent.servers, count)
     return {
         "label": label,
+        "backend": backend,
         "format": "HEIC" if photo.mimetype == "image/heic" else "JPEG",
         "patients": count,
         "photo_bytes": len(photo.data),
@@ -126,6 +130,8 @@ def round_figures(
         "bot_cpu_per_photo_ms": bot_ms,
         "synapse_cpu_per_photo_ms": synapse_ms,
         "bot_to_synapse_cpu_ratio": ratio(bot_ms, synapse_ms),
+        "servers_cpu_per_photo_ms": servers_ms,
+        "bot_and_servers_cpu_per_photo_ms": _per_photo(spent.bot + spent.servers, count),
         "bot_cpu_per_photo_to_last_confirmation_ms": _per_photo(spent_to_last.bot, count),
         "synapse_cpu_per_photo_to_last_confirmation_ms": _per_photo(spent_to_last.synapse, count),
         "bench_cpu_per_photo_ms": _per_photo(spent.bench, count),
@@ -133,6 +139,7 @@ def round_figures(
             "bot": round(idle.bot, 4),
             "synapse": round(idle.synapse, 4),
             "bench": round(idle.bench, 4),
+            "servers": round(idle.servers, 4),
         },
         "pipeline_cpu_per_photo_ms": pipeline_ms,
         "pipeline_photos_counted": int(pipeline.count) if pipeline is not None else 0,
