@@ -113,7 +113,8 @@ def round_figures(
     pipeline_ms = ms(pipeline.mean) if pipeline is not None else None
     bot_ms = _per_photo(spent.bot, count)
     synapse_ms = _per_photo(spent.synapse, count)
-    servers_ms = _per_photo(spent.servers, count)
+    # With SQLite there are no servers: their work is inside the bot's figure ("-", not 0).
+    servers_ms = _per_photo(spent.servers, count) if backend != "sqlite" else None
     return {
         "label": label,
         "backend": backend,

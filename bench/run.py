@@ -67,7 +67,7 @@ def report(results: dict[str, Any]) -> str:
     if len(results.get("backends", [])) > 1:
         parts += [
             "",
-            f"Backends side by side (ratio = {' / '.join(b['name'] for b in results['backends'])}, same run):",
+            f"Backends side by side (ratio to {results['backends'][0]['name']}, same run):",
             backends_table(results["backend_comparison"]),
         ]
     if results["clinician"] is not None:
