@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -46,17 +47,23 @@ class Backend:
         bucket = self.store.create_bucket(bot_name)
         return {"PHOTOBOT_DATABASE_URL": url} | self.store.environment(bucket, "photos")
 
+    def database_cpu(self) -> CpuReading:
+        """CPU used so far by the PostgreSQL server (none for SQLite: that work is in the bot)."""
+        return _server_cpu(self.postgres.process if self.postgres else None)
+
+    def object_store_cpu(self) -> CpuReading:
+        """CPU used so far by the object store (none for a file vault: that work is in the bot)."""
+        return _server_cpu(self.store.process if self.store else None)
+
     def server_cpu(self) -> CpuReading:
-        """CPU used so far by the database and object-store servers (none for SQLite: it is in the bot)."""
-        total = CpuReading(0.0, 0.0)
-        for process in (
-            self.postgres.process if self.postgres else None,
-            self.store.process if self.store else None,
-        ):
-            if process is not None and process.poll() is None:
-                reading = group_cpu(process.pid)
-                total = CpuReading(total.user + reading.user, total.system + reading.system)
-        return total
+        """CPU used so far by the database and object-store servers together."""
+        return self.database_cpu() + self.object_store_cpu()
+
+
+def _server_cpu(process: subprocess.Popen[bytes] | None) -> CpuReading:
+    if process is None or process.poll() is not None:
+        return CpuReading(0.0, 0.0)
+    return group_cpu(process.pid)
 
 
 def parse_backends(text: str) -> tuple[str, ...]:

@@ -50,13 +50,20 @@ class Readings:
     bot: CpuReading
     synapse: CpuReading
     bench: CpuReading
-    servers: CpuReading
+    database: CpuReading
+    store: CpuReading
     at: float
 
     @classmethod
     def now(cls, bot: BenchBot, context: BenchContext) -> Readings:
+        backend = context.backend
         return cls(
-            bot.cpu(), context.synapse_cpu(), own_cpu(), context.backend.server_cpu(), time.monotonic()
+            bot.cpu(),
+            context.synapse_cpu(),
+            own_cpu(),
+            backend.database_cpu(),
+            backend.object_store_cpu(),
+            time.monotonic(),
         )
 
     def since(self, earlier: Readings) -> CpuDeltas:
@@ -64,7 +71,8 @@ class Readings:
             (self.bot - earlier.bot).total,
             (self.synapse - earlier.synapse).total,
             (self.bench - earlier.bench).total,
-            (self.servers - earlier.servers).total,
+            (self.database - earlier.database).total,
+            (self.store - earlier.store).total,
         )
 
 
@@ -104,7 +112,11 @@ async def idle_rates(bot: BenchBot, context: BenchContext) -> CpuDeltas:
     spent = after.since(before)
     seconds = after.at - before.at
     return CpuDeltas(
-        spent.bot / seconds, spent.synapse / seconds, spent.bench / seconds, spent.servers / seconds
+        spent.bot / seconds,
+        spent.synapse / seconds,
+        spent.bench / seconds,
+        spent.database / seconds,
+        spent.store / seconds,
     )
 
 

@@ -33,6 +33,9 @@ class CpuReading:
     def __sub__(self, earlier: CpuReading) -> CpuReading:
         return CpuReading(self.user - earlier.user, self.system - earlier.system)
 
+    def __add__(self, other: CpuReading) -> CpuReading:
+        return CpuReading(self.user + other.user, self.system + other.system)
+
 
 def _stat_fields(pid: int) -> list[str]:
     """The fields of /proc/<pid>/stat from field 3 on (the command name may hold spaces and parentheses)."""

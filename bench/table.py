@@ -72,6 +72,8 @@ def verdicts_table(verdicts: Sequence[Verdict]) -> str:
 COMPARED: tuple[tuple[str, str], ...] = (
     ("bot CPU/photo ms", "bot_cpu_per_photo_ms"),
     ("DB+S3 servers CPU/photo ms", "servers_cpu_per_photo_ms"),
+    ("  of which PostgreSQL", "database_cpu_per_photo_ms"),
+    ("  of which object store", "object_store_cpu_per_photo_ms"),
     ("bot + servers CPU/photo ms", "bot_and_servers_cpu_per_photo_ms"),
     ("send-to-stored p50 ms", "send_to_stored_p50_ms"),
     ("send-to-stored p95 ms", "send_to_stored_p95_ms"),

@@ -31,6 +31,8 @@ ROUND_FIELDS = {
     "bot_to_synapse_cpu_ratio",
     "servers_cpu_per_photo_ms",
     "bot_and_servers_cpu_per_photo_ms",
+    "database_cpu_per_photo_ms",
+    "object_store_cpu_per_photo_ms",
     "bench_cpu_per_photo_ms",
     "idle_cpu_share",
     "pipeline_cpu_per_photo_ms",
