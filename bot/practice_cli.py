@@ -1,0 +1,204 @@
+"""`photobot practice add|remove|list`: the practices of a host directory (bot.practices).
+
+`add NAME --env-file FILE` checks the practice's settings (and that it shares no bot account, room, key
+file or port with another practice), creates its folder with a copy of its settings (without the password,
+needed once) and runs `photobot init` for it: master key, device, cross-signing identity. A running host
+starts serving it within seconds. If anything fails, nothing of it is left behind.
+
+`remove NAME` destroys the practice: its folder is marked (a running host stops serving it and lets its data
+directory go), then its master key is destroyed first - from that moment nothing it stored, in any copy or
+backup, can be read - then its rows, then its files (vault, nio store, deletion ledger, settings). Interrupted,
+it is run again to finish; the practice is never served in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from bot.clock import Clock
+from bot.durable_files import fsync_directory, write_new_file
+from bot.exit_codes import ExitCode
+from bot.initialise import initialise
+from bot.keyring import destroy_master_key_file
+from bot.practices import (
+    ADD_ONLY,
+    PRACTICE_ENV,
+    REMOVING,
+    Host,
+    check_name,
+    describe,
+    file_problems,
+    isolation_problems,
+    practice_values,
+)
+from bot.settings import PREFIX, Settings, SettingsError, load_settings
+from storage.data_dir_lock import DataDirBusyError, DataDirLock
+from storage.practice_data import destroy_database
+
+REMOVE_WAIT_SECONDS = 60.0  # for a running host to stop serving the practice being removed
+
+
+def _read_env_file(env_file: Path | None) -> dict[str, str]:
+    if env_file is None:
+        raise SettingsError(["name the practice's settings file: photobot practice add NAME --env-file FILE"])
+    if not env_file.is_file():
+        raise SettingsError([f"--env-file {env_file}: no such file."])
+    return {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+
+def _others(host: Host, name: str, say: Callable[[str], None]) -> dict[str, Settings]:
+    others: dict[str, Settings] = {}
+    for other in host.serving_names():
+        if other == name:
+            continue
+        try:
+            others[other] = host.settings(other)
+        except SettingsError as error:
+            say(f"warning: {'; '.join(error.problems)} (not compared with the new practice)")
+    return others
+
+
+def _kept_copy(values: Mapping[str, str]) -> bytes:
+    lines = [
+        "# This practice's settings under the host (photobot practice add). Edit, then restart the host.\n",
+        f"# {PREFIX}DATA_DIR is set by the host; the password was used once, by init, and is not kept.\n",
+    ]
+    for key, value in values.items():
+        if key in ADD_ONLY:
+            continue
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        lines.append(f"{key}='{escaped}'\n")
+    return "".join(lines).encode()
+
+
+async def add_practice(
+    host: Host, name: str, env_file: Path | None, clock: Clock, say: Callable[[str], None]
+) -> int:
+    check_name(name)
+    if host.exists(name):
+        if host.is_removing(name):
+            raise SettingsError(
+                [f"practice {name} is being removed: finish with `photobot practice remove {name}`."]
+            )
+        raise SettingsError([f"practice {name} already exists in {host.root} (`photobot practice list`)."])
+    values = _read_env_file(env_file)
+    if problems := file_problems(values):
+        raise SettingsError([f"{env_file}: {problem}" for problem in problems])
+    try:
+        settings = load_settings(
+            practice_values(host, name, values) | {k: values[k] for k in ADD_ONLY if k in values}
+        )
+    except SettingsError as error:
+        raise SettingsError([f"{env_file}: {problem}" for problem in error.problems]) from None
+    shared = isolation_problems(_others(host, name, say) | {name: settings}).get(name)
+    if shared:
+        raise SettingsError([f"practice {name}: {problem}" for problem in shared])
+    host.practices_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key_existed = settings.master_key_file.exists()
+    directory = host.practice_dir(name)
+    # Held while the practice is made: a running host that sees the new folder waits for it to be ready.
+    with DataDirLock.acquire(directory, f"photobot practice add {name}"):
+        try:
+            write_new_file(directory / PRACTICE_ENV, _kept_copy(values))
+            fsync_directory(directory)
+            await initialise(settings, clock, say)
+        except BaseException:
+            if not key_existed:
+                destroy_master_key_file(settings.master_key_file)
+            shutil.rmtree(directory, ignore_errors=True)
+            say(f"Practice {name} was not added; nothing of it was kept.")
+            raise
+    say(
+        f"Added practice {name} ({settings.practice.practice_name}, bot {settings.user_id}) in {directory}. "
+        "A running host serves it within seconds; otherwise start it with `photobot run`."
+    )
+    return ExitCode.OK
+
+
+def _confirmed(name: str, ask: Callable[[str], str], say: Callable[[str], None]) -> bool:
+    answer = ask(
+        f"This destroys practice {name} for good: its master key, every photo, record and audit entry, and "
+        f"its bot's device keys. Type the practice's name ({name}) to go on: "
+    ).strip()
+    if answer != name:
+        say(f"Practice {name} was not removed.")
+        return False
+    return True
+
+
+async def _lock_when_released(directory: Path, name: str, wait: float) -> DataDirLock:
+    """The practice's data directory, once a running host has stopped serving it (it sees REMOVING)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return DataDirLock.acquire(directory, f"photobot practice remove {name}")
+        except DataDirBusyError:
+            if loop.time() >= deadline:
+                raise DataDirBusyError(
+                    f"practice {name} is still in use after {wait:.0f} s. It is marked for removal and will "
+                    f"not be served again: run `photobot practice remove {name}` again to finish."
+                ) from None
+            await asyncio.sleep(0.2)
+
+
+def _master_key_file(host: Host, name: str) -> Path:
+    """The practice's key file, from its own settings file when it names one (checked absolute at add)."""
+    env = host.env_file(name)
+    values = dotenv_values(env) if env.is_file() else {}
+    named = (values.get(f"{PREFIX}MASTER_KEY_FILE") or "").strip()
+    return Path(named).expanduser() if named else host.practice_dir(name) / "master.key"
+
+
+async def remove_practice(
+    host: Host,
+    name: str,
+    *,
+    yes: bool,
+    ask: Callable[[str], str],
+    say: Callable[[str], None],
+    wait: float = REMOVE_WAIT_SECONDS,
+) -> int:
+    check_name(name)
+    directory = host.practice_dir(name)
+    if not directory.is_dir():
+        raise SettingsError([f"there is no practice {name!r} in {host.root}."])
+    if not yes and not _confirmed(name, ask, say):
+        return ExitCode.USAGE
+    key_file = _master_key_file(host, name)
+    marker = directory / REMOVING
+    if not marker.exists():
+        write_new_file(marker, b"photobot practice remove\n")
+        fsync_directory(directory)
+    with await _lock_when_released(directory, name, wait):
+        if destroy_master_key_file(key_file):
+            say(
+                f"Destroyed practice {name}'s master key ({key_file}): nothing it stored can be read any more."
+            )
+        rows = await destroy_database(directory / "photobot.sqlite3")
+        say(f"Destroyed its database: {rows.rows} row(s) in {rows.tables} table(s).")
+        images = sum(1 for path in (directory / "vault").rglob("*") if path.is_file())
+        shutil.rmtree(directory)
+    with contextlib.suppress(FileNotFoundError):
+        fsync_directory(host.practices_dir)
+    say(
+        f"Removed practice {name}: {images} encrypted image file(s), its nio store and settings deleted. Destroy "
+        "any offline copy of its master key too, and deactivate its bot's account on the homeserver."
+    )
+    return ExitCode.OK
+
+
+def list_practices(host: Host, say: Callable[[str], None]) -> int:
+    names = host.names()
+    if not names:
+        say(f"No practices in {host.root} yet: add one with `photobot practice add NAME --env-file FILE`.")
+        return ExitCode.OK
+    for line in describe(host, names):
+        say(line)
+    return ExitCode.OK

@@ -1,0 +1,65 @@
+"""Destroying a practice's rows when the practice is removed from a host (`photobot practice remove`).
+
+Called after the practice's master key is destroyed (everything sealed or wrapped under it is unreadable
+from then on, in every copy), and before its files are removed. Every table is dropped with SQLite's
+`secure_delete` on, so the freed pages are overwritten with zeros, and the write-ahead log, which holds
+earlier copies of pages, is checkpointed and truncated; then the database files are removed. A drop, not
+a DELETE: the audit log's append-only triggers refuse deletes, and the practice's whole log goes with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from bot.durable_files import fsync_directory
+
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True)
+class DestroyedRows:
+    tables: int
+    rows: int
+
+
+async def destroy_database(path: Path) -> DestroyedRows:
+    """Drop every table of the SQLite database at `path` (zeroing the freed pages), truncate its WAL and
+    remove its files. A database that is not there destroys nothing (a removal run again after a crash)."""
+    if not path.exists():
+        _remove_files(path)
+        return DestroyedRows(0, 0)
+    rows = 0
+    connection = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await connection.execute("PRAGMA secure_delete=ON")
+        await connection.execute("PRAGMA busy_timeout=10000")
+        async with connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        ) as cursor:
+            tables = [str(row[0]) for row in await cursor.fetchall()]
+        await connection.execute("PRAGMA foreign_keys=OFF")
+        await connection.execute("BEGIN IMMEDIATE")
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            async with connection.execute(f"SELECT count(*) FROM {quoted}") as cursor:  # noqa: S608 - a name from sqlite_master
+                row = await cursor.fetchone()
+            rows += int(row[0]) if row else 0
+            await connection.execute(f"DROP TABLE {quoted}")
+        await connection.execute("COMMIT")
+        await connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        await connection.close()
+    _remove_files(path)
+    return DestroyedRows(len(tables), rows)
+
+
+def _remove_files(path: Path) -> None:
+    for name in (path.name, *(path.name + suffix for suffix in SIDECARS)):
+        with contextlib.suppress(FileNotFoundError):
+            (path.parent / name).unlink()
+    with contextlib.suppress(FileNotFoundError):
+        fsync_directory(path.parent)
