@@ -218,7 +218,7 @@ class HostServer:
             await asyncio.gather(
                 *(serving.task for serving in self._running.values()), return_exceptions=True
             )
-            log.info("the host stopped: %d practice(s) served until now", len(self._running))
+            log.info("the host stopped (it was serving %d practice(s))", len(self._running))
 
     def _reap(self, now: float) -> None:
         for name, serving in list(self._running.items()):
@@ -245,7 +245,7 @@ class HostServer:
             self._running[name].stop.set()
         candidates: dict[str, Settings] = {}
         for name in sorted(wanted - set(self._running)):
-            if now - self._failed_at.get(name, now - self.retry) < self.retry:
+            if name in self._failed_at and now - self._failed_at[name] < self.retry:
                 continue
             try:
                 candidates[name] = self.host.settings(name)

@@ -198,7 +198,9 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
     assert ref_b in b_queue
     assert ref_a not in b_queue
     _, b_trail = await _reply(clinician_b, room_b, f"!audit {ref_b}")
-    assert "Audit trail" in b_trail  # the same command from B's own room does find it: the check above can fail
+    assert (
+        "Audit trail" in b_trail
+    )  # the same command from B's own room does find it: the check above can fail
 
     # Removing B while the host runs: its key, rows and files destroyed; A still serves.
     b_dir = host.host.practice_dir("b")

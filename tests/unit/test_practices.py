@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.clock import SystemClock
 from bot.exit_codes import ExitCode
 from bot.keyring import create_master_key_file
 from bot.logs import PRACTICE, JsonFormatter, TextFormatter
 from bot.practice_cli import remove_practice
-from bot.practices import PRACTICE_ENV, REMOVING, Host, isolation_problems
+from bot.practices import PRACTICE_ENV, REMOVING, Host, HostServer, isolation_problems
 from bot.settings import SettingsError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.database import Database
@@ -279,6 +280,35 @@ def test_list_names_each_practice_its_bot_and_its_state(
     assert "not initialised" in lines[0]
     assert lines[1].startswith("b: being removed")
     assert lines[2].startswith("c: cannot be served: practice c: PHOTOBOT_MAX_PHOTOS")
+
+
+async def test_the_host_serves_on_when_a_practice_fails_and_never_starts_one_that_shares(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A practice that cannot start (here: never initialised) is logged, naming it, and tried again; the
+    host goes on. Two practices with one bot account are neither started, each said so once; nor is one
+    being removed."""
+    host = Host(tmp_path / "host")
+    await _made_by_hand(host, "a")  # a database but no bot account: `photobot init` was never run
+    await _made_by_hand(host, "b")
+    await _made_by_hand(host, "c", user_id="@bot_b:localhost")
+    await _made_by_hand(host, "d")
+    (host.practice_dir("d") / REMOVING).write_text("")
+    stop = asyncio.Event()
+    server = HostServer(host, lambda settings: SystemClock(), poll=0.05, retry=0.2)
+    with caplog.at_level(logging.INFO, logger="bot.practices"):
+        serving = asyncio.create_task(server.run(stop))
+        await asyncio.sleep(0.7)
+        stop.set()
+        await serving
+    lines = [record.getMessage() for record in caplog.records]
+    failed = [line for line in lines if line.startswith("practice a stopped:")]
+    assert len(failed) >= 2  # tried again after `retry`
+    assert "photobot init" in failed[0]
+    refused = [line for line in lines if ": not served" in line]
+    assert len(refused) == 2
+    assert "practice b: not served: the bot account @bot_b:localhost is also practice c's." in refused
+    assert not [line for line in lines if line.startswith("practice d")]
 
 
 @pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()])
