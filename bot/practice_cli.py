@@ -6,7 +6,7 @@ needed once) and runs `photobot init` for it: master key, device, cross-signing 
 starts serving it within seconds. If anything fails, nothing of it is left behind.
 
 `remove NAME` destroys the practice: its folder is marked (a running host stops serving it and lets its data
-directory go), then its master key is destroyed first - from that moment nothing it stored, in any copy or
+directory go) and its bot's device is logged out of the homeserver, then its master key is destroyed first - from that moment nothing it stored, in any copy or
 backup, can be read - then its rows, then its files (vault, nio store, deletion ledger, settings). Interrupted,
 it is run again to finish; the practice is never served in between.
 """
@@ -21,11 +21,20 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from bot.clock import Clock
+from bot.clock import Clock, SystemClock
 from bot.durable_files import fsync_directory, write_new_file
 from bot.exit_codes import ExitCode
 from bot.initialise import initialise
-from bot.keyring import destroy_master_key_file
+from bot.keyring import (
+    CryptoError,
+    Keyring,
+    MasterKeyError,
+    Sealer,
+    destroy_master_key_file,
+    load_master_key_file,
+)
+from bot.matrix.homeserver_audit import HomeserverAudit
+from bot.matrix.reachability import HomeserverUnreachableError
 from bot.practices import (
     ADD_ONLY,
     PRACTICE_ENV,
@@ -38,7 +47,9 @@ from bot.practices import (
     practice_values,
 )
 from bot.settings import PREFIX, Settings, SettingsError, load_settings
+from storage.account import AccountRepository
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
+from storage.database import Database, DatabaseError
 from storage.practice_data import destroy_database
 
 REMOVE_WAIT_SECONDS = 60.0  # for a running host to stop serving the practice being removed
@@ -156,6 +167,47 @@ def _master_key_file(host: Host, name: str) -> Path:
     return Path(named).expanduser() if named else host.practice_dir(name) / "master.key"
 
 
+async def _log_out_bot(host: Host, name: str, key_file: Path, say: Callable[[str], None]) -> None:
+    """Log the practice's bot device out of the homeserver, which deletes the device and its keys there (so
+    patients' apps stop encrypting to it). Best effort: a removal is not held up by a homeserver that does
+    not answer, or by a practice that was never initialised or is half destroyed already."""
+    try:
+        settings = load_settings(host.values(name))
+        if not settings.database_path.exists() or not key_file.exists():
+            return
+        keyring = Keyring(load_master_key_file(key_file))
+        database = await Database.open(settings.database_path)
+        try:
+            account = await AccountRepository(database, Sealer(keyring), SystemClock()).load()
+        finally:
+            await database.close()
+        if account is None:
+            return
+        async with HomeserverAudit.session() as session:
+            answer = await HomeserverAudit(settings.homeserver_url, session).log_out(account.access_token)
+    except (
+        SettingsError,
+        MasterKeyError,
+        CryptoError,
+        DatabaseError,
+        HomeserverUnreachableError,
+        OSError,
+    ) as error:
+        say(f"warning: the bot's device could not be logged out ({error}); delete it on the homeserver.")
+        return
+    if answer.status == 200:
+        say(
+            f"Logged out its bot's device {account.device_id} ({account.user_id}): the homeserver deleted its keys."
+        )
+    elif answer.status == 401:
+        say(f"Its bot's device {account.device_id} was already logged out.")
+    else:
+        say(
+            f"warning: the homeserver refused to log out the bot's device {account.device_id} ({answer.errcode}); "
+            f"delete it on the homeserver."
+        )
+
+
 async def remove_practice(
     host: Host,
     name: str,
@@ -177,6 +229,7 @@ async def remove_practice(
         write_new_file(marker, b"photobot practice remove\n")
         fsync_directory(directory)
     with await _lock_when_released(directory, name, wait):
+        await _log_out_bot(host, name, key_file, say)
         if destroy_master_key_file(key_file):
             say(
                 f"Destroyed practice {name}'s master key ({key_file}): nothing it stored can be read any more."
