@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from bot.backends import open_database
 from bot.clock import Clock, SystemClock
 from bot.durable_files import fsync_directory, write_new_file
 from bot.exit_codes import ExitCode
@@ -37,6 +38,8 @@ from bot.matrix.homeserver_audit import HomeserverAudit
 from bot.matrix.reachability import HomeserverUnreachableError
 from bot.practices import (
     ADD_ONLY,
+    DATABASE_URL,
+    POSTGRES_SCHEMES,
     PRACTICE_ENV,
     REMOVING,
     Host,
@@ -49,8 +52,8 @@ from bot.practices import (
 from bot.settings import PREFIX, Settings, SettingsError, load_settings
 from storage.account import AccountRepository
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
-from storage.database import Database, DatabaseError
-from storage.practice_data import destroy_database
+from storage.practice_data import DestroyedRows, destroy_database, destroy_schema
+from storage.sql import DatabaseError
 
 REMOVE_WAIT_SECONDS = 60.0  # for a running host to stop serving the practice being removed
 
@@ -167,6 +170,17 @@ def _master_key_file(host: Host, name: str) -> Path:
     return Path(named).expanduser() if named else host.practice_dir(name) / "master.key"
 
 
+async def _destroy_rows(host: Host, name: str, directory: Path) -> DestroyedRows:
+    """The practice's rows: its SQLite file, and its own PostgreSQL schema when the host's database is that."""
+    rows = await destroy_database(directory / "photobot.sqlite3")
+    env = host.env_file(name)
+    url = host.values(name).get(DATABASE_URL, "") if env.is_file() else ""
+    if url.startswith(POSTGRES_SCHEMES):
+        in_schema = await destroy_schema(url)
+        rows = DestroyedRows(rows.tables + in_schema.tables, rows.rows + in_schema.rows)
+    return rows
+
+
 async def _log_out_bot(host: Host, name: str, key_file: Path, say: Callable[[str], None]) -> None:
     """Log the practice's bot device out of the homeserver, which deletes the device and its keys there (so
     patients' apps stop encrypting to it). Best effort: a removal is not held up by a homeserver that does
@@ -176,7 +190,7 @@ async def _log_out_bot(host: Host, name: str, key_file: Path, say: Callable[[str
         if not settings.database_path.exists() or not key_file.exists():
             return
         keyring = Keyring(load_master_key_file(key_file))
-        database = await Database.open(settings.database_path)
+        database = await open_database(settings)
         try:
             account = await AccountRepository(database, Sealer(keyring), SystemClock()).load()
         finally:
@@ -234,7 +248,7 @@ async def remove_practice(
             say(
                 f"Destroyed practice {name}'s master key ({key_file}): nothing it stored can be read any more."
             )
-        rows = await destroy_database(directory / "photobot.sqlite3")
+        rows = await _destroy_rows(host, name, directory)
         say(f"Destroyed its database: {rows.rows} row(s) in {rows.tables} table(s).")
         images = sum(1 for path in (directory / "vault").rglob("*") if path.is_file())
         shutil.rmtree(directory)

@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
@@ -52,6 +53,8 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 ADD_ONLY = (f"{PREFIX}PASSWORD",)
 # Set by the host for each practice; a practice's file that sets them is refused.
 HOST_OWNED = (f"{PREFIX}DATA_DIR",)
+DATABASE_URL = f"{PREFIX}DATABASE_URL"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 POLL_SECONDS = 2.0  # how soon a practice added or marked for removal is started or stopped
 RETRY_SECONDS = 30.0  # how long a practice that stopped with an error waits before it is started again
@@ -127,9 +130,25 @@ class Host:
 
 def practice_values(host: Host, name: str, values: Mapping[str, str]) -> dict[str, str]:
     """A practice's settings as the host gives them: its data directory is its folder of the host, whatever
-    its file says, and the password (used once by `practice add`) is never taken from the host's copy."""
+    its file says; on PostgreSQL its tables are in its own schema, `practice_NAME`; a SQLite database is
+    always the file in its folder."""
     kept = {key: value for key, value in values.items() if key not in HOST_OWNED}
+    url = kept.pop(DATABASE_URL, "").strip()
+    if url.startswith(POSTGRES_SCHEMES):
+        kept[DATABASE_URL] = with_schema(url, practice_schema(name))
     return kept | {f"{PREFIX}DATA_DIR": str(host.practice_dir(name).absolute())}
+
+
+def practice_schema(name: str) -> str:
+    """The PostgreSQL schema that holds a practice's tables when the host's database is PostgreSQL."""
+    return f"practice_{check_name(name)}"
+
+
+def with_schema(url: str, schema: str) -> str:
+    """A PostgreSQL URL whose `schema=` parameter (the one `storage.postgres` reads first) is `schema`."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "schema"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("schema", schema)])))
 
 
 def file_problems(values: Mapping[str, str]) -> list[str]:
@@ -139,6 +158,16 @@ def file_problems(values: Mapping[str, str]) -> list[str]:
         for key in HOST_OWNED
         if values.get(key, "").strip()
     ]
+    url = values.get(DATABASE_URL, "").strip()
+    if url and not url.startswith(POSTGRES_SCHEMES):
+        problems.append(
+            f"{DATABASE_URL}: a practice's SQLite database is the file in its folder of the host; leave it out "
+            "(or give the host's PostgreSQL URL)."
+        )
+    elif url and (any(key == "schema" for key, _ in parse_qsl(urlsplit(url).query)) or "search_path" in url):
+        problems.append(
+            f"{DATABASE_URL} must not choose a schema: the host keeps each practice's tables in practice_NAME."
+        )
     key_file = values.get(f"{PREFIX}MASTER_KEY_FILE", "").strip()
     if key_file and not Path(key_file).expanduser().is_absolute():
         problems.append(f"{PREFIX}MASTER_KEY_FILE must be an absolute path under a host; it is {key_file!r}.")

@@ -1,5 +1,9 @@
 """Destroying a practice's rows when the practice is removed from a host (`photobot practice remove`).
 
+On PostgreSQL the practice's tables are its own schema (`practice_NAME`, bot.practices), dropped whole
+(`DROP SCHEMA ... CASCADE`): PostgreSQL unlinks the tables' files at commit; what stays is in the WAL and in
+base backups until they are recycled or expire, readable only with the master key destroyed before.
+
 Called after the practice's master key is destroyed (everything sealed or wrapped under it is unreadable
 from then on, in every copy), and before its files are removed. Every table is dropped with SQLite's
 `secure_delete` on, so the freed pages are overwritten with zeros, and the write-ahead log, which holds
@@ -14,8 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
+import psycopg
+from psycopg import sql as pgsql
 
 from bot.durable_files import fsync_directory
+from storage.postgres import CONNECT_TIMEOUT_SECONDS, _split_url
+from storage.sql import DatabaseError
 
 SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -63,3 +71,37 @@ def _remove_files(path: Path) -> None:
             (path.parent / name).unlink()
     with contextlib.suppress(FileNotFoundError):
         fsync_directory(path.parent)
+
+
+async def destroy_schema(url: str) -> DestroyedRows:
+    """Drop the PostgreSQL schema the URL names (its `schema=`), with every table in it. Never `public`:
+    a host's practices each have their own schema, and a URL without one is not a practice's."""
+    kept, schema = _split_url(url, None)
+    if schema == "public":
+        raise DatabaseError("A practice's tables are in its own schema, never public: nothing was dropped.")
+    try:
+        connection = await psycopg.AsyncConnection.connect(
+            kept, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="photobot"
+        )
+    except psycopg.OperationalError as error:
+        raise DatabaseError(f"Cannot connect to the database to drop schema {schema}: {error}") from None
+    rows = 0
+    try:
+        cursor = await connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+            (schema,),
+        )
+        tables = [str(row[0]) for row in await cursor.fetchall()]
+        async with connection.transaction():
+            for table in tables:
+                counted = await connection.execute(
+                    pgsql.SQL("SELECT count(*) FROM {}").format(pgsql.Identifier(schema, table))
+                )
+                row = await counted.fetchone()
+                rows += int(row[0]) if row else 0
+            await connection.execute(
+                pgsql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(pgsql.Identifier(schema))
+            )
+    finally:
+        await connection.close()
+    return DestroyedRows(len(tables), rows)

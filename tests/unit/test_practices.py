@@ -17,7 +17,7 @@ from bot.exit_codes import ExitCode
 from bot.keyring import create_master_key_file
 from bot.logs import PRACTICE, JsonFormatter, TextFormatter
 from bot.practice_cli import remove_practice
-from bot.practices import PRACTICE_ENV, REMOVING, Host, HostServer, isolation_problems
+from bot.practices import PRACTICE_ENV, REMOVING, Host, HostServer, file_problems, isolation_problems
 from bot.settings import SettingsError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.database import Database
@@ -74,6 +74,21 @@ def test_a_practice_reads_its_own_file_only_and_its_data_is_its_folder(
     assert {str(user) for user in settings.practice.clinicians} == {"@dr_riverside:localhost"}
     assert settings.data_dir == directory.absolute()
     assert settings.master_key_file == directory.absolute() / "master.key"
+
+
+def test_on_postgresql_a_practice_has_its_own_schema_and_a_file_may_not_choose_one(tmp_path: Path) -> None:
+    """The host's PostgreSQL URL gives each practice the schema practice_NAME (the URL's other parameters
+    kept); a practice's file that names a schema, or a SQLite file of its own, is refused at `practice add`."""
+    host = Host(tmp_path / "host")
+    host.practice_dir("riverside").mkdir(parents=True)
+    url = "postgresql://photobot:pw@db.example/photobot?sslmode=require"
+    _write(host.env_file("riverside"), _values("riverside", database_url=url))
+    settings = host.settings("riverside")
+    assert settings.database.url == url + "&schema=practice_riverside"
+    assert file_problems({"PHOTOBOT_DATABASE_URL": url}) == []
+    for bad in (url + "&schema=public", "postgresql://db.example/photobot?options=-csearch_path%3Dx"):
+        assert "must not choose a schema" in file_problems({"PHOTOBOT_DATABASE_URL": bad})[0]
+    assert "SQLite" in file_problems({"PHOTOBOT_DATABASE_URL": "sqlite:///srv/shared.sqlite3"})[0]
 
 
 def test_a_practice_being_removed_is_not_served(tmp_path: Path) -> None:
