@@ -95,11 +95,15 @@ async def add_practice(
     host: Host, name: str, env_file: Path | None, clock: Clock, say: Callable[[str], None]
 ) -> int:
     check_name(name)
+    if host.is_removing(name):
+        raise SettingsError(
+            [f"practice {name} is being removed: finish with `photobot practice remove {name}`."]
+        )
+    if host.exists(name) and not host.env_file(name).is_file():
+        raise SettingsError(
+            [f"practice {name} was left half made: clear it with `photobot practice remove {name}`."]
+        )
     if host.exists(name):
-        if host.is_removing(name):
-            raise SettingsError(
-                [f"practice {name} is being removed: finish with `photobot practice remove {name}`."]
-            )
         raise SettingsError([f"practice {name} already exists in {host.root} (`photobot practice list`)."])
     values = _read_env_file(env_file)
     if problems := file_problems(values):
@@ -116,12 +120,16 @@ async def add_practice(
     host.practices_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key_existed = settings.master_key_file.exists()
     directory = host.practice_dir(name)
-    # Held while the practice is made: a running host that sees the new folder waits for it to be ready.
+    # The settings file is written last: a host serves a folder only once it has one, so a running host never
+    # starts a practice half made. The lock keeps `photobot run --practice NAME` out meanwhile.
     with DataDirLock.acquire(directory, f"photobot practice add {name}"):
         try:
-            write_new_file(directory / PRACTICE_ENV, _kept_copy(values))
-            fsync_directory(directory)
             await initialise(settings, clock, say)
+            partial = directory / f".{PRACTICE_ENV}.new"
+            partial.unlink(missing_ok=True)
+            write_new_file(partial, _kept_copy(values))
+            partial.rename(directory / PRACTICE_ENV)
+            fsync_directory(directory)
         except BaseException:
             if not key_existed:
                 destroy_master_key_file(settings.master_key_file)

@@ -340,6 +340,11 @@ def describe(host: Host, names: Iterable[str]) -> list[str]:
         if host.is_removing(name):
             lines.append(f"{name}: being removed (finish with `photobot practice remove {name}`)")
             continue
+        if not host.env_file(name).is_file():
+            lines.append(
+                f"{name}: half made by an interrupted add (clear it with `photobot practice remove {name}`)"
+            )
+            continue
         try:
             settings = host.settings(name)
         except SettingsError as error:

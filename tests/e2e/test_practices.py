@@ -157,10 +157,12 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
     clinician_b = await make_person("clinician_b")
     env_a, bot_a_id, room_a = await _practice_env(tmp_path, homeserver, homeserver_admin, "a", clinician_a)
     env_b, bot_b_id, room_b = await _practice_env(tmp_path, homeserver, homeserver_admin, "b", clinician_b)
-    await asyncio.gather(host.add("a", env_a), host.add("b", env_b))
+    await host.add("a", env_a)
     assert "PASSWORD" not in host.host.env_file("a").read_text()  # used once, by init, not kept
     await host.process.start()
-    await asyncio.gather(host.serving("a"), host.serving("b"))
+    await host.serving("a")
+    await host.add("b", env_b)  # while the host runs: it starts serving B within seconds
+    await host.serving("b")
     await asyncio.gather(joined(clinician_a, room_a, bot_a_id), joined(clinician_b, room_b, bot_b_id))
     bot_a, bot_b = host.bot("a", bot_a_id), host.bot("b", bot_b_id)
 

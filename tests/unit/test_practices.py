@@ -289,12 +289,21 @@ def test_list_names_each_practice_its_bot_and_its_state(
         host.practice_dir(name).mkdir(parents=True)
         _write(host.env_file(name), _values(name, max_photos="99" if name == "c" else "5"))
     (host.practice_dir("b") / REMOVING).write_text("")
+    host.practice_dir("d").mkdir()  # an add interrupted before its settings file was written
     assert main(["--host", str(host.root), "practice", "list"]) == ExitCode.OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("a: A Surgery, bot @bot_a:localhost")
     assert "not initialised" in lines[0]
     assert lines[1].startswith("b: being removed")
     assert lines[2].startswith("c: cannot be served: practice c: PHOTOBOT_MAX_PHOTOS")
+    assert lines[3].startswith("d: half made by an interrupted add")
+    assert host.serving_names() == ["a", "c"]
+    env_file = _write(tmp_path / "d.env", _values("d"))
+    assert (
+        main(["--host", str(host.root), "practice", "add", "d", "--env-file", str(env_file)])
+        == ExitCode.CONFIG
+    )
+    assert "practice remove d" in capsys.readouterr().err
 
 
 async def test_the_host_serves_on_when_a_practice_fails_and_never_starts_one_that_shares(
