@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from bot.backends import open_database
+from bot.backends import open_database, s3_location
 from bot.clock import Clock, SystemClock
 from bot.durable_files import fsync_directory, write_new_file
 from bot.exit_codes import ExitCode
@@ -42,6 +42,7 @@ from bot.practices import (
     POSTGRES_SCHEMES,
     PRACTICE_ENV,
     REMOVING,
+    VAULT_URL,
     Host,
     check_name,
     describe,
@@ -52,7 +53,7 @@ from bot.practices import (
 from bot.settings import PREFIX, Settings, SettingsError, load_settings
 from storage.account import AccountRepository
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
-from storage.practice_data import DestroyedRows, destroy_database, destroy_schema
+from storage.practice_data import DestroyedRows, destroy_database, destroy_objects, destroy_schema
 from storage.sql import DatabaseError
 
 REMOVE_WAIT_SECONDS = 60.0  # for a running host to stop serving the practice being removed
@@ -189,6 +190,27 @@ async def _destroy_rows(host: Host, name: str, directory: Path) -> DestroyedRows
     return rows
 
 
+async def _destroy_objects(host: Host, name: str, say: Callable[[str], None]) -> int:
+    """The practice's image objects, when its vault is in an object store (under its own prefix)."""
+    env = host.env_file(name)
+    if not env.is_file() or not host.values(name).get(VAULT_URL, "").startswith("s3://"):
+        return 0
+    try:
+        location = s3_location(load_settings(host.values(name)))
+    except SettingsError as error:
+        raise SettingsError(
+            [
+                f"practice {name}: its object store cannot be reached to delete its images: {problem}"
+                for problem in error.problems
+            ]
+        ) from None
+    if location is None:
+        return 0
+    deleted = await asyncio.to_thread(destroy_objects, location)
+    say(f"Deleted its {deleted} object(s) under s3://{location.bucket}/{location.prefix}/.")
+    return deleted
+
+
 async def _log_out_bot(host: Host, name: str, key_file: Path, say: Callable[[str], None]) -> None:
     """Log the practice's bot device out of the homeserver, which deletes the device and its keys there (so
     patients' apps stop encrypting to it). Best effort: a removal is not held up by a homeserver that does
@@ -259,11 +281,12 @@ async def remove_practice(
         rows = await _destroy_rows(host, name, directory)
         say(f"Destroyed its database: {rows.rows} row(s) in {rows.tables} table(s).")
         images = sum(1 for path in (directory / "vault").rglob("*") if path.is_file())
+        images += await _destroy_objects(host, name, say)
         shutil.rmtree(directory)
     with contextlib.suppress(FileNotFoundError):
         fsync_directory(host.practices_dir)
     say(
-        f"Removed practice {name}: {images} encrypted image file(s), its nio store and settings deleted. Destroy "
+        f"Removed practice {name}: {images} encrypted image(s), its nio store and settings deleted. Destroy "
         "any offline copy of its master key too, and deactivate its bot's account on the homeserver."
     )
     return ExitCode.OK

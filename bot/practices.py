@@ -55,6 +55,7 @@ ADD_ONLY = (f"{PREFIX}PASSWORD",)
 HOST_OWNED = (f"{PREFIX}DATA_DIR",)
 DATABASE_URL = f"{PREFIX}DATABASE_URL"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+VAULT_URL = f"{PREFIX}VAULT_URL"
 
 POLL_SECONDS = 2.0  # how soon a practice added or marked for removal is started or stopped
 RETRY_SECONDS = 30.0  # how long a practice that stopped with an error waits before it is started again
@@ -130,18 +131,29 @@ class Host:
 
 def practice_values(host: Host, name: str, values: Mapping[str, str]) -> dict[str, str]:
     """A practice's settings as the host gives them: its data directory is its folder of the host, whatever
-    its file says; on PostgreSQL its tables are in its own schema, `practice_NAME`; a SQLite database is
-    always the file in its folder."""
+    its file says; on PostgreSQL its tables are in its own schema, `practice_NAME`; in an object store its
+    images are under its own prefix, `<prefix>/practices/NAME`; a SQLite database and a file vault are always
+    in its folder."""
     kept = {key: value for key, value in values.items() if key not in HOST_OWNED}
     url = kept.pop(DATABASE_URL, "").strip()
     if url.startswith(POSTGRES_SCHEMES):
         kept[DATABASE_URL] = with_schema(url, practice_schema(name))
+    vault = kept.pop(VAULT_URL, "").strip()
+    if vault.startswith("s3://"):
+        kept[VAULT_URL] = practice_vault_url(vault, name)
     return kept | {f"{PREFIX}DATA_DIR": str(host.practice_dir(name).absolute())}
 
 
 def practice_schema(name: str) -> str:
     """The PostgreSQL schema that holds a practice's tables when the host's database is PostgreSQL."""
     return f"practice_{check_name(name)}"
+
+
+def practice_vault_url(url: str, name: str) -> str:
+    """The host's `s3://bucket/prefix` with the practice's own prefix under it: `prefix/practices/NAME`."""
+    parts = urlsplit(url)
+    prefix = "/".join(part for part in (parts.path.strip("/"), "practices", check_name(name)) if part)
+    return urlunsplit(parts._replace(path="/" + prefix))
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -167,6 +179,12 @@ def file_problems(values: Mapping[str, str]) -> list[str]:
     elif url and (any(key == "schema" for key, _ in parse_qsl(urlsplit(url).query)) or "search_path" in url):
         problems.append(
             f"{DATABASE_URL} must not choose a schema: the host keeps each practice's tables in practice_NAME."
+        )
+    vault = values.get(VAULT_URL, "").strip()
+    if vault and not vault.startswith("s3://"):
+        problems.append(
+            f"{VAULT_URL}: a practice's file vault is the folder in its folder of the host; leave it out (or give "
+            "the host's s3:// URL)."
         )
     key_file = values.get(f"{PREFIX}MASTER_KEY_FILE", "").strip()
     if key_file and not Path(key_file).expanduser().is_absolute():
@@ -205,11 +223,40 @@ def isolation_problems(practices: Mapping[str, Settings]) -> dict[str, list[str]
         listening = {settings.status_port, settings.web_chat.port if settings.web_chat.enabled else 0}
         for port in sorted(listening - {0}):
             ports.setdefault(port, []).append(name)
+    _overlapping_prefixes(practices, problems)
     shared("the bot account", accounts)
     shared("the room", rooms)
     shared("the master key file", keys)
     shared("the port", ports)
     return problems
+
+
+def _overlapping_prefixes(practices: Mapping[str, Settings], problems: dict[str, list[str]]) -> None:
+    """Two practices' images in one bucket under prefixes one of which holds the other: one practice's vault
+    would list (and could sweep as orphans) the other's objects."""
+    located = sorted(
+        (name, settings.vault)
+        for name, settings in practices.items()
+        if settings.vault is not None and settings.vault.is_s3
+    )
+    for index, (name, vault) in enumerate(located):
+        for other, other_vault in located[index + 1 :]:
+            if (vault.s3_endpoint, vault.bucket) != (other_vault.s3_endpoint, other_vault.bucket):
+                continue
+            mine, theirs = vault.prefix + "/", other_vault.prefix + "/"
+            if (
+                mine.startswith(theirs)
+                or theirs.startswith(mine)
+                or not vault.prefix
+                or not other_vault.prefix
+            ):
+                where = f"s3://{vault.bucket}/{vault.prefix}"
+                problems.setdefault(name, []).append(
+                    f"the object store prefix {where} overlaps practice {other}'s."
+                )
+                problems.setdefault(other, []).append(
+                    f"the object store prefix {where} overlaps practice {name}'s."
+                )
 
 
 @dataclass

@@ -3,6 +3,7 @@
 On PostgreSQL the practice's tables are its own schema (`practice_NAME`, bot.practices), dropped whole
 (`DROP SCHEMA ... CASCADE`): PostgreSQL unlinks the tables' files at commit; what stays is in the WAL and in
 base backups until they are recycled or expire, readable only with the master key destroyed before.
+In an object store, every object under the practice's own prefix (`<prefix>/practices/NAME/`) is deleted.
 
 Called after the practice's master key is destroyed (everything sealed or wrapped under it is unreadable
 from then on, in every copy), and before its files are removed. Every table is dropped with SQLite's
@@ -19,11 +20,14 @@ from pathlib import Path
 
 import aiosqlite
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql as pgsql
 
 from bot.durable_files import fsync_directory
 from storage.postgres import CONNECT_TIMEOUT_SECONDS, _split_url
+from storage.s3_vault import S3Location, new_client
 from storage.sql import DatabaseError
+from storage.vault import VaultConfigError, VaultUnavailableError
 
 SIDECARS = ("-wal", "-shm", "-journal")
 
@@ -105,3 +109,28 @@ async def destroy_schema(url: str) -> DestroyedRows:
     finally:
         await connection.close()
     return DestroyedRows(len(tables), rows)
+
+
+def destroy_objects(location: S3Location) -> int:
+    """Delete every object under the location's prefix (never a whole bucket); the number deleted.
+    Synchronous, like the vault: run it in a worker thread."""
+    prefix = location.prefix.strip("/")
+    if not prefix:
+        raise VaultConfigError(
+            "A practice's images are under its own prefix, never a bucket's top: nothing deleted."
+        )
+    client = new_client(location)
+    deleted = 0
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=location.bucket, Prefix=prefix + "/"
+        ):
+            names = [entry["Key"] for entry in page.get("Contents", [])]
+            for name in names:
+                client.delete_object(Bucket=location.bucket, Key=name)
+            deleted += len(names)
+    except (ClientError, BotoCoreError) as error:
+        raise VaultUnavailableError(
+            f"the object store did not delete the practice's images ({type(error).__name__}); run the removal again"
+        ) from None
+    return deleted

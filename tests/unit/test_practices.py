@@ -91,6 +91,29 @@ def test_on_postgresql_a_practice_has_its_own_schema_and_a_file_may_not_choose_o
     assert "SQLite" in file_problems({"PHOTOBOT_DATABASE_URL": "sqlite:///srv/shared.sqlite3"})[0]
 
 
+def test_in_an_object_store_a_practice_has_its_own_prefix_and_prefixes_never_nest(tmp_path: Path) -> None:
+    """The host's s3:// URL gives each practice `prefix/practices/NAME`; a practice whose prefix would hold
+    another's (its vault would list the other's objects) is refused; a file vault of its own is refused."""
+    host = Host(tmp_path / "host")
+    s3 = {"s3_endpoint": "http://127.0.0.1:9", "s3_access_key": "k", "s3_secret_key": "s"}
+    for name, url in {
+        "a": "s3://photos/host1",
+        "b": "s3://photos/host1",
+        "c": "s3://photos/host1/practices/a",
+    }.items():
+        host.practice_dir(name).mkdir(parents=True)
+        _write(host.env_file(name), _values(name, vault_url=url, **s3))
+    settings = {name: host.settings(name) for name in ("a", "b", "c")}
+    assert settings["a"].vault is not None
+    assert settings["a"].vault.url == "s3://photos/host1/practices/a"
+    assert isolation_problems({"a": settings["a"], "b": settings["b"]}) == {}
+    problems = isolation_problems(settings)
+    assert sorted(problems) == ["a", "c"]
+    assert "overlaps practice c's" in problems["a"][0]
+    assert "folder" in file_problems({"PHOTOBOT_VAULT_URL": "file:///srv/shared-vault"})[0]
+    assert file_problems({"PHOTOBOT_VAULT_URL": "s3://photos/host1"}) == []
+
+
 def test_a_practice_being_removed_is_not_served(tmp_path: Path) -> None:
     host = Host(tmp_path / "host")
     for name in ("a", "b"):
@@ -183,7 +206,7 @@ async def test_remove_destroys_the_key_then_the_rows_then_the_files_and_leaves_t
     assert {path.name for path in kept.iterdir()} >= {"master.key", "photobot.sqlite3", "vault", PRACTICE_ENV}
     assert "master key" in said[0]  # destroyed first
     assert "row(s)" in said[1]
-    assert "1 encrypted image file(s)" in said[2]
+    assert "1 encrypted image(s)" in said[2]
 
 
 async def test_remove_destroys_a_master_key_kept_outside_the_host(tmp_path: Path) -> None:
