@@ -2,7 +2,7 @@
 
 Each practice has its own bot account and device, clinicians, room, master key and data directory under one
 host directory, and one `photobot run` serves both. A clinician of practice A tries every clinician command
-on practice B's submission, from A's room, and gets exactly the answer a reference that never existed gets;
+on practice B's submission (the answer to a photo request of B's clinician), from A's room, and gets exactly the answer a reference that never existed gets;
 B's bot invited into A's room does not answer there. Then `photobot practice remove b`, while the host runs,
 destroys B's key, rows and files, and A goes on serving.
 """
@@ -27,8 +27,9 @@ from devtools.demo.bot_process import BotProcess
 from devtools.demo.people import Person
 from devtools.local_homeserver import LocalHomeserver, RegisteredUser
 from tests.e2e.conftest import BotUnderTest, LeakScanTargets, PersonFactory, unique
-from tests.e2e.journey import vault_files
+from tests.e2e.journey import NHS_NUMBER, answer, send_photo, vault_files
 from tests.e2e.workspace import encrypted_room, joined, submit
+from tests.unit.image_factory import make_jpeg
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -127,6 +128,21 @@ async def _practice_env(
     return env_file, bot.user_id, room
 
 
+async def _answer_request(clinician: Person, room: RoomID, patient: Person) -> tuple[RoomID, str]:
+    """The clinician asks the patient for a photo; the patient answers it; (their chat, the reference)."""
+    await answer(clinician, room, f"!request {patient.user_id} left forearm", "opened")
+    chat = await patient.wait_for_invite_or_room()
+    await patient.wait_for_text(chat, "asked you for a photo of")
+    await answer(patient, chat, NHS_NUMBER, "999 765 4323")
+    await answer(patient, chat, "1", "intimate area")
+    await answer(patient, chat, "no", "DONE")
+    await send_photo(
+        patient, chat, make_jpeg(1400, 1000), "Photo 1 received", filename="a.jpg", mimetype="image/jpeg"
+    )
+    done = await answer(patient, chat, "done", "reference")
+    return chat, done.split("reference is ")[1].split(".")[0].strip("*")
+
+
 async def _devices(homeserver: LocalHomeserver, admin: RegisteredUser, user_id: str) -> set[str]:
     """The devices the homeserver lists for `user_id` (Synapse's admin API)."""
     url = f"{homeserver.base_url}/_synapse/admin/v2/users/{quote(user_id, safe='')}/devices"
@@ -167,11 +183,16 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
     bot_a, bot_b = host.bot("a", bot_a_id), host.bot("b", bot_b_id)
 
     patient_a, patient_b = await make_person("patient_a"), await make_person("patient_b")
-    (_, ref_a), (chat_b, ref_b) = await asyncio.gather(submit(patient_a, bot_a), submit(patient_b, bot_b))
+    # A's patient opens a chat; B's answers a photo request from B's clinician.
+    (_, ref_a), (chat_b, ref_b) = await asyncio.gather(
+        submit(patient_a, bot_a), _answer_request(clinician_b, room_b, patient_b)
+    )
     await clinician_a.settled(room_a, quiet=1.0)  # A's new-submission alert, before the commands
     b_before = bot_b.query("SELECT reference, status FROM submissions")
     b_files = vault_files(bot_b)
     assert b_before == [(ref_b, "new")]
+    b_requests = bot_b.query("SELECT status FROM photo_requests")
+    assert b_requests == [("answered",)]
     assert len(b_files) == 1
 
     # Every clinician command on B's submission, from A's room: the answer a never-issued reference gets.
@@ -187,6 +208,7 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
         assert ref_b not in listing, text
     _, listing = await _reply(clinician_a, room_a, "!queue all")
     assert ref_a in listing  # A's own work is there
+    assert "answers a photo request" not in listing  # B's request and its answer are not
     sender, asked = await _reply(clinician_a, room_a, f"!request {patient_b.user_id} left forearm")
     assert sender == bot_a_id
     assert ref_b not in asked
@@ -208,6 +230,7 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
 
     # Nothing of B changed: still new, unclaimed, its photo in its vault, none of A's clinician in its log.
     assert bot_b.query("SELECT reference, status FROM submissions") == b_before
+    assert bot_b.query("SELECT status FROM photo_requests") == b_requests
     assert vault_files(bot_b) == b_files
     _, b_queue = await _reply(clinician_b, room_b, "!queue all")
     assert ref_b in b_queue
