@@ -12,6 +12,8 @@ the process environment, which every practice would share), its data directory f
 and its own `App` built by `bot.app.open_app` - its own database, keyring, vault, nio client and store,
 rooms and configuration. The practices share the process and its event loop, nothing else: no object of one
 practice's `App` is reachable from another's, so one practice's staff reach another's data by no command.
+On the shared engines the host chooses each practice's place too: its own PostgreSQL schema,
+`practice_NAME`, and its own object-store prefix, `<prefix>/practices/NAME/` (`practice_values`).
 
 `isolation_problems` refuses what would join two practices through the homeserver instead: the same bot
 account, a room served by both, the same master key file, the same listening port.
