@@ -68,12 +68,23 @@ def test_a_practice_reads_its_own_file_only_and_its_data_is_its_folder(
     host = Host(tmp_path / "host")
     directory = host.practice_dir("riverside")
     directory.mkdir(parents=True)
-    _write(directory / PRACTICE_ENV, _values("riverside", data_dir=str(tmp_path / "elsewhere")))
+    elsewhere = tmp_path / "elsewhere"
+    _write(
+        directory / PRACTICE_ENV,
+        _values(
+            "riverside",
+            data_dir=str(elsewhere),
+            database_url=f"sqlite://{elsewhere}/shared.sqlite3",
+            vault_url=(elsewhere / "vault").as_uri(),
+        ),
+    )
     monkeypatch.setenv("PHOTOBOT_CLINICIANS", "@intruder:localhost")
     settings = host.settings("riverside")
     assert {str(user) for user in settings.practice.clinicians} == {"@dr_riverside:localhost"}
     assert settings.data_dir == directory.absolute()
     assert settings.master_key_file == directory.absolute() / "master.key"
+    assert settings.database_path == directory.absolute() / "photobot.sqlite3"
+    assert settings.vault_dir == directory.absolute() / "vault"
 
 
 def test_on_postgresql_a_practice_has_its_own_schema_and_a_file_may_not_choose_one(tmp_path: Path) -> None:
