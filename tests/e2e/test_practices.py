@@ -187,7 +187,10 @@ async def test_a_clinician_of_one_practice_reaches_nothing_of_another_and_a_remo
     (_, ref_a), (chat_b, ref_b) = await asyncio.gather(
         submit(patient_a, bot_a), _answer_request(clinician_b, room_b, patient_b)
     )
-    await clinician_a.settled(room_a, quiet=1.0)  # A's new-submission alert, before the commands
+    # Each clinician room's new-submission alert, before any command, so that no reply is mistaken for one.
+    await clinician_a.wait_for_text(room_a, ref_a)
+    await clinician_b.wait_for_text(room_b, ref_b)
+    await clinician_a.settled(room_a, quiet=1.0)
     b_before = bot_b.query("SELECT reference, status FROM submissions")
     b_files = vault_files(bot_b)
     assert b_before == [(ref_b, "new")]
