@@ -362,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "practice":
             return _practice_command(args)
         if args.command == "run" and args.practice is None and (host := _host(args)) is not None:
+            if args.env_file is not None:
+                raise SettingsError(
+                    ["--env-file names one practice's settings: a host's practices each have their own file."]
+                )
             _host_logging()
             asyncio.run(_serve_host(host))
             return ExitCode.OK

@@ -311,6 +311,8 @@ def test_a_host_needs_the_practice_named_and_a_practice_needs_a_host(
     assert "--practice NAME (practices: a)" in capsys.readouterr().err
     assert main(["check", "--practice", "nobody"]) == ExitCode.CONFIG
     assert "there is no practice 'nobody'" in capsys.readouterr().err
+    assert main(["run", "--env-file", str(host.env_file("a"))]) == ExitCode.CONFIG
+    assert "each have their own file" in capsys.readouterr().err
 
 
 def test_list_names_each_practice_its_bot_and_its_state(
