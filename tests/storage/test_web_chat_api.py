@@ -104,10 +104,11 @@ class Served:
 
 
 async def _stored(database: Database, secret: str) -> bool:
-    """Whether the database holds `secret` anywhere: in the SQLite file's bytes, or in any row of any
-    PostgreSQL table (text as it is, bytea as hex)."""
+    """Whether the database holds `secret` anywhere: in the SQLite file's or its WAL's bytes, or in any row
+    of any PostgreSQL table (text as it is, bytea as hex)."""
     if isinstance(database, SqliteDatabase):
-        return secret.encode() in database.path.read_bytes()
+        files = (database.path, database.path.with_name(database.path.name + "-wal"))
+        return any(secret.encode() in path.read_bytes() for path in files if path.exists())
     async with database.connection.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     ) as cursor:
