@@ -5,8 +5,8 @@ For `postgres` the run starts its own PostgreSQL (devtools.postgres) and Seaweed
 127.0.0.1, once, as it starts Synapse; each round's fresh bot gets a fresh database and a fresh bucket through
 its environment (PHOTOBOT_DATABASE_URL, PHOTOBOT_VAULT_URL and PHOTOBOT_S3_*), as an operator would set them.
 With SQLite the database and vault work happens inside the bot; with PostgreSQL and SeaweedFS part of it
-happens in their processes, so their CPU is read too (`server_cpu`, every live process of each server's
-process group: PostgreSQL's backends are children of its postmaster, in its group).
+happens in their processes, so their CPU is read too (`database_cpu`, `object_store_cpu`: each server's
+process tree, its reaped children included; PostgreSQL's backends are children of its postmaster).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bench.proc_stats import CpuReading, group_cpu
+from bench.proc_stats import CpuReading, tree_cpu
 from devtools.object_store import ObjectStore
 from devtools.postgres import PostgresServer
 
@@ -63,7 +63,7 @@ class Backend:
 def _server_cpu(process: subprocess.Popen[bytes] | None) -> CpuReading:
     if process is None or process.poll() is not None:
         return CpuReading(0.0, 0.0)
-    return group_cpu(process.pid)
+    return tree_cpu(process.pid)
 
 
 def parse_backends(text: str) -> tuple[str, ...]:

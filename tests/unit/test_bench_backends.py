@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from bench.backends import Backend, parse_backends
+from bench.proc_stats import tree_cpu
 from bench.table import backends_table, compare_backends
 
 
@@ -38,3 +42,28 @@ def test_each_round_run_on_every_backend_is_compared_to_the_first() -> None:
     assert rows["jpeg-50", "servers_cpu_per_photo_ms"]["ratios"] == {"postgres": None}  # nothing to divide by
     assert "postgres/sqlite" in backends_table(comparison)
     assert compare_backends(rounds, ("sqlite",)) == []
+
+
+BURN = "import time\nstart = time.process_time()\nwhile time.process_time() - start < 0.3:\n    pass\n"
+PARENT = f"""
+import os, subprocess, sys
+burn = {BURN!r}
+# A child in a session of its own (as PostgreSQL's backends are), still running; and one reaped already.
+live = subprocess.Popen([sys.executable, "-c", "import os\\nos.setsid()\\n" + burn + "print('done', flush=True)\\nimport time\\ntime.sleep(60)"], stdout=subprocess.PIPE)
+subprocess.run([sys.executable, "-c", burn], check=True)
+live.stdout.readline()
+print("ready", flush=True)
+sys.stdin.readline()
+live.kill()
+"""
+
+
+def test_a_servers_cpu_counts_its_children_in_other_sessions_and_those_already_reaped() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "ready"
+        assert tree_cpu(parent.pid).total >= 0.55  # two children's 0.3 s each, less a clock tick each
+    finally:
+        parent.communicate("\n", timeout=30)
