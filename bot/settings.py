@@ -133,6 +133,7 @@ class Settings:
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos wait this long
     web_chat: WebChatSettings = field(default_factory=WebChatSettings)  # off unless its port is set
+    database_url: str = ""  # PHOTOBOT_DATABASE_URL; empty: the SQLite file in the data directory
 
     @property
     def store_dir(self) -> Path:
@@ -267,6 +268,13 @@ def _test_clock_file(read: _Reader) -> Path | None:
     return Path(raw).absolute()
 
 
+def _database_url(read: _Reader) -> str:
+    url = read.text("DATABASE_URL", "")
+    if url and urlparse(url).scheme not in {"sqlite", "postgresql", "postgres"}:
+        read.problems.append(f"{PREFIX}DATABASE_URL must start with sqlite:/// or postgresql://.")
+    return url
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Parse the whole configuration; raise SettingsError listing every problem at once."""
     read = _Reader(env)
@@ -341,6 +349,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "UNDO_WINDOW", timedelta(minutes=2), timedelta(seconds=10), timedelta(hours=1)
         ),
         web_chat=_web_chat(read, homeserver_url),
+        database_url=_database_url(read),
     )
     if read.problems:
         raise SettingsError(read.problems)
