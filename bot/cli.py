@@ -41,7 +41,7 @@ from bot.standby import held_lease
 from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
-from storage.database import DatabaseBusyError, DatabaseError
+from storage.sql import DatabaseBusyError, DatabaseError
 
 CHECK_SECONDS = 30.0
 DEMO_ELSEWHERE = "it runs from a source checkout, with `bash dev.sh demo`"

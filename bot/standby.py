@@ -25,7 +25,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit
 
 from bot.exit_codes import ExitCode
 from bot.settings import Settings
@@ -40,8 +39,8 @@ TAKEN = "standby: the lease is taken"
 
 def lease_url(settings: Settings) -> str | None:
     """The PostgreSQL database the lease lives in, or None when the database is SQLite (no lease)."""
-    url = settings.database_url
-    return url if urlsplit(url).scheme in {"postgresql", "postgres"} else None
+    database = settings.database
+    return database.url if database.engine == "postgresql" else None
 
 
 def lose_and_exit(reason: str) -> None:
