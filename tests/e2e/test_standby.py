@@ -1,5 +1,6 @@
-"""A standby that takes over: two real bot processes for one practice against the same PostgreSQL and the
-same data directory; the one serving is SIGKILLed again and again in the middle of a burst of photos.
+"""A standby that takes over: two real bot processes for one practice against the same PostgreSQL, the same
+bucket of the suite's SeaweedFS (the vault) and the same data directory (the master key and nio's store); the one serving is SIGKILLed
+again and again in the middle of a burst of photos.
 
 Each time, the standby takes the lease and serves, resuming from the checkpoint, and the killed one is
 started again to become the new standby. At the end every photo is stored exactly once, each patient saw
@@ -20,11 +21,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bot.keyring import Keyring, load_master_key_file
 from bot.leak_scan import scan_log_text
 from bot.standby import WAITING
 from devtools.demo.bot_process import SERVING, BotProcess
 from handlers.photo_intake import photo_id_for
-from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
+from tests.e2e.conftest import BotFactory, PersonFactory
 from tests.e2e.journey import reach_photos
 from tests.e2e.test_crash_points import (
     PATIENTS,
@@ -35,6 +37,7 @@ from tests.e2e.test_crash_points import (
     _until,
 )
 from tests.e2e.workspace import Practice, open_practice
+from tests.support.servers import Bucket
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480)]
 
@@ -70,11 +73,8 @@ async def _more_confirmed(patients: list[ScriptedPatient], than: int, what: str)
     await _until(lambda: _confirmed(patients) > than, 60, what)
 
 
-def _rows(bot: BotUnderTest, postgres_url: str, sql: str) -> list[tuple[object, ...]]:
-    """The practice's database as an operator reads it: PostgreSQL, or the shared SQLite file if the
-    database backend is still the file."""
-    if (bot.data_dir / "photobot.sqlite3").exists():
-        return bot.query(sql)
+def _rows(postgres_url: str, sql: str) -> list[tuple[object, ...]]:
+    """The practice's database, as an operator reads it."""
     with psycopg.connect(postgres_url) as connection:
         return list(connection.execute(sql).fetchall())
 
@@ -87,11 +87,14 @@ async def _standby(process: BotProcess) -> None:
 
 
 async def test_the_standby_takes_over_twenty_kills_in_a_burst_with_nothing_lost_or_doubled(
-    make_bot: BotFactory, make_person: PersonFactory, postgres_url: str, tmp_path: Path
+    make_bot: BotFactory, make_person: PersonFactory, postgres_url: str, bucket: Bucket, tmp_path: Path
 ) -> None:
     """Two processes, one lease: the serving one SIGKILLed twenty times while patients keep sending photos;
     the other takes over within the bound each time, and every photo is stored and confirmed exactly once."""
-    practice: Practice = await open_practice(make_bot, make_person, database_url=postgres_url)
+    vault = {
+        key.removeprefix("PHOTOBOT_").lower(): value for key, value in bucket.environment("standby").items()
+    }
+    practice: Practice = await open_practice(make_bot, make_person, None, database_url=postgres_url, **vault)
     bot = practice.bot
     second = BotProcess(dict(bot.process.env), tmp_path / "standby.log")
     processes = [bot.process, second]
@@ -156,9 +159,13 @@ async def test_the_standby_takes_over_twenty_kills_in_a_burst_with_nothing_lost_
         assert "the lease is lost" in holder.log_text().rsplit("---- run ", 1)[-1]
         await _log_line(standby, SERVING, offset, TAKEOVER_LIMIT + 30)
 
-        sent = {photo_id_for(event) for patient in patients for event in patient.photos}
-        stored = Counter(str(row[0]) for row in _rows(bot, postgres_url, "SELECT photo_id FROM photos"))
-        handled = {str(row[0]) for row in _rows(bot, postgres_url, "SELECT event_id FROM handled_events")}
+        assert not (bot.data_dir / "photobot.sqlite3").exists()
+        assert not (bot.data_dir / "vault").exists()
+        objects = bucket.store.client().list_objects_v2(Bucket=bucket.name, Prefix="standby/")
+        keyring = Keyring(load_master_key_file(bot.data_dir / "master.key"))
+        sent = {photo_id_for(event, keyring) for patient in patients for event in patient.photos}
+        stored = Counter(str(row[0]) for row in _rows(postgres_url, "SELECT photo_id FROM photos"))
+        handled = {str(row[0]) for row in _rows(postgres_url, "SELECT event_id FROM handled_events")}
         submissions = sum(patient.submissions for patient in patients)
         posts = [
             text
@@ -178,6 +185,7 @@ async def test_the_standby_takes_over_twenty_kills_in_a_burst_with_nothing_lost_
         unhandled = [event for patient in patients for event in patient.sent if event not in handled]
         assert unhandled == [], "the checkpoint moved past events that were never handled"
         assert stored == Counter(sent), "each photo stored exactly once"
+        assert objects.get("KeyCount") == len(sent), "one object per photo in the bucket"
         for patient in patients:
             assert patient.confirmations() == list(range(1, PHOTOS_PER_SUBMISSION + 1)) * patient.submissions
             assert len(patient.references()) == patient.submissions
