@@ -235,6 +235,7 @@ async def test_the_standby_takes_over_twenty_kills_in_a_burst_with_nothing_lost_
     finally:
         for task in restarting.values():
             task.cancel()
+        await bot.process.kill()  # before the database is dropped under it
         for process in others:
             await process.kill()
             print(f"--- log of {process.log_path.name}\n{process.log_text()[-4000:]}")
