@@ -196,7 +196,12 @@ async def test_the_standby_takes_over_twenty_kills_in_a_burst_with_nothing_lost_
             )
         assert await holder.wait_exit(timeout=10) == 75
         assert "the lease is lost" in holder.log_text().rsplit("---- run ", 1)[-1]
-        await _serving(candidates, TAKEOVER_LIMIT + 30)
+        new, _ = await _serving(candidates, TAKEOVER_LIMIT + 30)
+        # A standby asked to stop while it waits stops at once, cleanly.
+        [waiting] = [processes[i] for i in candidates if i != new]
+        await waiting.stop()
+        assert await waiting.wait_exit(timeout=1) == 0
+        assert "standby: stopped while waiting for the lease" in waiting.log_text().rsplit("---- run ", 1)[-1]
 
         assert not (bot.data_dir / "photobot.sqlite3").exists()
         assert not (bot.data_dir / "vault").exists()
