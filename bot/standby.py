@@ -28,11 +28,13 @@ from collections.abc import AsyncIterator, Callable
 
 from bot.exit_codes import ExitCode
 from bot.settings import Settings
+from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.lease import CONFIRM_EVERY_SECONDS, Lease, lease_key
 
 log = logging.getLogger(__name__)
 
 TAKEOVER_GRACE_SECONDS = CONFIRM_EVERY_SECONDS + 0.5
+DATA_DIR_RETRY_SECONDS = 0.5
 WAITING = "standby: waiting for the lease held by another process"
 TAKEN = "standby: the lease is taken"
 
@@ -86,3 +88,25 @@ async def held_lease(
         yield not stop.is_set()
     finally:
         lease.release()
+
+
+async def lock_data_dir(settings: Settings, holder: str, stop: asyncio.Event) -> DataDirLock | None:
+    """The data directory's lock (`storage.data_dir_lock`), taken once the lease is held. With SQLite it is
+    refused at once if busy, as before. With the lease held it is waited for instead: on a shared volume a
+    dead holder's lock can outlive it for a while (NFS keeps a vanished client's locks until its lease on
+    the server expires), and another process's `key rotate` or `restore` may still be finishing. None if
+    `stop` was set first."""
+    said = False
+    while True:
+        try:
+            return DataDirLock.acquire(settings.data_dir, holder)
+        except DataDirBusyError as busy:
+            if lease_url(settings) is None:
+                raise
+            if not said:
+                log.info("standby: waiting for the data directory: %s", busy)
+                said = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=DATA_DIR_RETRY_SECONDS)
+        if stop.is_set():
+            return None
