@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 
@@ -73,6 +74,14 @@ _HOLDER = (
 )
 
 
+def _without_schema(url: str) -> str:
+    """The URL without the bot's own `schema=` parameter (`storage.postgres`), which libpq would refuse: the
+    lease needs no schema, advisory locks belong to the database."""
+    parts = urlsplit(url)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True) if key != "schema"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
 def lease_key(name: str) -> int:
     """The advisory-lock key of a practice's lease (a signed 64-bit integer), from its bot account's id."""
     digest = hashlib.sha256(b"photobot lease\0" + name.encode()).digest()
@@ -92,7 +101,7 @@ class Lease:
         loss_deadline: float = LOSS_DEADLINE_SECONDS,
         retry_every: float = RETRY_EVERY_SECONDS,
     ) -> None:
-        self._url = url
+        self._url = _without_schema(url)
         self.key = key
         self._on_lost = on_lost
         self._confirm_every = confirm_every

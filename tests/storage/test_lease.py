@@ -79,6 +79,22 @@ async def test_different_practices_have_different_leases(postgres_url: str) -> N
         other.release()
 
 
+async def test_a_practice_of_a_host_has_its_lease_in_the_database_whatever_its_schema(
+    postgres_url: str,
+) -> None:
+    """A host's practice names its own schema in its URL (`?schema=practice_NAME`): its lease is taken in the
+    database all the same, and is the same lease whatever schema is named."""
+    separator = "&" if "?" in postgres_url else "?"
+    one = _lease(f"{postgres_url}{separator}schema=practice_riverside")
+    other = _lease(f"{postgres_url}{separator}schema=practice_elsewhere")
+    try:
+        assert await _acquire_within(one, 5)
+        assert not await _acquire_within(other, 1.5)
+    finally:
+        one.release()
+        other.release()
+
+
 _HOLDER_SCRIPT = """
 import sys, time, psycopg
 connection = psycopg.connect(sys.argv[1], autocommit=True)
