@@ -28,13 +28,14 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # The practice whose task wrote a line, when one process serves several (bot.practices): set in each
 # practice's task context, so its lines say whose they are; unset (None) for a single practice.
 PRACTICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("photobot_practice", default=None)
-# aiosqlite logs every SQL parameter; botocore every request's parameters and body
+# aiosqlite logs every SQL parameter; botocore every request's parameters and body; psycopg its connections
 QUIET_LOGGERS = (
     "nio",
     "aiohttp",
     "peewee",
     "asyncio",
     "aiosqlite",
+    "psycopg",  # at DEBUG: connection attempts (host, port); never needed in production
     "boto3",
     "botocore",
     "s3transfer",
