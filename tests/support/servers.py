@@ -4,8 +4,10 @@ that asks for one starts it), torn down at the end. Each test gets a database an
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +16,10 @@ from devtools.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+def postgres_server() -> Iterator[PostgresServer]:
+    """Outside pytest's own temporary folder: every pytest session resets /tmp/pytest-of-<user> to mode 0700,
+    which would lock the server's unprivileged user (when we are root) out of its data directory mid-run."""
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="photobot-postgres-"))).start()
     try:
         yield server
     finally:
