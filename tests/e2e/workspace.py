@@ -13,7 +13,6 @@ from pathlib import Path
 import nio
 
 from bot.ids import RoomID
-from bot.keyring import Keyring, load_master_key_file
 from devtools.demo.people import Person, Seen
 from storage.vault import Vault
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
@@ -116,7 +115,7 @@ def images(person: Person, room_id: RoomID, after: int = 0) -> list[Seen]:
 
 
 def vault(bot: BotUnderTest) -> Vault:
-    return Vault(bot.data_dir / "vault", Keyring(load_master_key_file(bot.data_dir / "master.key")))
+    return bot.vault()
 
 
 def record_versions(bot: BotUnderTest, reference: str) -> list[tuple[str, bytes, str, bytes]]:
