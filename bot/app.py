@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.backends import open_vault
+from bot.backends import open_database, open_vault
 from bot.clock import Clock, iso
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
@@ -26,7 +26,7 @@ from bot.matrix.gateway import Credentials, MatrixGateway, new_client
 from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, Metrics
 from bot.settings import Settings, SettingsError
-from bot.startup_checks import StartupChecks, check_database, open_database
+from bot.startup_checks import StartupChecks, check_database
 from bot.status_endpoint import StatusEndpoint, gauge_sources
 from bot.status_server import Heartbeat
 from bot.sync_loop import RestoreCatchUp, SyncLoop
@@ -66,7 +66,6 @@ from storage.checkpoint import SyncCheckpoint
 from storage.confirmations import PendingConfirmations
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
@@ -78,6 +77,7 @@ from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
 from storage.rooms import RoomKind, RoomRepository
+from storage.sql import Database
 from storage.staff_identities import StaffIdentities
 from storage.submissions import Submission, SubmissionRepository
 from storage.vault import ImageVault
@@ -134,7 +134,7 @@ async def open_app(settings: Settings, clock: Clock) -> App:
     refuse_interrupted_restore(settings.data_dir)
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     prepare_data_dir(settings)
-    database = await open_database(settings.database_path)
+    database = await open_database(settings)
     try:
         await check_database(database)
         await refuse_unfinished_rotation(database)
@@ -155,9 +155,7 @@ async def _load_account(settings: Settings, accounts: AccountRepository) -> BotA
             "do not run `photobot init`, which cannot bring the old key back."
         ) from None
     if account is None:
-        raise NotInitialisedError(
-            f"{settings.database_path} holds no bot account yet: run `photobot init` first."
-        )
+        raise NotInitialisedError(f"{settings.database} holds no bot account yet: run `photobot init` first.")
     return account
 
 

@@ -40,7 +40,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
-from storage.database import DatabaseBusyError, DatabaseError
+from storage.sql import DatabaseBusyError, DatabaseError
 from storage.vault import VaultConfigError, VaultError, VaultUnavailableError
 
 CHECK_SECONDS = 30.0

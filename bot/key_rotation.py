@@ -63,10 +63,10 @@ from bot.keyring import (
 from bot.matrix.store_rekey import nio_store_opens, rekey_nio_store, store_database_path
 from storage.account import bot_device
 from storage.audit import AuditLog
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger
 from storage.key_rotations import DigestColumn, KeyRotations, Rotation
 from storage.sealed_columns import check_all, columns_under_key, known_column, reseal_all
+from storage.sql import Database
 from storage.vault import IMAGE_DIGEST_PURPOSE, ImageUnreadableError, ImageVault, Vault
 
 FAULT_POINT = "mid_key_rotation"

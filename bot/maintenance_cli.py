@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.backends import open_vault
+from bot.backends import open_database, open_vault
 from bot.clock import Clock
 from bot.faults import FaultInjector
 from bot.key_rotation import KeyRotation
@@ -19,7 +19,6 @@ from bot.keyring import Keyring, load_master_key_file
 from bot.settings import Settings
 from storage.backup import BackupError, DataPaths, make_backup, refuse_interrupted_restore, restore_backup
 from storage.data_dir_lock import DataDirLock
-from storage.database import Database
 from storage.deletion_ledger import ledger_path
 
 _SHOWN = 10
@@ -49,7 +48,7 @@ async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None
     """Run (or finish) a master-key rotation; raises `KeyRotationError` with the operator's next step."""
     with DataDirLock.acquire(settings.data_dir, "photobot key rotate"):
         refuse_interrupted_restore(settings.data_dir)
-        database = await Database.open(settings.database_path)
+        database = await open_database(settings)
         try:
             faults = FaultInjector(
                 settings.fault_points, enabled=settings.test_mode, fault_dir=settings.data_dir / "faults"

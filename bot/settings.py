@@ -49,6 +49,58 @@ class Secret:
         return bool(self.value)
 
 
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """`PHOTOBOT_DATABASE_URL`: `sqlite:///absolute/path` (the embedded default) or `postgresql://...`.
+    Its repr and `shown` never carry a password, so settings can be logged."""
+
+    url: str = field(repr=False)
+
+    @property
+    def engine(self) -> str:
+        return "postgresql" if self.url.startswith(("postgresql://", "postgres://")) else "sqlite"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.url.removeprefix("sqlite://")) if self.engine == "sqlite" else None
+
+    @property
+    def shown(self) -> str:
+        if self.engine == "sqlite":
+            return self.url
+        parts = urlparse(self.url)
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"  # no password, no query
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.shown!r})"
+
+    def __str__(self) -> str:
+        return self.shown
+
+
+def _database_url(read: _Reader, data_dir: Path) -> DatabaseUrl:
+    default = DatabaseUrl(f"sqlite://{data_dir / 'photobot.sqlite3'}")
+    raw = read.raw("DATABASE_URL")
+    if raw is None:
+        return default
+    given = DatabaseUrl(raw)
+    if given.engine == "postgresql":
+        try:
+            urlparse(raw).port  # noqa: B018  # a port that is not a number raises here
+        except ValueError:
+            read.problems.append(f"{PREFIX}DATABASE_URL has a port that is not a number.")
+            return default
+        return given
+    if not raw.startswith("sqlite:///"):
+        read.problems.append(
+            f"{PREFIX}DATABASE_URL must be sqlite:///absolute/path/to/file or postgresql://user@host/database."
+        )
+        return default
+    return given
+
+
 class SettingsError(Exception):
     """Every problem found in the configuration, each a sentence saying what to do."""
 
@@ -134,6 +186,7 @@ class Settings:
     reminders: ReminderPolicy = field(default_factory=lambda: default_reminder_policy())  # noqa: PLW0108 (defined below)
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos wait this long
     web_chat: WebChatSettings = field(default_factory=WebChatSettings)  # off unless its port is set
+    database_url: DatabaseUrl | None = None  # None: the SQLite file under the data directory
     vault: VaultSettings | None = None  # PHOTOBOT_VAULT_URL and PHOTOBOT_S3_*; None: files in vault_dir
 
     @property
@@ -149,8 +202,15 @@ class Settings:
         return self.data_dir / "vault"
 
     @property
+    def database(self) -> DatabaseUrl:
+        """Where the bot's state is: the configured URL, or the SQLite file under the data directory."""
+        return self.database_url or DatabaseUrl(f"sqlite://{self.data_dir / 'photobot.sqlite3'}")
+
+    @property
     def database_path(self) -> Path:
-        return self.data_dir / "photobot.sqlite3"
+        """The SQLite file (the configured one, or the default under the data directory). With PostgreSQL
+        configured there is no file: this is where one would be, which never exists."""
+        return self.database.sqlite_path or self.data_dir / "photobot.sqlite3"
 
     @property
     def server_name(self) -> str:
@@ -346,6 +406,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "UNDO_WINDOW", timedelta(minutes=2), timedelta(seconds=10), timedelta(hours=1)
         ),
         web_chat=_web_chat(read, homeserver_url),
+        database_url=_database_url(read, data_dir),
         vault=_vault(read, data_dir),
     )
     if read.problems:

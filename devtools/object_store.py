@@ -129,6 +129,11 @@ class ObjectStore:
                     "-s3",
                     f"-s3.port={s3}",
                     f"-s3.config={config}",
+                    # Off: the Iceberg and Lance catalogues listen on fixed ports (8181, 9101), so a second
+                    # store on the machine (another test session) would die at start; and no telemetry.
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    "-master.telemetry=false",
                     "-master.volumeSizeLimitMB=64",
                     "-volume.max=100",
                     f"-filer.localSocket={self.base_dir / 'filer.sock'}",
