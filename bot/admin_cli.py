@@ -10,9 +10,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-import aiosqlite
-
 from bot.app import prepare_data_dir
+from bot.backends import open_database
 from bot.clock import Clock, SystemClock
 from bot.errors import UserFacingError
 from bot.exit_codes import ExitCode
@@ -29,15 +28,15 @@ from handlers.commands import Invocation, Outcome, UsageError, parse_command, us
 from handlers.retention import resume_retention
 from handlers.staff import admin_commands
 from storage.audit import AuditLog
-from storage.database import Database
 from storage.practice_config import SETTINGS, ConfigRepository, LiveConfig, defaults_from
+from storage.sql import Connection, Database
 from storage.staff_identities import StaffIdentities
 
 
 async def _open(settings: Settings) -> tuple[Keyring, Database]:
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     prepare_data_dir(settings)
-    return keyring, await Database.open(settings.database_path)
+    return keyring, await open_database(settings)
 
 
 async def admin_command(
@@ -69,7 +68,7 @@ async def admin_command(
         async def no_redaction(cmd: Invocation) -> None:
             return None
 
-        async def resume(db: aiosqlite.Connection) -> None:
+        async def resume(db: Connection) -> None:
             await resume_retention(db, clock.now())
 
         desk = AdminDesk(config, audit, no_redaction, resume, StaffIdentities(database, clock))
@@ -178,7 +177,7 @@ def make_poster(
     the practice name in force (so a name an admin changed at run time is the one printed); before that,
     `practice_name` (the environment's). A database that exists but cannot be opened (no master key) is an
     error, not a reason to print a name that may be out of date."""
-    if settings.database_path.exists():
+    if settings.database.engine == "postgresql" or settings.database_path.exists():
         practice_name = asyncio.run(live_practice_name(settings, SystemClock()))
     servers = sorted(settings.allowed_servers)
     texts = texts_for_server(servers[0] if len(servers) == 1 else None)  # name the one server to join

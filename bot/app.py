@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from bot.backends import open_database, open_vault
 from bot.clock import Clock, iso
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
@@ -25,7 +26,7 @@ from bot.matrix.gateway import Credentials, MatrixGateway, new_client
 from bot.matrix.port import MatrixPort
 from bot.metrics import BotMetrics, Metrics
 from bot.settings import Settings, SettingsError
-from bot.startup_checks import StartupChecks, check_database, open_database
+from bot.startup_checks import StartupChecks, check_database
 from bot.status_endpoint import StatusEndpoint, gauge_sources
 from bot.status_server import Heartbeat
 from bot.sync_loop import RestoreCatchUp, SyncLoop
@@ -65,7 +66,6 @@ from storage.checkpoint import SyncCheckpoint
 from storage.confirmations import PendingConfirmations
 from storage.consents import ConsentRepository
 from storage.conversations import ConversationRepository
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, ledger_path
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
@@ -77,9 +77,10 @@ from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.refused_invites import RefusedInvites
 from storage.rooms import RoomKind, RoomRepository
+from storage.sql import Database
 from storage.staff_identities import StaffIdentities
 from storage.submissions import Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 
 class NotInitialisedError(Exception):
@@ -88,7 +89,8 @@ class NotInitialisedError(Exception):
 
 def prepare_data_dir(settings: Settings) -> None:
     """The data directory and everything in it readable by the bot's user only."""
-    for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
+    s3 = settings.vault is not None and settings.vault.is_s3
+    for directory in (settings.data_dir, settings.store_dir, *(() if s3 else (settings.vault_dir,))):
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)
@@ -132,7 +134,7 @@ async def open_app(settings: Settings, clock: Clock) -> App:
     refuse_interrupted_restore(settings.data_dir)
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     prepare_data_dir(settings)
-    database = await open_database(settings.database_path)
+    database = await open_database(settings)
     try:
         await check_database(database)
         await refuse_unfinished_rotation(database)
@@ -153,9 +155,7 @@ async def _load_account(settings: Settings, accounts: AccountRepository) -> BotA
             "do not run `photobot init`, which cannot bring the old key back."
         ) from None
     if account is None:
-        raise NotInitialisedError(
-            f"{settings.database_path} holds no bot account yet: run `photobot init` first."
-        )
+        raise NotInitialisedError(f"{settings.database} holds no bot account yet: run `photobot init` first.")
     return account
 
 
@@ -188,7 +188,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
-    vault = Vault(settings.vault_dir, keyring)
+    vault = open_vault(settings, keyring)
     ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
     audit = AuditLog(database, keyring, clock)
     consents = ConsentRepository(database)
@@ -377,7 +377,7 @@ def patient_side(
     faults: FaultInjector,
     config: LiveConfig,
     gateway: MatrixPort,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     ledger: DeletionLedger,
     outbox: Outbox,
@@ -403,7 +403,7 @@ def patient_side(
         clock=clock,
         faults=faults,
         policy_in_force=PolicyInForce(config, settings.test_mode),
-        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics),
+        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics, keyring),
         effects=Effects(
             conversations=conversations,
             outbox=outbox,
@@ -428,7 +428,7 @@ def clinician_workspace(
     postings: PostingRepository,
     consents: ConsentRepository,
     outbox: Outbox,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     audit: AuditLog,
     clock: Clock,

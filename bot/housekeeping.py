@@ -27,10 +27,11 @@ from handlers.reminders import ReminderJob
 from handlers.retention import RetentionJob
 from handlers.staff_media import StaffMedia
 from handlers.viewing_windows import ViewingWindows
-from storage.database import Database, database_busy
+from storage.database import database_busy
 from storage.media_ledger import AlertChange, MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
+from storage.sql import Database
 
 log = logging.getLogger(__name__)
 

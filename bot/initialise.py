@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bot.app import prepare_data_dir
+from bot.backends import open_database
 from bot.clock import Clock
 from bot.cross_signing import CrossSigningKeys
 from bot.ids import DeviceID, RoomID, UserID
@@ -15,7 +16,6 @@ from bot.matrix.reachability import bounded, probe
 from bot.settings import Settings
 from bot.startup_checks import ensure_device_signed
 from storage.account import AccountRepository, BotAccount
-from storage.database import Database
 
 INIT_SECONDS = 60.0  # logging in, uploading keys and signing, once the homeserver answers
 
@@ -35,7 +35,7 @@ async def initialise(settings: Settings, clock: Clock, say: Callable[[str], None
         master = create_master_key_file(settings.master_key_file)
         say(f"Created the master key {master.key_id} at {settings.master_key_file} (mode 0600). Back it up.")
     keyring = Keyring(master)
-    database = await Database.open(settings.database_path)
+    database = await open_database(settings)
     try:
         sealer = Sealer(keyring)
         accounts = AccountRepository(database, sealer, clock)

@@ -19,26 +19,28 @@ from bot.executor import CpuPool
 from bot.matrix.gateway import MatrixGateway
 from storage.account import AccountRepository
 from storage.audit import AuditLog
-from storage.database import Database, DatabaseBusyError, DatabaseError, database_busy
+from storage.database import SqliteDatabase, database_busy
 from storage.deletion_ledger import DeletionLedger, DeletionReplay
 from storage.image_inventory import ImageInventory
 from storage.postings import PostingRepository
+from storage.sql import Database, DatabaseBusyError, DatabaseError
 from storage.submissions import SubmissionRepository
-from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
+from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, ImageVault
 
 log = logging.getLogger(__name__)
 
 
-def _damaged(path: Path, found: str) -> DatabaseError:
+def _damaged(path: Path | str, found: str) -> DatabaseError:
     return DatabaseError(
         f"The database {path} is damaged ({found[:200]}). The bot will not use it: keep the damaged file "
         "for investigation, and restore your latest backup (docs/operator.md)."
     )
 
 
-async def open_database(path: Path) -> Database:
+async def open_sqlite_database(path: Path) -> Database:
+    """The SQLite file, migrated; a lock held too long or a damaged file said in plain words."""
     try:
-        return await Database.open(path)
+        return await SqliteDatabase.open(path)
     except sqlite3.DatabaseError as error:
         if isinstance(error, sqlite3.OperationalError) and database_busy(error):
             raise DatabaseBusyError(
@@ -54,7 +56,10 @@ async def check_database(database: Database) -> None:
     in plain words, rather than a patient's reply failing later."""
     found = await database.integrity_check()
     if found != ["ok"]:
-        raise _damaged(database.path, f"SQLite's check found {len(found)} problem(s), the first: {found[0]}")
+        raise _damaged(
+            database.description,
+            f"the database's own check found {len(found)} problem(s), the first: {found[0]}",
+        )
 
 
 async def ensure_device_signed(gateway: MatrixGateway, accounts: AccountRepository) -> None:
@@ -75,7 +80,7 @@ class StartupChecks:
         self,
         *,
         database: Database,
-        vault: Vault,
+        vault: ImageVault,
         pool: CpuPool,
         ledger: DeletionLedger,
         submissions: SubmissionRepository,
@@ -117,6 +122,11 @@ class StartupChecks:
                 report.files_removed,
                 report.rejected,
             )
+
+    async def check_vault(self) -> None:
+        """The vault can be written, read, listed and deleted (for S3: the bucket is reachable, the credentials
+        work, versioning is off); raises `VaultError` saying what is wrong."""
+        await self._pool.run(self._vault.check)
 
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""

@@ -14,8 +14,8 @@ from bot.conversation import State
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics, sample_loop_lag
 from bot.settings import Settings, SettingsError
 from bot.status_server import Heartbeat, PublicBindRefusedError, health_of, start_status_server
-from storage.database import Database
 from storage.gauges import Gauges
+from storage.sql import Database
 from storage.submissions import Status
 
 log = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ from bot.stopping import sleep_or_stop, until_stopped
 from handlers.delivery import Delivery
 from handlers.router import Router
 from storage.checkpoint import SyncCheckpoint
-from storage.database import Database, database_busy
+from storage.database import database_busy
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.restores import Restore, Restores
+from storage.sql import Database
 
 log = logging.getLogger(__name__)
 

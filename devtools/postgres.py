@@ -60,9 +60,8 @@ def _run_as() -> str | None:
     try:
         pwd.getpwnam(SYSTEM_USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", SYSTEM_USER], check=True, capture_output=True
-        )  # noqa: S603, S607
+        useradd = ["useradd", "--system", "--no-create-home", SYSTEM_USER]
+        subprocess.run(useradd, check=True, capture_output=True)  # noqa: S603 (a fixed command)
     install = binaries().parent
     for directory, _, files in os.walk(install):
         _open_to_all(Path(directory), 0o055)

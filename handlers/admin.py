@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiosqlite
-
 from bot.ids import RoomID, UserID
 from bot.texts import Texts
 from handlers.commands import Invocation, Outcome, UsageError
@@ -28,6 +26,7 @@ from storage.practice_config import (
     show_value,
     stored_form,
 )
+from storage.sql import Connection
 from storage.staff_identities import StaffIdentities
 
 _LISTS = {"clinician": "clinicians", "admin": "admins"}
@@ -38,7 +37,7 @@ class AdminDesk:
     config: LiveConfig
     audit: AuditLog
     redact_command: Callable[[Invocation], Awaitable[None]]
-    resume_retention: Callable[[aiosqlite.Connection], Awaitable[None]]
+    resume_retention: Callable[[Connection], Awaitable[None]]
     identities: StaffIdentities
 
     async def show(self, cmd: Invocation) -> Outcome:
@@ -62,7 +61,7 @@ class AdminDesk:
         updated = replace(cmd.config, **{setting.attribute: value})
         stored = stored_form(updated, name)
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.config.repository.put(db, name, stored, by=cmd.sender, sealed=setting.secret)
             shown = "(secret)" if setting.secret else show_value(updated, name)
             await self._audit(db, cmd, name, {"set": shown})
@@ -89,7 +88,7 @@ class AdminDesk:
             room = RoomID(_parse(parse_room_id, cmd.word(1, "The room id")))
             updated = replace(cmd.config, admin_room=room)
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.config.repository.put(db, "admin_room", room, by=cmd.sender)
                 await self._audit(db, cmd, "admin_room", {"set": room})
 
@@ -116,7 +115,7 @@ class AdminDesk:
         changes: dict[str, Any] = {key: updated_set}
         updated = replace(cmd.config, **changes)
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.config.repository.put(db, key, stored_form(updated, key), by=cmd.sender)
             await self._audit(db, cmd, key, {action: item})
 
@@ -141,7 +140,7 @@ class AdminDesk:
         except (TypeError, ValueError) as error:
             raise UsageError(str(error)) from None
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.config.repository.put(db, "texts", texts, by=cmd.sender)
             await self._audit(
                 db, cmd, f"texts.{name}", {"reset" if name not in texts else "set": len(template)}
@@ -154,7 +153,7 @@ class AdminDesk:
     async def retention_resume(self, cmd: Invocation) -> Outcome:
         """After a reported clock jump: an admin confirms the clock is right; the job acts again."""
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.resume_retention(db)
             await self._audit(db, cmd, "retention", {"resumed": "clock confirmed"})
 
@@ -170,7 +169,7 @@ class AdminDesk:
             return Outcome(f"{user_id} has no new identity waiting to be accepted.")
         new_key = pinned.changed_key
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.identities.accept(db, user_id, new_key)
             await self._audit(db, cmd, "identity", {"accepted": user_id})
 
@@ -181,9 +180,7 @@ class AdminDesk:
     async def _refresh(self) -> None:
         await self.config.refresh()
 
-    async def _audit(
-        self, db: aiosqlite.Connection, cmd: Invocation, subject: str, details: dict[str, object]
-    ) -> None:
+    async def _audit(self, db: Connection, cmd: Invocation, subject: str, details: dict[str, object]) -> None:
         await self.audit.append(
             db, actor=cmd.sender, action=AuditAction.CONFIG, subject=subject, details=details
         )

@@ -27,8 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.ids import UserID
 from bot.reminders import local_time
 from handlers.clinician_decisions import DecisionDesk
@@ -43,6 +41,7 @@ from storage.audit import AuditAction, AuditLog
 from storage.outbox import derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import LiveConfig
+from storage.sql import Connection
 from storage.submissions import Photo, Status, Submission, SubmissionRepository
 
 _QUEUE_FILTERS = {
@@ -122,7 +121,7 @@ class ReadingDesk:
 
             who = await self.support.who(cmd.sender)
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.submissions.claim(db, submission.submission_id, cmd.sender, cmd.now)
                 await self.support.record(
                     db, cmd, AuditAction.CLAIM, submission, {"previously": before or ""}
@@ -143,7 +142,7 @@ class ReadingDesk:
             window = self.config.current.viewing_window
             expires = cmd.now + window
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 for index, photo in enumerate(photos):
                     await self.postings.add(
                         db,
@@ -174,7 +173,7 @@ class ReadingDesk:
                 f"removed from this room after {minutes(window)}.{destroy_note}"
             )
 
-            async def work_and_audit(db: aiosqlite.Connection) -> None:
+            async def work_and_audit(db: Connection) -> None:
                 await work(db)
                 await self.support.record(db, cmd, AuditAction.IDENTITY_SHOWN, submission, {"where": "view"})
 

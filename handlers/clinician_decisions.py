@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import aiosqlite
-
 from bot.errors import UserFacingError
 from bot.executor import CpuPool
 from bot.faults import NO_FAULTS, FaultInjector
@@ -22,15 +20,16 @@ from handlers.desk_support import DeskSupport, minutes
 from handlers.destruction import Destruction
 from storage.audit import AuditAction
 from storage.practice_config import LiveConfig
+from storage.sql import Connection
 from storage.submissions import Decision, Photo, Status, Submission, SubmissionRepository
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import ImageUnreadableError, ImageVault
 
 
 @dataclass
 class DecisionDesk:
     support: DeskSupport
     submissions: SubmissionRepository
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     destruction: Destruction  # a kept photo's original, a replaced record version
     config: LiveConfig
@@ -56,7 +55,7 @@ class DecisionDesk:
             decision = Decision(True, reason, cmd.sender, cmd.now)
             who = await self.support.who(cmd.sender)
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.submissions.decide(db, submission.submission_id, decision)
                 await self.submissions.set_status(db, submission.submission_id, Status.DONE, cmd.now)
                 for photo in originals:
@@ -108,7 +107,7 @@ class DecisionDesk:
 
             who = await self.support.who(cmd.sender)
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.submissions.describe(db, submission.submission_id, text, cmd.now)
                 await self.support.record(
                     db, cmd, AuditAction.DESCRIBE, submission, {"characters": len(text)}
@@ -135,7 +134,7 @@ class DecisionDesk:
                     f"There is nothing to undo for {submission.reference}: its photos are not waiting to be destroyed."
                 )
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.submissions.schedule_destruction(db, submission.submission_id, None)
                 await self.support.record(db, cmd, AuditAction.UNDO, submission, {"kept": "photos"})
                 await self.support.edit_alerts(
@@ -178,7 +177,7 @@ class DecisionDesk:
             destroy_original = kept and not photo.original_destroyed
             doomed = ([previous] if previous else []) + ([photo.photo_id] if destroy_original else [])
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.submissions.set_record_version(
                     db,
                     photo.photo_id,

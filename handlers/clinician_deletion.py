@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.errors import UserFacingError
 from handlers.commands import Invocation, Outcome, format_rows
 from handlers.desk_support import DeskSupport
 from handlers.destruction import Destruction, DestructionReceipt, patient_text
 from storage.audit import AuditAction
-from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
+from storage.sql import Connection, Database
 from storage.submissions import Status, Submission, SubmissionRepository
 
 
@@ -61,7 +59,7 @@ class DeletionDesk:
         """Keys, audit entry and the patient's notice in one commit; then files, postings and media."""
         who = await self.support.who(cmd.sender)
 
-        async def record(db: aiosqlite.Connection) -> None:
+        async def record(db: Connection) -> None:
             await self.support.record(
                 db,
                 cmd,

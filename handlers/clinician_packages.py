@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.conversation.consent import PURPOSES as SHARING_PURPOSES
 from bot.errors import UserFacingError
 from handlers.commands import Invocation, Outcome, UsageError
@@ -19,6 +17,7 @@ from storage.consents import ConsentRepository
 from storage.outbox import derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import LiveConfig
+from storage.sql import Connection
 from storage.submissions import Submission
 
 
@@ -64,7 +63,7 @@ class PackageDesk:
             return Outcome(withheld(present))
         who = await self.support.who(cmd.sender)
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.postings.add(
                 db,
                 submission_id=submission.submission_id,

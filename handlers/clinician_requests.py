@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.conversation.consent import PURPOSES as SHARING_PURPOSES
 from bot.ids import UserID
@@ -21,6 +19,7 @@ from handlers.request_links import RequestLinks, request_link
 from storage.audit import AuditAction
 from storage.outbox import derive_txn_id
 from storage.practice_config import LiveConfig
+from storage.sql import Connection
 from storage.submissions import Submission
 
 
@@ -61,7 +60,7 @@ class RequestDesk:
                     f"The patient of {submission.reference} is in the middle of sending photos; ask again later."
                 )
 
-            async def work(db: aiosqlite.Connection) -> None:
+            async def work(db: Connection) -> None:
                 await self.support.record(
                     db, cmd, AuditAction.CONSENT_ASKED, submission, {"purpose": purpose}
                 )
@@ -96,7 +95,7 @@ class RequestDesk:
             expires=expires,
         )
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.support.record(
                 db, cmd, AuditAction.REQUEST, None, {"request": request_id, "expires_at": iso(expires)}
             )

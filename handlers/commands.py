@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-import aiosqlite
-
 from bot.errors import UserFacingError
 from bot.ids import EventID, RoomID, UserID
 from storage.practice_config import PracticeConfig
+from storage.sql import Connection
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Invocation:
         return text
 
 
-Work = Callable[[aiosqlite.Connection], Awaitable[None]]
+Work = Callable[[Connection], Awaitable[None]]
 After = Callable[[], Awaitable[None]]
 
 

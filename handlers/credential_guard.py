@@ -18,10 +18,10 @@ from bot.credential_slips import looks_like_credential
 from bot.errors import TransientError
 from bot.matrix.events import Incoming, TextMessage
 from bot.matrix.port import MatrixError, RoomPort
-from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.rooms import RoomKind
+from storage.sql import Database
 
 log = logging.getLogger(__name__)
 

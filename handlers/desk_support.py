@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.conversation.effects import NotifyClinicians
 from bot.errors import UserFacingError
 from bot.ids import UserID
@@ -24,6 +22,7 @@ from handlers.patient import clinician_notice
 from storage.alert_events import AlertEvents
 from storage.audit import AuditAction, AuditLog
 from storage.outbox import Outbox, derive_txn_id
+from storage.sql import Connection
 from storage.submissions import Status, Submission, SubmissionRepository
 
 
@@ -60,7 +59,7 @@ class DeskSupport:
 
     async def record(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         cmd: Invocation,
         action: AuditAction,
         submission: Submission | None,
@@ -75,9 +74,7 @@ class DeskSupport:
             details=details,
         )
 
-    async def edit_alerts(
-        self, db: aiosqlite.Connection, cmd: Invocation, submission: Submission, status: str
-    ) -> None:
+    async def edit_alerts(self, db: Connection, cmd: Invocation, submission: Submission, status: str) -> None:
         """Edit (m.replace) the submission's alert in every clinician room to show its current status."""
         if self.alerts is None:
             return

@@ -21,21 +21,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import aiosqlite
-
 from bot.executor import CpuPool
 from bot.faults import NO_FAULTS, FaultInjector
 from bot.ids import RoomID
 from bot.texts import Texts
 from handlers.staff_media import StaffMedia
 from storage.audit import AuditAction, AuditLog
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, LedgerKind, submission_image_ids
 from storage.outbox import Outbox, derive_txn_id
 from storage.postings import PostingRepository
 from storage.practice_config import PracticeConfig
+from storage.sql import Connection, Database
 from storage.submissions import Status, Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ class DestructionReceipt:
         ]
 
 
-Record = Callable[[aiosqlite.Connection], Awaitable[None]]
+Record = Callable[[Connection], Awaitable[None]]
 
 
 def patient_text(config: PracticeConfig, name: str, submission: Submission) -> str:
@@ -75,7 +73,7 @@ class Destruction:
     submissions: SubmissionRepository
     postings: PostingRepository
     outbox: Outbox
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     audit: AuditLog
     ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back
@@ -142,7 +140,7 @@ class Destruction:
 
     async def mark_destroyed(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         submission: Submission,
         now: datetime,
         kind: LedgerKind = LedgerKind.SUBMISSION_IMAGES_DESTROYED,
@@ -156,7 +154,7 @@ class Destruction:
         await self.postings.expire_now(db, submission.submission_id)
 
     async def ledger_images(
-        self, db: aiosqlite.Connection, submission: Submission, image_ids: Sequence[str], now: datetime
+        self, db: Connection, submission: Submission, image_ids: Sequence[str], now: datetime
     ) -> None:
         """Some of a submission's images (an edit's original, a replaced version) go: into the ledger too.
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.conversation import (
     AskConsent,
@@ -60,6 +58,7 @@ from storage.outbox import Outbox, derive_room_txn_id, derive_txn_id
 from storage.photo_requests import PhotoRequestRepository
 from storage.photo_store import PhotoStore
 from storage.practice_config import LiveConfig
+from storage.sql import Connection
 from storage.submissions import SubmissionRepository
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class SubmissionRecords:
     photos: PhotoStore
     keyring: Keyring
 
-    async def record(self, db: aiosqlite.Connection, room_id: RoomID, submit: Submit) -> None:
+    async def record(self, db: Connection, room_id: RoomID, submit: Submit) -> None:
         submission_id = submit.conversation_id
         details: dict[str, Any] = {
             "notes": list(submit.notes),
@@ -125,13 +124,13 @@ class ConsentRecords:
     config: LiveConfig
     zone: ZoneInfo  # the practice's time zone, for the time of an answer shown to clinicians
 
-    async def ask(self, db: aiosqlite.Connection, ask: AskConsent, submission_id: str, asked_by: str) -> None:
+    async def ask(self, db: Connection, ask: AskConsent, submission_id: str, asked_by: str) -> None:
         """The clinician's question, recorded as it is put in the patient's chat."""
         await self.consents.ask(
             db, ask.consent_id, submission_id=submission_id, purpose=ask.purpose, by=asked_by, now=ask.now
         )
 
-    async def answer(self, db: aiosqlite.Connection, effect: RecordConsent, source: str, index: int) -> None:
+    async def answer(self, db: Connection, effect: RecordConsent, source: str, index: int) -> None:
         submission_id = await self.consents.answer(
             db, effect.consent_id, effect.agreed, effect.given_by, effect.answered_at
         )
@@ -173,7 +172,7 @@ class Effects:
 
     async def record(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         room_id: RoomID,
         source: str,
         conversation: Conversation,
@@ -229,7 +228,7 @@ class Effects:
 
     async def keep_photo(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         room_id: RoomID,
         conversation: Conversation,
         step_input: Input,
@@ -253,7 +252,7 @@ class Effects:
             caption=caption,
         )
 
-    async def list_uploads(self, db: aiosqlite.Connection, event: Incoming) -> None:
+    async def list_uploads(self, db: Connection, event: Incoming) -> None:
         """List the uploads a removed message pointed at in the media ledger, with who sent it and when, so
         the purge can check with the homeserver that they are the patient's (`handlers.media_purge`)."""
         if isinstance(event, MediaMessage | OtherMessage) and event.media_urls:
@@ -268,12 +267,12 @@ class Effects:
             )
 
     async def queue(
-        self, db: aiosqlite.Connection, room_id: RoomID, txn_id: str, kind: str, payload: dict[str, Any]
+        self, db: Connection, room_id: RoomID, txn_id: str, kind: str, payload: dict[str, Any]
     ) -> None:
         """One outbox item outside a step (a refusal, a notice, a removal, leaving), sent by `send`."""
         await self.outbox.add(db, room_id, txn_id, kind, payload)
 
-    async def discard_queued(self, db: aiosqlite.Connection, room_id: RoomID) -> None:
+    async def discard_queued(self, db: Connection, room_id: RoomID) -> None:
         """Everything still queued for the room is given up (the chat is being closed)."""
         await self.outbox.discard_room(db, room_id)
 

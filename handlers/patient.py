@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.conversation import (
     Admit,
@@ -69,11 +67,12 @@ from handlers.patient_policy import PolicyInForce
 from handlers.photo_intake import PhotoIntake, RejectedPhoto, StoredPhoto
 from handlers.room_locks import RoomLocks
 from storage.conversations import ConversationRepository
-from storage.database import Database, database_busy
+from storage.database import database_busy
 from storage.handled_events import HandledEvents
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox, derive_txn_id
 from storage.rooms import RoomKind, RoomRepository
+from storage.sql import Connection, Database
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ class PatientHandler:
         room_id: RoomID,
         patient: UserID,
         begin: Begin,
-        record: Callable[[aiosqlite.Connection], Awaitable[None]],
+        record: Callable[[Connection], Awaitable[None]],
     ) -> None:
         """The bot opened this chat for a clinician's photo request: greet with who asked and what for."""
         conversation, effects = step(None, begin, self.policy)
@@ -259,7 +258,7 @@ class PatientHandler:
         await self.effects.purge_media()
 
     async def _remove_unread(
-        self, db: aiosqlite.Connection, room_id: RoomID, patient: UserID, events: list[Incoming]
+        self, db: Connection, room_id: RoomID, patient: UserID, events: list[Incoming]
     ) -> int:
         """Queue the removal of each of the patient's messages among `events`; how many."""
         removed = 0

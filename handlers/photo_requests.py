@@ -8,8 +8,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import Clock
 from bot.conversation import Begin
 from bot.errors import UserFacingError
@@ -17,6 +15,7 @@ from bot.ids import UserID, server_name
 from bot.matrix.port import MatrixPort
 from handlers.patient import PatientHandler
 from storage.photo_requests import PhotoRequestRepository
+from storage.sql import Connection
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class PhotoRequests:
             request_expires_at=expires,
         )
 
-        async def record(db: aiosqlite.Connection) -> None:
+        async def record(db: Connection) -> None:
             await self.requests.open(
                 db,
                 request_id,

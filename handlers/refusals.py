@@ -17,11 +17,11 @@ from bot.ids import server_name
 from bot.matrix.events import Invite
 from bot.matrix.port import RoomPort
 from handlers.delivery import NOTIFY, Delivery
-from storage.database import Database
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.refused_invites import RefusedInvites
 from storage.rooms import RoomKind, RoomRepository
+from storage.sql import Database
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from datetime import datetime
 from bot.clock import Clock
 from bot.reminders import ReminderPolicy, digest_due, local_time, reminder_due, waited, working_time_between
 from handlers.alerts import alert
-from storage.database import Database
 from storage.job_runs import last_run, save_run
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
+from storage.sql import Database
 from storage.submissions import Status, Submission, SubmissionRepository
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.keyring import Sealer
 from bot.reminders import local_time
@@ -19,7 +17,7 @@ from bot.web_chat.links import Kind, mint_token, token_hash
 from bot.web_chat.settings import WebChatSettings
 from handlers.commands import Invocation, Outcome, UsageError
 from storage.audit import AuditAction, AuditLog
-from storage.database import Database
+from storage.sql import Connection, Database
 from storage.web_links import WebLinkRepository
 
 NOT_SET_UP = (
@@ -52,7 +50,7 @@ class RequestLinks:
             "request_expiry_seconds": int(cmd.config.request_expiry.total_seconds()),
         }
 
-        async def work(db: aiosqlite.Connection) -> None:
+        async def work(db: Connection) -> None:
             await self.links.add(
                 db, hashed, Kind.REQUEST, created_at=cmd.now, expires_at=expires, details=details
             )

@@ -18,17 +18,15 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.durations import format_duration
 from handlers.alerts import alert
 from handlers.destruction import Destruction
 from storage.audit import AuditAction, AuditLog
-from storage.database import Database
 from storage.job_runs import clear_run, last_run, save_run
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
+from storage.sql import Connection, Database
 from storage.submissions import Submission, SubmissionRepository
 
 log = logging.getLogger(__name__)
@@ -154,10 +152,10 @@ class RetentionJob:
             await self._tell(db, f"retention-refused:{iso(now)}", text, admins=True)
             await save_run(db, REFUSED, now)
 
-    async def resume(self, db: aiosqlite.Connection) -> None:
+    async def resume(self, db: Connection) -> None:
         await resume_retention(db, self.clock.now())
 
-    async def _tell(self, db: aiosqlite.Connection, source: str, text: str, *, admins: bool = False) -> None:
+    async def _tell(self, db: Connection, source: str, text: str, *, admins: bool = False) -> None:
         config = self.config.current
         rooms = sorted(config.clinician_rooms) + ([config.admin_room] if admins and config.admin_room else [])
         for room in rooms:
@@ -165,11 +163,11 @@ class RetentionJob:
                 db, room, derive_txn_id(f"{source}:{room}", 0), "message", alert(text, config)
             )
 
-    async def _audit(self, db: aiosqlite.Connection, action: AuditAction, submission: Submission) -> None:
+    async def _audit(self, db: Connection, action: AuditAction, submission: Submission) -> None:
         await self.audit.append(db, actor="bot", action=action, subject=submission.reference, details={})
 
 
-async def resume_retention(db: aiosqlite.Connection, now: datetime) -> None:
+async def resume_retention(db: Connection, now: datetime) -> None:
     """An admin confirmed the clock: from now on, jumps are judged against the present time."""
     await clear_run(db, REFUSED)
     await save_run(db, JOB, now)

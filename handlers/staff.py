@@ -46,11 +46,11 @@ from handlers.commands import (
 from handlers.delivery import Delivery
 from storage.alert_events import AlertEvents
 from storage.confirmations import PendingConfirmations
-from storage.database import Database
 from storage.handled_events import HandledEvents
 from storage.outbox import Outbox, derive_txn_id
 from storage.practice_config import LiveConfig
 from storage.rooms import RoomKind
+from storage.sql import Database
 from storage.submissions import normalise_reference
 
 log = logging.getLogger(__name__)

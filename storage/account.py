@@ -9,7 +9,7 @@ from bot.clock import Clock, iso
 from bot.cross_signing import CrossSigningKeys
 from bot.ids import DeviceID, UserID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Database
 
 _CONTEXT = "bot-account"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.clock import Clock, iso
 from bot.ids import EventID, RoomID
-from storage.database import Database
+from storage.sql import Database
 
 
 class AlertEvents:

@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-import aiosqlite
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -72,7 +71,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.clock import Clock, iso
 from bot.keyring import DATA_KEY_BYTES, NONCE_BYTES, TAG_BYTES, CryptoError, Keyring
-from storage.database import Database
+from storage.sql import Connection, Database, Row
 
 GENESIS_MAC = "photobot-audit-genesis-v1"
 """The prev_mac of entry 1."""
@@ -238,7 +237,7 @@ class AuditLog:
 
     async def append(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         *,
         actor: str,
         action: str,
@@ -370,13 +369,12 @@ class AuditLog:
             where, params = "seq <= ?", [last_seq]
             if after is not None:
                 where, params = "seq > ? AND seq <= ?", [after, last_seq]
-            rows = list(
-                await self._db.connection.execute_fetchall(
-                    f"SELECT seq, {_RAW_ENTRY_COLUMNS} FROM audit_log"  # noqa: S608 -- fixed column list
-                    f" WHERE {where} ORDER BY seq LIMIT {_VERIFY_PAGE:d}",
-                    params,
-                )
-            )
+            async with self._db.connection.execute(
+                f"SELECT seq, {_RAW_ENTRY_COLUMNS} FROM audit_log"  # noqa: S608 -- fixed column list
+                f" WHERE {where} ORDER BY seq LIMIT {_VERIFY_PAGE:d}",
+                params,
+            ) as cursor:
+                rows = list(await cursor.fetchall())
             for row in rows:
                 seq = int(row["seq"])
                 walked += 1
@@ -424,7 +422,7 @@ class _LogState:
     last_seq: int | None  # None: no entry
 
 
-async def _read_state(db: aiosqlite.Connection) -> _LogState:
+async def _read_state(db: Connection) -> _LogState:
     """The audit key, the head and the last seq present, read in one query (one consistent view)."""
     async with db.execute(
         "SELECT (SELECT CAST(wrapped_key AS BLOB) FROM audit_key WHERE id = 1),"
@@ -460,7 +458,7 @@ def _as_text(type_name: str, data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _check_entry(keys: _AuditKeys | None, seq: int, row: aiosqlite.Row, previous_mac: str) -> list[str]:
+def _check_entry(keys: _AuditKeys | None, seq: int, row: Row, previous_mac: str) -> list[str]:
     problems: list[str] = []
     prev_mac = _as_text(row["prev_mac_type"], row["prev_mac"])
     if not _same(prev_mac, previous_mac):

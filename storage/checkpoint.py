@@ -6,10 +6,8 @@ written last, so a crash replays the batch instead, and handlers are idempotent 
 
 from __future__ import annotations
 
-import aiosqlite
-
 from bot.clock import Clock, iso
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 class SyncCheckpoint:
@@ -26,7 +24,7 @@ class SyncCheckpoint:
         async with self._db.transaction() as db:
             await self.save_in(db, next_batch)
 
-    async def save_in(self, db: aiosqlite.Connection, next_batch: str) -> None:
+    async def save_in(self, db: Connection, next_batch: str) -> None:
         """Save within a caller's transaction (with what else must be committed together)."""
         await db.execute(
             "INSERT INTO sync_checkpoint (id, next_batch, saved_at) VALUES (1, ?, ?)"

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.ids import RoomID, UserID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database
 
 CONFIRM_WITHIN = timedelta(minutes=1)
 
@@ -28,9 +26,7 @@ class PendingConfirmations:
     def _key(room_id: RoomID, sender: UserID) -> str:
         return f"{room_id}|{sender}"
 
-    async def ask(
-        self, db: aiosqlite.Connection, room_id: RoomID, sender: UserID, command: str, now: datetime
-    ) -> None:
+    async def ask(self, db: Connection, room_id: RoomID, sender: UserID, command: str, now: datetime) -> None:
         """Keep `command` (the full text, '!delete GP-... reason') until confirmed; replaces an older one."""
         key = self._key(room_id, sender)
         sealed = self._sealer.seal(command.encode("utf-8"), context=f"pending-command:{key}")
@@ -51,5 +47,5 @@ class PendingConfirmations:
             return None
         return self._sealer.open(row["command"], context=f"pending-command:{key}").decode("utf-8")
 
-    async def done(self, db: aiosqlite.Connection, room_id: RoomID, sender: UserID) -> None:
+    async def done(self, db: Connection, room_id: RoomID, sender: UserID) -> None:
         await db.execute("DELETE FROM pending_commands WHERE key = ?", (self._key(room_id, sender),))

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import iso
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -29,7 +27,7 @@ class ConsentRepository:
 
     async def ask(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         consent_id: str,
         *,
         submission_id: str,
@@ -44,7 +42,7 @@ class ConsentRepository:
         )
 
     async def answer(
-        self, db: aiosqlite.Connection, consent_id: str, agreed: bool, given_by: str, now: datetime
+        self, db: Connection, consent_id: str, agreed: bool, given_by: str, now: datetime
     ) -> str | None:
         """Record the answer; the submission it belongs to (None if the question is unknown)."""
         await db.execute(

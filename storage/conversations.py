@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiosqlite
-
 from bot.ids import RoomID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 class ConversationRepository:
@@ -30,7 +28,7 @@ class ConversationRepository:
 
     async def save(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         room_id: RoomID,
         state: str,
         data: dict[str, Any],

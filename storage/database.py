@@ -22,19 +22,15 @@ from pathlib import Path
 import aiosqlite
 
 from storage.migrations import MIGRATIONS, Migration
+from storage.sql import DatabaseBusyError, DatabaseError, Dialect, newer_schema_error
 
-
-class DatabaseError(Exception):
-    """The database cannot be used as it is (for example, it was written by a newer version)."""
-
-
-class DatabaseBusyError(DatabaseError):
-    """Another process holds the database for longer than the busy timeout: try again later."""
+__all__ = ["Database", "DatabaseBusyError", "DatabaseError", "SqliteDatabase", "database_busy"]
 
 
 @dataclass
-class Database:
-    """An open database. Create it with `Database.open(path)`; close it with `close()`.
+class SqliteDatabase:
+    """An open SQLite database (it satisfies `storage.sql.Database`). Create it with
+    `SqliteDatabase.open(path)`; close it with `close()`.
 
     One connection serves the whole bot; transactions on it are taken one at a time (`_write_lock`), so
     two rooms handled concurrently never interleave their writes. Repositories that write inside a
@@ -46,7 +42,7 @@ class Database:
     _write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @classmethod
-    async def open(cls, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> Database:
+    async def open(cls, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> SqliteDatabase:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Create the file 0600 ourselves: sqlite would honour the umask, which may be world-readable.
         if not path.exists():
@@ -72,6 +68,14 @@ class Database:
             if sidecar.exists():
                 sidecar.chmod(0o600)
         return database
+
+    @property
+    def dialect(self) -> Dialect:
+        return "sqlite"
+
+    @property
+    def description(self) -> str:
+        return str(self.path)
 
     async def close(self) -> None:
         await self.connection.close()
@@ -116,20 +120,21 @@ class Database:
         latest = migrations[-1].version if migrations else 0
         current = await self.schema_version()
         if current > latest:
-            raise DatabaseError(
-                f"The database {self.path} was written by a newer version of GP Photo Bot (schema {current}; "
-                f"this version knows up to {latest}). Upgrade the bot, or restore a backup made by this version."
-            )
+            raise newer_schema_error(str(self.path), current, latest)
         for migration in migrations:
             if migration.version <= current:
                 continue
             async with self.transaction() as db:
-                for statement in _statements(migration.sql):
+                for statement in split_statements(migration.sql):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {migration.version:d}")
 
 
-def _statements(sql: str) -> list[str]:
+# The SQLite engine under its old name, for callers that open a file directly (tests, backups).
+Database = SqliteDatabase
+
+
+def split_statements(sql: str) -> list[str]:
     """Split a migration into statements; a semicolon inside a comment or literal does not split."""
     statements: list[str] = []
     current = ""

@@ -57,16 +57,14 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.durable_files import fsync_directory, write_all
 from bot.keyring import Keyring, KeyUnavailableError
 from storage.audit import AuditAction, AuditLog
-from storage.database import Database
 from storage.postings import PostingRepository
+from storage.sql import Connection, Database
 from storage.submissions import Status, SubmissionRepository
-from storage.vault import IMAGE_ID_PATTERN, Vault
+from storage.vault import IMAGE_ID_PATTERN, ImageVault
 
 LEDGER_FILE_NAME = "deletion-ledger"
 ENTRY_VERSION = 1
@@ -115,7 +113,7 @@ class DeletionLedger:
 
     async def record(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         kind: LedgerKind,
         now: datetime,
         *,
@@ -250,7 +248,7 @@ class DeletionLedger:
             return LedgerContents(contents.entries, 0)
 
 
-async def mark_applied(db: aiosqlite.Connection, entry_id: str, now: datetime) -> None:
+async def mark_applied(db: Connection, entry_id: str, now: datetime) -> None:
     """List a ledger entry as carried out in this database (inside the caller's transaction)."""
     await db.execute(
         "INSERT OR IGNORE INTO deletion_ledger_applied (entry_id, applied_at) VALUES (?, ?)",
@@ -258,7 +256,7 @@ async def mark_applied(db: aiosqlite.Connection, entry_id: str, now: datetime) -
     )
 
 
-async def submission_image_ids(db: aiosqlite.Connection, submission_id: str) -> tuple[str, ...]:
+async def submission_image_ids(db: Connection, submission_id: str) -> tuple[str, ...]:
     """Every vault image a submission's photos still name (originals and record versions)."""
     async with db.execute(
         "SELECT photo_id, record_image_id, original_destroyed_at FROM photos WHERE submission_id = ?"
@@ -294,7 +292,7 @@ class DeletionReplay:
         self,
         ledger: DeletionLedger,
         database: Database,
-        vault: Vault,
+        vault: ImageVault,
         *,
         submissions: SubmissionRepository,
         postings: PostingRepository,
@@ -334,7 +332,7 @@ class DeletionReplay:
     def _destroy_files(self, image_ids: Sequence[str]) -> int:
         return sum(1 for image_id in image_ids if self._vault.destroy(image_id))
 
-    async def _carry_out(self, db: aiosqlite.Connection, entry: LedgerEntry, now: datetime) -> int:
+    async def _carry_out(self, db: Connection, entry: LedgerEntry, now: datetime) -> int:
         if entry.kind is LedgerKind.IMAGES_DESTROYED:
             return await self._images(db, entry.image_ids, now)
         if entry.submission_id is None:
@@ -369,7 +367,7 @@ class DeletionReplay:
         )
         return 1
 
-    async def _images(self, db: aiosqlite.Connection, image_ids: Sequence[str], now: datetime) -> int:
+    async def _images(self, db: Connection, image_ids: Sequence[str], now: datetime) -> int:
         changed = 0
         touched: set[str] = set()
         for image_id in image_ids:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.clock import iso
-from storage.database import Database
+from storage.sql import Database
 
 
 class Gauges:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import EventID, RoomID
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 class HandledEvents:
@@ -21,7 +19,7 @@ class HandledEvents:
             return await cursor.fetchone() is not None
 
     async def mark(
-        self, db: aiosqlite.Connection, event_id: EventID, room_id: RoomID, outcome: str = "handled"
+        self, db: Connection, event_id: EventID, room_id: RoomID, outcome: str = "handled"
     ) -> None:
         """Record inside the caller's transaction, so the record and the work land together."""
         await db.execute(

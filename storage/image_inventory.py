@@ -7,7 +7,7 @@ owners (`storage.photos`, `storage.submissions`).
 
 from __future__ import annotations
 
-from storage.database import Database
+from storage.sql import Database
 
 
 class ImageInventory:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import iso
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 async def last_run(database: Database, job: str) -> datetime | None:
@@ -18,7 +16,7 @@ async def last_run(database: Database, job: str) -> datetime | None:
     return datetime.fromisoformat(row[0]) if row else None
 
 
-async def save_run(db: aiosqlite.Connection, job: str, now: datetime) -> None:
+async def save_run(db: Connection, job: str, now: datetime) -> None:
     await db.execute(
         "INSERT INTO job_runs (job, last_run_at) VALUES (?, ?)"
         " ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at",
@@ -26,6 +24,6 @@ async def save_run(db: aiosqlite.Connection, job: str, now: datetime) -> None:
     )
 
 
-async def clear_run(db: aiosqlite.Connection, job: str) -> None:
+async def clear_run(db: Connection, job: str) -> None:
     """Forget a job's run (the retention job's refusal, once an admin confirmed the clock)."""
     await db.execute("DELETE FROM job_runs WHERE job = ?", (job,))

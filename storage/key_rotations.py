@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from bot.clock import iso
-from storage.database import Database
+from storage.sql import Database
 
 KeyColumn = Literal["wrapped_key", "record_wrapped_key"]
 DigestColumn = Literal["digest", "record_digest"]
@@ -66,11 +66,12 @@ class KeyRotations:
         async with self._db.transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO key_rotations (old_key_id, new_key_id, phase, started_at, updated_at)"
-                " VALUES (?, ?, 're-wrapping', ?, ?)",
+                " VALUES (?, ?, 're-wrapping', ?, ?) RETURNING rotation_id",
                 (old_key_id, new_key_id, iso(now), iso(now)),
             )
-            rotation_id = cursor.lastrowid
-        assert rotation_id is not None
+            row = await cursor.fetchone()
+        assert row is not None
+        rotation_id = int(row[0])
         return Rotation(rotation_id, old_key_id, new_key_id, "re-wrapping")
 
     async def set_phase(self, rotation: Rotation, phase: str, now: datetime) -> None:

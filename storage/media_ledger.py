@@ -28,12 +28,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import EventID, RoomID, UserID
 from bot.keyring import Keyring, Sealer
-from storage.database import Database
+from storage.sql import Connection, Database, Row
 
 PENDING = "pending"
 REMOTE = "on another server"  # cannot be deleted by this practice: never pending, never retried
@@ -90,7 +88,7 @@ class MediaLedger:
 
     async def add(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         room_id: RoomID,
         event_id: EventID,
         urls: tuple[str, ...],
@@ -138,7 +136,7 @@ class MediaLedger:
             if datetime.fromisoformat(row["updated_at"]) + retry_delay(row["attempts"]) <= now
         ]
 
-    async def _pending_rows(self) -> list[aiosqlite.Row]:
+    async def _pending_rows(self) -> list[Row]:
         async with self._db.connection.execute(
             "SELECT id, room_id, event_id, media, attempts, updated_at, owner, sent_at_ms FROM media_ledger"
             " WHERE status = ?"
@@ -147,7 +145,7 @@ class MediaLedger:
         ) as cursor:
             return list(await cursor.fetchall())
 
-    def _entry(self, row: aiosqlite.Row) -> MediaEntry:
+    def _entry(self, row: Row) -> MediaEntry:
         return MediaEntry(
             row["id"],
             RoomID(row["room_id"]),
@@ -192,7 +190,7 @@ class MediaLedger:
             return MediaBacklog(0, 0, 0)
         return MediaBacklog(int(row[0]), int(row[1]), int(row[2]))
 
-    async def alert_change(self, db: aiosqlite.Connection) -> tuple[AlertChange, MediaBacklog] | None:
+    async def alert_change(self, db: Connection) -> tuple[AlertChange, MediaBacklog] | None:
         """Inside the caller's transaction (which also queues the message): whether to tell the operator
         that deletions keep failing, or that they work again; None if nothing changed since they were told."""
         backlog = await self.backlog()

@@ -13,12 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import EventID, RoomID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 def derive_txn_id(source: str, index: int) -> str:
@@ -50,7 +48,7 @@ class Outbox:
         self._clock = clock
 
     async def add(
-        self, db: aiosqlite.Connection, room_id: RoomID, txn_id: str, kind: str, payload: dict[str, Any]
+        self, db: Connection, room_id: RoomID, txn_id: str, kind: str, payload: dict[str, Any]
     ) -> None:
         """Queue inside the caller's transaction. A repeated txn_id is ignored (already queued or sent)."""
         sealed = self._sealer.seal(json.dumps(payload).encode(), context=f"outbox:{txn_id}")
@@ -109,7 +107,7 @@ class Outbox:
                 "DELETE FROM private_sent WHERE room_id = ? AND event_id = ?", (room_id, event_id)
             )
 
-    async def discard_room(self, db: aiosqlite.Connection, room_id: RoomID) -> None:
+    async def discard_room(self, db: Connection, room_id: RoomID) -> None:
         """Drop everything still waiting for this room (inside the caller's transaction): the room's owner
         replaces it with what is true now."""
         await db.execute("DELETE FROM outbox WHERE room_id = ?", (room_id,))

@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.ids import RoomID, UserID
 from bot.keyring import Keyring, Sealer
+from storage.sql import Connection
 
 
 class PhotoRequestRepository:
@@ -20,7 +19,7 @@ class PhotoRequestRepository:
 
     async def open(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         request_id: str,
         *,
         room_id: RoomID,
@@ -47,6 +46,6 @@ class PhotoRequestRepository:
             ),
         )
 
-    async def answered(self, db: aiosqlite.Connection, request_id: str) -> None:
+    async def answered(self, db: Connection, request_id: str) -> None:
         """The patient sent photos for this request."""
         await db.execute("UPDATE photo_requests SET status = 'answered' WHERE request_id = ?", (request_id,))

@@ -13,22 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import Clock
 from bot.executor import CpuPool
 from bot.ids import RoomID
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.photos import PhotoRepository
-from storage.vault import StoredImage, Vault
+from storage.sql import Connection, Database
+from storage.vault import ImageVault, StoredImage
 
 
 class PhotoStore:
     def __init__(
         self,
         *,
-        vault: Vault,
+        vault: ImageVault,
         photos: PhotoRepository,
         ledger: DeletionLedger,
         database: Database,
@@ -50,7 +48,7 @@ class PhotoStore:
 
     async def keep(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         stored: StoredImage,
         *,
         room_id: RoomID,
@@ -77,11 +75,11 @@ class PhotoStore:
             caption=caption,
         )
 
-    async def attach(self, db: aiosqlite.Connection, submission_id: str, photo_ids: Sequence[str]) -> None:
+    async def attach(self, db: Connection, submission_id: str, photo_ids: Sequence[str]) -> None:
         """The patient sent: their photos become the submission's."""
         await self._photos.attach(db, submission_id, photo_ids)
 
-    async def drop(self, db: aiosqlite.Connection, photo_ids: Sequence[str]) -> None:
+    async def drop(self, db: Connection, photo_ids: Sequence[str]) -> None:
         """Unsent photos the patient removed (or the conversation ended): their rows and keys go, in the
         step's transaction, and the deletion ledger lists them. Call `destroy_files` after the commit."""
         await self._ledger.record(db, LedgerKind.IMAGES_DESTROYED, self._clock.now(), image_ids=photo_ids)

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.ids import RoomID
 from bot.keyring import Sealer
+from storage.sql import Connection
 
 
 class PhotoRepository:
@@ -24,7 +23,7 @@ class PhotoRepository:
 
     async def upsert(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         photo_id: str,
         *,
         room_id: RoomID,
@@ -58,19 +57,19 @@ class PhotoRepository:
         )
         await self._store_caption(db, photo_id, caption)
 
-    async def _store_caption(self, db: aiosqlite.Connection, photo_id: str, caption: str | None) -> None:
+    async def _store_caption(self, db: Connection, photo_id: str, caption: str | None) -> None:
         """Seal a photo's caption into its row; nothing when there is none."""
         if caption:
             sealed = self._sealer.seal(caption.encode("utf-8"), context=f"photo-caption:{photo_id}")
             await db.execute("UPDATE photos SET caption = ? WHERE photo_id = ?", (sealed, photo_id))
 
-    async def attach(self, db: aiosqlite.Connection, submission_id: str, photo_ids: Iterable[str]) -> None:
+    async def attach(self, db: Connection, submission_id: str, photo_ids: Iterable[str]) -> None:
         """The photos a patient sent become the submission's."""
         for photo_id in photo_ids:
             await db.execute(
                 "UPDATE photos SET submission_id = ? WHERE photo_id = ?", (submission_id, photo_id)
             )
 
-    async def delete(self, db: aiosqlite.Connection, photo_id: str) -> None:
+    async def delete(self, db: Connection, photo_id: str) -> None:
         """The row goes, its wrapped key with it (crypto-shredding; the vault file is destroyed after commit)."""
         await db.execute("DELETE FROM photos WHERE photo_id = ?", (photo_id,))

@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import EventID, RoomID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database, Row
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class PostingRepository:
 
     async def add(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         *,
         submission_id: str,
         room_id: RoomID,
@@ -67,7 +65,7 @@ class PostingRepository:
             ),
         )
 
-    def _row(self, row: aiosqlite.Row) -> Posting:
+    def _row(self, row: Row) -> Posting:
         txn_id = str(row["txn_id"])
         upload = (
             self._sealer.open_json(row["upload"], context=f"posting-upload:{txn_id}")
@@ -134,7 +132,7 @@ class PostingRepository:
                 (iso(self._clock.now()), posting_id),
             )
 
-    async def expire_now(self, db: aiosqlite.Connection, submission_id: str) -> None:
+    async def expire_now(self, db: Connection, submission_id: str) -> None:
         """End the viewing window of every posting of this submission (deleted or destroyed)."""
         await db.execute(
             "UPDATE postings SET expires_at = ? WHERE submission_id = ? AND status != 'retracted'",

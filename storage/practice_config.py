@@ -21,14 +21,12 @@ from dataclasses import dataclass, fields, replace
 from datetime import timedelta
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.durations import format_duration, parse_duration
 from bot.ids import RoomID, UserID
 from bot.keyring import Sealer
 from bot.settings import PracticeConfig, Secret, Settings, is_user_id
-from storage.database import Database
+from storage.sql import Connection, Database
 
 __all__ = [
     "ID_SETS",
@@ -231,9 +229,7 @@ class ConfigRepository:
             values[str(row["key"])] = json.loads(raw)
         return values
 
-    async def put(
-        self, db: aiosqlite.Connection, key: str, value: Any, *, by: str, sealed: bool = False
-    ) -> None:
+    async def put(self, db: Connection, key: str, value: Any, *, by: str, sealed: bool = False) -> None:
         raw = json.dumps(value, ensure_ascii=False, sort_keys=True).encode("utf-8")
         stored = self._sealer.seal(raw, context=f"practice_config:{key}") if sealed else raw
         await db.execute(

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import aiosqlite
-
 from bot.clock import iso
+from storage.sql import Connection
 
 
 class RefusedInvites:
-    async def record(
-        self, db: aiosqlite.Connection, server: str, now: datetime, window: timedelta
-    ) -> tuple[int, bool]:
+    async def record(self, db: Connection, server: str, now: datetime, window: timedelta) -> tuple[int, bool]:
         """Count one refusal from `server` in the caller's transaction: (refusals from it so far, whether to
         explain this time: only if it was not told within `window`)."""
         async with db.execute(

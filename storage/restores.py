@@ -13,10 +13,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-import aiosqlite
-
 from bot.clock import iso
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Restore:
 
 
 async def record_restore(
-    db: aiosqlite.Connection, restored_at: datetime, backup_made_at: str, rolled_back: tuple[str, ...]
+    db: Connection, restored_at: datetime, backup_made_at: str, rolled_back: tuple[str, ...]
 ) -> None:
     await db.execute(
         "INSERT INTO restores (restored_at, backup_made_at, rolled_back) VALUES (?, ?, ?)",
@@ -56,5 +54,5 @@ class Restores:
             tuple(str(name) for name in json.loads(str(row[3]))),
         )
 
-    async def caught_up(self, db: aiosqlite.Connection, now: datetime) -> None:
+    async def caught_up(self, db: Connection, now: datetime) -> None:
         await db.execute("UPDATE restores SET caught_up_at = ? WHERE caught_up_at IS NULL", (iso(now),))

@@ -6,12 +6,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import Enum
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import RoomID, UserID
 from bot.keyring import Keyring, Sealer
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 class RoomKind(Enum):
@@ -36,7 +34,7 @@ class RoomRepository:
         self._sealer = sealer
         self._clock = clock
 
-    def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
         return self._db.transaction()
 
     def _lookup(self, user_id: UserID) -> str:
@@ -56,9 +54,7 @@ class RoomRepository:
         )
         return Room(RoomID(row["room_id"]), RoomKind(row["kind"]), member, row["closed_at"] is not None)
 
-    async def add(
-        self, db: aiosqlite.Connection, room_id: RoomID, kind: RoomKind, member: UserID | None
-    ) -> None:
+    async def add(self, db: Connection, room_id: RoomID, kind: RoomKind, member: UserID | None) -> None:
         await db.execute(
             "INSERT INTO rooms (room_id, kind, member_lookup, member, joined_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (room_id) DO NOTHING",
@@ -71,14 +67,14 @@ class RoomRepository:
             ),
         )
 
-    async def close(self, db: aiosqlite.Connection, room_id: RoomID, reason: str) -> None:
+    async def close(self, db: Connection, room_id: RoomID, reason: str) -> None:
         """The bot stops serving this room (and leaves it): its events are no longer handled."""
         await db.execute(
             "UPDATE rooms SET closed_at = ?, closed_reason = ? WHERE room_id = ?",
             (iso(self._clock.now()), reason, room_id),
         )
 
-    async def reopen(self, db: aiosqlite.Connection, room_id: RoomID, member: UserID) -> None:
+    async def reopen(self, db: Connection, room_id: RoomID, member: UserID) -> None:
         """A closed room the bot was invited back into, found safe: served again, for this patient."""
         await db.execute(
             "UPDATE rooms SET closed_at = NULL, closed_reason = NULL, member_lookup = ?, member = ?"

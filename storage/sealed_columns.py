@@ -16,10 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.keyring import CryptoError, Keyring, Sealer
-from storage.database import Database
+from storage.sql import Connection, Database
 
 BATCH_ROWS = 200
 
@@ -140,7 +138,7 @@ async def reseal_all(database: Database, keyring: Keyring) -> ResealReport:
 
 
 async def _update(
-    db: aiosqlite.Connection,
+    db: Connection,
     column: SealedColumn,
     row_key: object,
     old_value: bytes,

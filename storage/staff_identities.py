@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.clock import Clock, iso
 from bot.ids import UserID
-from storage.database import Database
+from storage.sql import Connection, Database
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class StaffIdentities:
             )
             return cursor.rowcount > 0
 
-    async def accept(self, db: aiosqlite.Connection, user_id: UserID, master_key: str) -> None:
+    async def accept(self, db: Connection, user_id: UserID, master_key: str) -> None:
         """Pin the changed identity an admin has accepted, inside the caller's transaction."""
         await db.execute(
             "UPDATE staff_identities SET master_key = ?, changed_key = NULL, changed_at = NULL, pinned_at = ?"

@@ -13,12 +13,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.ids import RoomID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database, Row
 
 PAGE_SIZE = 10
 
@@ -151,7 +149,7 @@ class SubmissionRepository:
         " (SELECT COUNT(*) FROM photos p WHERE p.submission_id = s.submission_id) AS photo_count"
     )
 
-    def _row(self, row: aiosqlite.Row) -> Submission:
+    def _row(self, row: Row) -> Submission:
         submission_id = str(row["submission_id"])
         decision = None
         if row["decision"] is not None:
@@ -347,7 +345,7 @@ class SubmissionRepository:
 
     async def insert(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         submission_id: str,
         *,
         reference: str,
@@ -381,37 +379,33 @@ class SubmissionRepository:
             ),
         )
 
-    async def set_status(
-        self, db: aiosqlite.Connection, submission_id: str, status: Status, now: datetime
-    ) -> None:
+    async def set_status(self, db: Connection, submission_id: str, status: Status, now: datetime) -> None:
         await db.execute(
             "UPDATE submissions SET status = ?, updated_at = ? WHERE submission_id = ?",
             (status.value, iso(now), submission_id),
         )
 
-    async def claim(
-        self, db: aiosqlite.Connection, submission_id: str, clinician: str, now: datetime
-    ) -> None:
+    async def claim(self, db: Connection, submission_id: str, clinician: str, now: datetime) -> None:
         await db.execute(
             "UPDATE submissions SET status = 'claimed', claimed_by = ?, updated_at = ? WHERE submission_id = ?",
             (clinician, iso(now), submission_id),
         )
 
-    async def mark_viewed(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+    async def mark_viewed(self, db: Connection, submission_id: str, now: datetime) -> None:
         await db.execute(
             "UPDATE submissions SET first_viewed_at = COALESCE(first_viewed_at, ?), updated_at = ?"
             " WHERE submission_id = ?",
             (iso(now), iso(now), submission_id),
         )
 
-    async def decide(self, db: aiosqlite.Connection, submission_id: str, decision: Decision) -> None:
+    async def decide(self, db: Connection, submission_id: str, decision: Decision) -> None:
         sealed = self._sealer.seal_json(decision.to_dict(), context=f"submission-decision:{submission_id}")
         await db.execute(
             "UPDATE submissions SET decision = ?, updated_at = ? WHERE submission_id = ?",
             (sealed, iso(decision.decided_at), submission_id),
         )
 
-    async def describe(self, db: aiosqlite.Connection, submission_id: str, text: str, now: datetime) -> None:
+    async def describe(self, db: Connection, submission_id: str, text: str, now: datetime) -> None:
         sealed = self._sealer.seal(text.encode("utf-8"), context=f"submission-description:{submission_id}")
         await db.execute(
             "UPDATE submissions SET description = ?, updated_at = ? WHERE submission_id = ?",
@@ -422,26 +416,24 @@ class SubmissionRepository:
         """Described view-then-delete submissions whose undo window has ended."""
         return await self._holding_images(f"s.destroy_at IS NOT NULL AND s.destroy_at <= '{iso(now)}'")
 
-    async def schedule_destruction(
-        self, db: aiosqlite.Connection, submission_id: str, when: datetime | None
-    ) -> None:
+    async def schedule_destruction(self, db: Connection, submission_id: str, when: datetime | None) -> None:
         await db.execute(
             "UPDATE submissions SET destroy_at = ? WHERE submission_id = ?",
             (iso(when) if when else None, submission_id),
         )
 
-    async def reminded(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+    async def reminded(self, db: Connection, submission_id: str, now: datetime) -> None:
         await db.execute(
             "UPDATE submissions SET reminded_at = ? WHERE submission_id = ?", (iso(now), submission_id)
         )
 
-    async def warned(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+    async def warned(self, db: Connection, submission_id: str, now: datetime) -> None:
         await db.execute(
             "UPDATE submissions SET retention_warned_at = ? WHERE submission_id = ?",
             (iso(now), submission_id),
         )
 
-    async def images_destroyed(self, db: aiosqlite.Connection, submission_id: str, now: datetime) -> None:
+    async def images_destroyed(self, db: Connection, submission_id: str, now: datetime) -> None:
         """The images' rows go (their wrapped keys with them: crypto-shredding); the submission stays, with the
         photos' captions copied into its sealed details: the patient's words outlive the photos."""
         photos = await self.photos(submission_id)
@@ -459,7 +451,7 @@ class SubmissionRepository:
             (iso(now), iso(now), submission_id),
         )
 
-    async def erase_patient_details(self, db: aiosqlite.Connection, submission_id: str) -> None:
+    async def erase_patient_details(self, db: Connection, submission_id: str) -> None:
         """A deleted submission keeps its reference and status for the audit trail, nothing about the patient."""
         await db.execute(
             "UPDATE submissions SET nhs_number = X'', details = X'', description = NULL, decision = NULL"
@@ -469,7 +461,7 @@ class SubmissionRepository:
 
     async def set_record_version(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         photo_id: str,
         *,
         image_id: str,
@@ -484,7 +476,7 @@ class SubmissionRepository:
             (image_id, wrapped_key, size, digest, json.dumps(list(edits)), photo_id),
         )
 
-    async def original_destroyed(self, db: aiosqlite.Connection, photo_id: str, now: datetime) -> None:
+    async def original_destroyed(self, db: Connection, photo_id: str, now: datetime) -> None:
         await db.execute(
             "UPDATE photos SET wrapped_key = X'', original_destroyed_at = ? WHERE photo_id = ?",
             (iso(now), photo_id),

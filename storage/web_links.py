@@ -12,12 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import iso
 from bot.ids import RoomID
 from bot.keyring import Sealer
-from storage.database import Database
+from storage.sql import Connection, Database, Row
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class WebLinkRepository:
         self._db = database
         self._sealer = sealer
 
-    def _link(self, row: aiosqlite.Row) -> WebLink:
+    def _link(self, row: Row) -> WebLink:
         details = (
             self._sealer.open_json(row["details"], context=f"web-link:{row['token_hash']}")
             if row["details"] is not None
@@ -83,7 +81,7 @@ class WebLinkRepository:
 
     async def add(
         self,
-        db: aiosqlite.Connection,
+        db: Connection,
         token_hash: str,
         kind: str,
         *,
@@ -125,12 +123,12 @@ class WebLinkRepository:
                 (token_hash,),
             )
 
-    async def set_room(self, db: aiosqlite.Connection, token_hash: str, room_id: RoomID) -> None:
+    async def set_room(self, db: Connection, token_hash: str, room_id: RoomID) -> None:
         await db.execute(
             "UPDATE web_links SET room_id = ? WHERE token_hash = ? AND room_id IS NULL", (room_id, token_hash)
         )
 
-    async def close(self, db: aiosqlite.Connection, token_hash: str, reason: str, now: datetime) -> bool:
+    async def close(self, db: Connection, token_hash: str, reason: str, now: datetime) -> bool:
         cursor = await db.execute(
             "UPDATE web_links SET closed_at = ?, closed_reason = ? WHERE token_hash = ? AND closed_at IS NULL",
             (iso(now), reason, token_hash),

@@ -36,8 +36,8 @@ from bot.web_chat.links import (
 from bot.web_chat.settings import WebChatSettings
 from bot.web_chat.synapse_admin import HomeserverAdminError
 from storage.audit import AuditAction, AuditLog
-from storage.database import Database
 from storage.outbox import derive_txn_id
+from storage.sql import Database
 from storage.web_links import OpenAccount, WebLink, WebLinkRepository
 
 log = logging.getLogger(__name__)
