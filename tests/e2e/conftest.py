@@ -23,7 +23,8 @@ from bot.leak_scan import scan_bytes, scan_log_text, scan_paths
 from devtools.demo.bot_process import BotProcess
 from devtools.demo.people import Person
 from devtools.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
-from storage.vault import Vault
+from storage.s3_vault import S3Location, S3Vault
+from storage.vault import ImageVault, Vault
 
 if TYPE_CHECKING:
     from devtools.object_store import ObjectStore
@@ -140,6 +141,13 @@ class ObjectVault:
     bucket: str
     prefix: str
 
+    @property
+    def location(self) -> S3Location:
+        store = self.store
+        return S3Location(
+            self.bucket, self.prefix, store.endpoint, store.access_key, store.secret_key, store.region
+        )
+
     def names(self) -> list[str]:
         """Every object under the prefix, by its name below the prefix."""
         client = self.store.client()
@@ -190,11 +198,11 @@ class BotUnderTest:
     def master_key_file(self) -> Path:
         return Path(self.process.env.get("PHOTOBOT_MASTER_KEY_FILE", str(self.data_dir / "master.key")))
 
-    def vault(self) -> Vault:
+    def vault(self) -> ImageVault:
         """The bot's image vault, opened with its master key as an operator could."""
         keyring = Keyring(load_master_key_file(self.master_key_file))
         if self.object_vault is not None:
-            raise NotImplementedError("the S3 vault is not on this branch yet")
+            return S3Vault(self.object_vault.location, keyring)
         return Vault(self.data_dir / "vault", keyring)
 
     def vault_entries(self) -> list[str]:

@@ -14,7 +14,7 @@ import nio
 
 from bot.ids import RoomID
 from devtools.demo.people import Person, Seen
-from storage.vault import Vault
+from storage.vault import ImageVault
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import answer, reach_photos, send_photo
 from tests.unit.image_factory import make_jpeg
@@ -114,7 +114,7 @@ def images(person: Person, room_id: RoomID, after: int = 0) -> list[Seen]:
     return [seen for seen in person.seen.get(room_id, [])[after:] if seen.kind in {"image", "file"}]
 
 
-def vault(bot: BotUnderTest) -> Vault:
+def vault(bot: BotUnderTest) -> ImageVault:
     return bot.vault()
 
 
