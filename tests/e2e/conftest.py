@@ -23,13 +23,13 @@ from bot.leak_scan import scan_bytes, scan_log_text, scan_paths
 from devtools.demo.bot_process import BotProcess
 from devtools.demo.people import Person
 from devtools.local_homeserver import LocalHomeserver, RegisteredUser, default_synapse_python
+from devtools.object_store import ObjectStore
 from storage.s3_vault import S3Location, S3Vault
 from storage.vault import ImageVault, Vault
+from tests.support.servers import Bucket
 
 if TYPE_CHECKING:
-    from devtools.object_store import ObjectStore
     from devtools.postgres import PostgresServer
-    from tests.support.servers import Bucket
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _names = itertools.count(1)
@@ -123,8 +123,8 @@ _IMAGE_MAGICS: Final = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"RIFF", b"BM")
 @pytest.fixture
 def storage_backend(request: pytest.FixtureRequest) -> StorageBackend:
     """Where the bots of a test keep their state: "sqlite" (the default: a SQLite file and a vault folder in
-    the data directory) or "postgres+s3" (a fresh database of the suite's PostgreSQL and a prefix of a fresh
-    bucket of its SeaweedFS). A test runs on both with `BOTH_BACKENDS`; PHOTOBOT_E2E_STORAGE_BACKEND sets the
+    the data directory) or "postgres+s3" (each bot: a fresh database of the suite's PostgreSQL and a prefix
+    of its own in the session's bucket of its SeaweedFS). A test runs on both with `BOTH_BACKENDS`; PHOTOBOT_E2E_STORAGE_BACKEND sets the
     default for a whole run (to try every end-to-end test on the other backend by hand)."""
     chosen = getattr(request, "param", os.environ.get("PHOTOBOT_E2E_STORAGE_BACKEND", SQLITE))
     if chosen not in STORAGE_BACKENDS:
@@ -249,6 +249,15 @@ BotFactory = Callable[..., Awaitable[BotUnderTest]]
 PersonFactory = Callable[[str], Awaitable[Person]]
 
 
+@pytest.fixture(scope="session")
+def e2e_bucket(object_store: ObjectStore) -> Bucket:
+    """One bucket for the session's bots on postgres+s3, each under a prefix of its own (its user's localpart).
+
+    Not a bucket per test: SeaweedFS gives each bucket volumes of its own, and runs out after a few dozen.
+    """
+    return Bucket(object_store, object_store.create_bucket("photobot-e2e-" + secrets.token_hex(4)))
+
+
 @pytest.fixture
 async def make_bot(  # noqa: PLR0917 (pytest passes fixtures by name)
     homeserver: LocalHomeserver,
@@ -269,7 +278,7 @@ async def make_bot(  # noqa: PLR0917 (pytest passes fixtures by name)
         if storage_backend == SQLITE:
             return {}, None, None
         server: PostgresServer = request.getfixturevalue("postgres_server")
-        bucket: Bucket = request.getfixturevalue("bucket")
+        bucket: Bucket = request.getfixturevalue("e2e_bucket")
         database = f"photobot_{localpart}"
         database_url = server.create_database(database)
         databases.append(database)
