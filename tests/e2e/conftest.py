@@ -45,6 +45,7 @@ class LeakScanTargets:
 
     paths: list[Path] = field(default_factory=list)
     master_keys: list[Path] = field(default_factory=list)
+    object_stores: list[Path] = field(default_factory=list)  # their data directories: every object's bytes
 
 
 LEAK_SCAN_SUMMARY = pytest.StashKey[str]()
@@ -63,20 +64,22 @@ def leak_scan_targets(pytestconfig: pytest.Config) -> Iterator[LeakScanTargets]:
 
     The fixtures below register what they create: the homeserver's directory (its database, WAL and media
     store) and the temporary directory of every test with a bot or people in it (each bot's data directory,
-    temporary directory and log, the people's stores), and each bot's master key file. An image, NHS number
-    or key found in clear fails the session, with the list of where (never what).
+    temporary directory and log, the people's stores), each bot's master key file and, once a bot ran on
+    postgres+s3, the object store's data directory (SeaweedFS's volume files hold every object's bytes). An
+    image, NHS number or key found in clear fails the session, with the list of where (never what).
     """
     targets = LeakScanTargets()
     yield targets
     keys = sorted(key for key in set(targets.master_keys) if key.exists())
     try:
-        report = scan_paths(sorted(set(targets.paths)), keys)
+        report = scan_paths(sorted(set(targets.paths) | set(targets.object_stores)), keys)
     except MasterKeyError as error:
         pytest.fail(f"the leak scan cannot use a bot's master key file: {error}", pytrace=False)
     problems = [str(finding) for finding in report.findings] + [f"not scanned: {p}" for p in report.problems]
     pytestconfig.stash[LEAK_SCAN_SUMMARY] = (
         f"leak scan: {report.files} files, {report.bytes / 1e6:.1f} MB (bot data, temp files, logs, homeserver "
-        f"database and media store), {len(report.findings)} finding(s), {len(report.problems)} not scanned"
+        f"database and media store{', object store' if targets.object_stores else ''}), "
+        f"{len(report.findings)} finding(s), {len(report.problems)} not scanned"
     )
     if problems:
         pytest.fail(
@@ -282,7 +285,9 @@ async def make_bot(  # noqa: PLR0917 (pytest passes fixtures by name)
         database = f"photobot_{localpart}"
         database_url = server.create_database(database)
         databases.append(database)
-        leak_scan_targets.paths.append(bucket.store.data_dir)  # SeaweedFS keeps the objects' bytes here
+        leak_scan_targets.object_stores.append(
+            bucket.store.data_dir
+        )  # SeaweedFS keeps the objects' bytes here
         env = {"PHOTOBOT_DATABASE_URL": database_url} | bucket.environment(localpart)
         return env, database_url, ObjectVault(bucket.store, bucket.name, localpart)
 
