@@ -271,7 +271,7 @@ async def make_bot(  # noqa: PLR0917 (pytest passes fixtures by name)
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[BotFactory]:
     """Makes bots (real `photobot` processes) for the test; on postgres+s3 each bot gets a database of its own
-    and a prefix of the test's bucket, and is checked after the test: no SQLite file of its own in its data
+    and a prefix of the session's bucket, and is checked after the test: no SQLite file of its own in its data
     directory (nio's store is nio's and stays there) and only ciphertext in its bucket prefix."""
     bots: list[BotUnderTest] = []
     databases: list[str] = []
@@ -285,9 +285,7 @@ async def make_bot(  # noqa: PLR0917 (pytest passes fixtures by name)
         database = f"photobot_{localpart}"
         database_url = server.create_database(database)
         databases.append(database)
-        leak_scan_targets.object_stores.append(
-            bucket.store.data_dir
-        )  # SeaweedFS keeps the objects' bytes here
+        leak_scan_targets.object_stores.append(bucket.store.data_dir)
         env = {"PHOTOBOT_DATABASE_URL": database_url} | bucket.environment(localpart)
         return env, database_url, ObjectVault(bucket.store, bucket.name, localpart)
 
