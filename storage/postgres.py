@@ -17,8 +17,8 @@ every literal `%`. Rows index by name and by position. Python booleans are sent 
 SQLite's default text form, because the columns are the same integer and text columns on both engines.
 
 Migrations: `storage.migrations.MIGRATIONS`, translated mechanically (`postgres_statements`): BLOB -> BYTEA,
-INTEGER -> BIGINT (SQLite integers are 64-bit), INTEGER PRIMARY KEY -> an identity column, WITHOUT ROWID
-dropped, a trigger that RAISE(ABORT)s -> a plpgsql function and trigger (a DELETE guard also refuses
+INTEGER -> BIGINT (SQLite integers are 64-bit), INTEGER PRIMARY KEY -> an identity column, TEXT -> TEXT
+COLLATE "C" (byte order, as SQLite compares text), WITHOUT ROWID dropped, a trigger that RAISE(ABORT)s -> a plpgsql function and trigger (a DELETE guard also refuses
 TRUNCATE), tables created in the order their references need. A migration the translation cannot handle
 fails loudly; `POSTGRES_OVERRIDES` may then give its PostgreSQL text. The schema version is kept in the
 table `photobot_schema`; a database newer than the code is refused with the same message as on SQLite.
@@ -48,7 +48,7 @@ from psycopg.rows import RowMaker
 
 from storage.database import split_statements
 from storage.migrations import MIGRATIONS, Migration
-from storage.sql import DatabaseError, Dialect, newer_schema_error
+from storage.sql import DatabaseBusyError, DatabaseError, Dialect, newer_schema_error
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,9 @@ def _translate(statement: str) -> list[str]:
             )
             text = re.sub(r"\bINTEGER\b", "BIGINT", text, flags=re.IGNORECASE)
             text = re.sub(r"\bBLOB\b", "BYTEA", text, flags=re.IGNORECASE)
+            # Text compares and sorts byte by byte, as SQLite's BINARY collation does, whatever the
+            # database's locale (a locale's collation can order ISO times or references differently).
+            text = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', text, flags=re.IGNORECASE)
         pieces.append(text)
     return ["".join(pieces).strip()]
 
@@ -440,7 +443,10 @@ class PostgresDatabase:
                 url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="photobot"
             )
         except psycopg.OperationalError as error:
-            raise DatabaseError(f"Cannot connect to the database {where}: {_first_line(error)}") from None
+            message = f"Cannot connect to the database {where}: {_first_line(error)}"
+            if _temporary(str(error)):
+                raise DatabaseBusyError(message + "; trying again later.") from None
+            raise DatabaseError(message) from None  # refused: the role, password or database name
         try:
             await writer.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema)))
             await writer.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema)))
@@ -488,19 +494,26 @@ class PostgresDatabase:
             await self._writer.execute("COMMIT")
 
     async def shred_checkpoint(self) -> None:
-        """Vacuum the tables that hold wrapped keys and sealed values, so deleted rows' bytes leave their
-        pages' live data (see docs: where PostgreSQL keeps them, and for how long)."""
+        """Rewrite the tables that hold wrapped keys and sealed values (VACUUM FULL), so a destroyed key's
+        bytes leave the table's files; WAL and backups are another matter (docs/operator.md).
+
+        Why FULL: a deleted or updated row stays in its page as a dead tuple until vacuumed, and a plain
+        VACUUM only marks its space free (measured: about half of the destroyed keys were still in the heap
+        file after it). VACUUM FULL copies the live rows into new files and drops the old ones. It locks
+        each table while it runs: a practice's tables are small (milliseconds), and destructions are rare.
+        The append-only audit log never has dead rows and is left alone."""
         async with self._write_lock:
             async with self._writer.cursor() as cursor:
                 await cursor.execute(
                     "SELECT DISTINCT table_name FROM information_schema.columns"
-                    " WHERE table_schema = %s AND data_type = 'bytea' ORDER BY table_name",
+                    " WHERE table_schema = %s AND data_type = 'bytea' AND table_name != 'audit_log'"
+                    " ORDER BY table_name",
                     (self.schema,),
                 )
                 tables = [str(row[0]) for row in await cursor.fetchall()]
             for table in tables:
                 await self._writer.execute(
-                    pgsql.SQL("VACUUM {}").format(pgsql.Identifier(self.schema, table))
+                    pgsql.SQL("VACUUM (FULL) {}").format(pgsql.Identifier(self.schema, table))
                 )
 
     async def integrity_check(self) -> list[str]:
@@ -562,6 +575,17 @@ class PostgresDatabase:
                     (migration.version,),
                 )
                 log.info("database migrated to schema %d", migration.version)
+
+
+_TEMPORARY_REFUSALS = ("starting up", "shutting down", "in recovery mode", "too many", "remaining connection")
+
+
+def _temporary(message: str) -> bool:
+    """Whether a failed connection is worth trying again: the server was not reached, or it answered that
+    it cannot take us now (libpq reports the server's refusal as "FATAL: ..."; a wrong role, password or
+    database name is also a FATAL refusal, and is not temporary)."""
+    refusal = message.partition("FATAL:")[2]
+    return not refusal or any(words in refusal for words in _TEMPORARY_REFUSALS)
 
 
 def _first_line(error: BaseException) -> str:

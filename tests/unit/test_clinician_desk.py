@@ -26,6 +26,7 @@ from tests.support.practice_kit import (
     practice,
     submit_photo,
 )
+from tests.support.real_storage import StorageTemplate
 from tests.support.servers import Bucket
 from tests.unit.image_factory import make_jpeg
 
@@ -40,7 +41,7 @@ def desk_bucket(object_store: ObjectStore) -> Bucket:
 
 @pytest.fixture(params=["file-vault", "s3-vault"])
 async def bot(
-    request: pytest.FixtureRequest, tmp_path: Path, migrated_database: Path
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_database: StorageTemplate
 ) -> AsyncIterator[Practice]:
     """The desk with its vault in the data directory, or in a real S3 bucket (the suite's SeaweedFS)."""
     environment = {}
@@ -121,7 +122,7 @@ async def test_deleting_asks_to_confirm_then_destroys_everywhere_with_a_receipt(
 
 
 async def test_with_an_s3_vault_the_bucket_holds_only_ciphertext_and_nothing_after_the_delete(
-    tmp_path: Path, migrated_database: Path, desk_bucket: Bucket
+    tmp_path: Path, migrated_database: StorageTemplate, desk_bucket: Bucket
 ) -> None:
     """The photo is an object under the practice's prefix, named by its neutral id and holding no image; after
     !delete and yes, nothing of it is left in the bucket."""
