@@ -17,7 +17,7 @@ from bot.faults import FAULT_EXIT_CODE
 from bot.ids import RoomID
 from devtools.demo.people import Person
 from devtools.local_homeserver import LocalHomeserver
-from tests.e2e.conftest import BOTH_BACKENDS, BotFactory, PersonFactory
+from tests.e2e.conftest import BOTH_BACKENDS, POSTGRES_S3, BotFactory, PersonFactory
 from tests.e2e.workspace import open_practice
 
 pytestmark = pytest.mark.e2e
@@ -227,6 +227,8 @@ async def test_check_reports_a_valid_configuration(make_bot: BotFactory, make_pe
     bot = (await open_practice(make_bot, make_person)).bot
     code, output = await bot.process.command("check")
     assert code == 0, output
+    engine = "PostgreSQL" if bot.backend == POSTGRES_S3 else "SQLite"
+    assert f"The database ({engine} " in output, "check names the database it really checked"
     device_id = bot.query("SELECT device_id FROM bot_account")[0][0]
     assert str(device_id) in output
 

@@ -27,6 +27,12 @@ async def test_a_bot_on_postgres_and_s3_keeps_rows_in_the_database_images_in_the
     await send_photo(patient, room_id, sent, "Photo 1 received", filename="a.jpg", mimetype="image/jpeg")
     await answer(patient, room_id, "done", "reference")
 
+    # The operator reads which backends the bot uses in its start-up line, never a password or key.
+    started = next(line for line in bot.process.log_text().splitlines() if "starting as" in line)
+    assert "database PostgreSQL postgresql://postgres@127.0.0.1:" in started
+    assert f"vault s3://{bot.object_vault.bucket}/{bot.object_vault.prefix}" in started
+    assert "SQLite" not in started and bot.object_vault.store.secret_key not in started
+
     # The rows are in PostgreSQL (bot.query asks the bot's own database over TCP)...
     assert bot.query("SELECT current_setting('server_version_num')::int >= 160000") == [(True,)]
     assert bot.query("SELECT room_id, keep_in_record FROM submissions") == [(room_id, 1)]
