@@ -8,6 +8,8 @@ running bot's vault.
 
 from __future__ import annotations
 
+import sqlite3
+
 from bot.keyring import Keyring
 from bot.settings import Settings
 from bot.startup_checks import open_sqlite_database
@@ -46,3 +48,20 @@ def open_vault(settings: Settings, keyring: Keyring) -> ImageVault:
     if location is not None:
         return S3Vault(location, keyring)
     return Vault(settings.vault_dir, keyring)
+
+
+def vault_name(settings: Settings) -> str:
+    """Where the vault is, without credentials: the bucket and prefix, or the directory."""
+    if settings.vault is not None and settings.vault.is_s3:
+        return f"s3://{settings.vault.bucket}/{settings.vault.prefix}".rstrip("/")
+    return str(settings.vault_dir)
+
+
+def describe_backends(settings: Settings, database: Database) -> str:
+    """The database's engine and place, and the vault's place, as the start-up line and `photobot check` name
+    them (never a password or an access key): an operator reads there which backends the bot really uses."""
+    if database.dialect == "postgresql":
+        engine = f"PostgreSQL {database.description}"
+    else:
+        engine = f"SQLite {sqlite3.sqlite_version} {database.description}"
+    return f"database {engine}, vault {vault_name(settings)}"

@@ -16,6 +16,7 @@ from dotenv import dotenv_values
 from bot import __version__
 from bot.admin_cli import admin_command, make_poster, verify_audit
 from bot.app import NotInitialisedError, open_app
+from bot.backends import vault_name
 from bot.clock import Clock, OffsetClock, SystemClock
 from bot.exit_codes import ExitCode, exit_code_table
 from bot.initialise import initialise
@@ -172,13 +173,6 @@ def _practice_command(args: argparse.Namespace) -> int:
     return list_practices(host, print)
 
 
-def _vault_name(settings: Settings) -> str:
-    """Where the vault is, without credentials: the bucket and prefix, or the directory."""
-    if settings.vault is not None and settings.vault.is_s3:
-        return f"s3://{settings.vault.bucket}/{settings.vault.prefix}".rstrip("/")
-    return str(settings.vault_dir)
-
-
 async def _check(settings: Settings) -> int:
     """0 if all is well (warnings may be printed); 1 with one line per problem found: damaged stored images,
     uploads the homeserver keeps refusing to delete, and what `bot.production_check` asks the homeserver.
@@ -187,13 +181,14 @@ async def _check(settings: Settings) -> int:
     app = await open_app(settings, SystemClock())  # the master key, and the database's own check
     found = Findings()
     try:
-        print("The database passed SQLite's integrity check.")
+        engine = "PostgreSQL" if app.database.dialect == "postgresql" else "SQLite"
+        print(f"The database ({engine} {app.database.description}) passed its integrity check.")
         try:
             await app.checks.check_vault()
         except VaultError as error:
             found.problems.append(f"The image vault cannot be used: {error}.")
         else:
-            print(f"The image vault ({_vault_name(settings)}) can be written, read, listed and deleted.")
+            print(f"The image vault ({vault_name(settings)}) can be written, read, listed and deleted.")
         checked, damaged = await app.checks.damaged_images()
         if damaged:
             found.problems.append(

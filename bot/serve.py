@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 from bot.app import App
+from bot.backends import describe_backends
 from bot.production_check import run_time_changes
 from bot.startup import Banner, come_online
 from bot.web_chat.serve import web_chat_endpoint
@@ -60,4 +61,5 @@ async def _banner(app: App) -> str:
         admins=len(config.admins),
         admin_token=bool(config.homeserver_admin_token.value),
         status_port=app.settings.status_port,
+        storage=describe_backends(app.settings, app.database),
     ).line()

@@ -75,6 +75,7 @@ class Banner:
     admins: int
     admin_token: bool
     status_port: int
+    storage: str = ""  # the database and vault (bot.backends.describe_backends); "" names SQLite alone
 
     def line(self) -> str:
         metrics = f"metrics on port {self.status_port}" if self.status_port else "metrics off"
@@ -84,7 +85,7 @@ class Banner:
             f"room(s), admin room {'set' if self.admin_room else 'NOT set'}, {self.clinicians} clinician(s), "
             f"{self.admins} admin(s), homeserver admin token {'present' if self.admin_token else 'ABSENT'} "
             f"(uploads {'are' if self.admin_token else 'are NOT'} deleted from the homeserver); backends: "
-            f"SQLite {sqlite3.sqlite_version}, {_images_backend()}, {metrics}"
+            f"{self.storage or f'SQLite {sqlite3.sqlite_version}'}, {_images_backend()}, {metrics}"
         )
 
 
