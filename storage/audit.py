@@ -71,7 +71,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.clock import Clock, iso
 from bot.keyring import DATA_KEY_BYTES, NONCE_BYTES, TAG_BYTES, CryptoError, Keyring
-from storage.sql import Connection, Database, Row
+from storage.sql import Connection, Database, Dialect, Row
 
 GENESIS_MAC = "photobot-audit-genesis-v1"
 """The prev_mac of entry 1."""
@@ -203,10 +203,41 @@ def _missing(first: int, last: int) -> str:
 
 # Every column of an entry as (typeof, bytes), so that verify neither crashes on nor is fooled by a value
 # of another type or invalid UTF-8 written by someone editing the file.
-_RAW_ENTRY_COLUMNS = ", ".join(
-    f"typeof({column}) AS {column}_type, CAST({column} AS BLOB) AS {column}"
-    for column in ("at", "actor", "action", "subject", "details", "prev_mac", "mac")
-)
+# On PostgreSQL a column holds only its declared type, so the type names are the schema's own and the
+# bytes are the text's UTF-8 (or the bytea itself): the same (type, bytes) pairs SQLite gives for valid rows.
+_ENTRY_COLUMN_TYPES = {
+    "at": "text",
+    "actor": "text",
+    "action": "text",
+    "subject": "text",
+    "details": "blob",
+    "prev_mac": "text",
+    "mac": "text",
+}
+_RAW_ENTRY_COLUMNS: dict[Dialect, str] = {
+    "sqlite": ", ".join(
+        f"typeof({column}) AS {column}_type, CAST({column} AS BLOB) AS {column}"
+        for column in _ENTRY_COLUMN_TYPES
+    ),
+    "postgresql": ", ".join(
+        f"'{kind}' AS {column}_type, "
+        + (column if kind == "blob" else f"convert_to({column}, 'UTF8')")
+        + f" AS {column}"
+        for column, kind in _ENTRY_COLUMN_TYPES.items()
+    ),
+}
+_STATE_QUERY: dict[Dialect, str] = {
+    "sqlite": "SELECT (SELECT CAST(wrapped_key AS BLOB) FROM audit_key WHERE id = 1),"
+    " (SELECT typeof(seq) FROM audit_head WHERE id = 1), (SELECT seq FROM audit_head WHERE id = 1),"
+    " (SELECT typeof(mac) FROM audit_head WHERE id = 1),"
+    " (SELECT CAST(mac AS BLOB) FROM audit_head WHERE id = 1),"
+    " (SELECT MAX(seq) FROM audit_log)",
+    "postgresql": "SELECT (SELECT wrapped_key FROM audit_key WHERE id = 1),"
+    " (SELECT 'integer' FROM audit_head WHERE id = 1), (SELECT seq FROM audit_head WHERE id = 1),"
+    " (SELECT 'text' FROM audit_head WHERE id = 1),"
+    " (SELECT convert_to(mac, 'UTF8') FROM audit_head WHERE id = 1),"
+    " (SELECT MAX(seq) FROM audit_log)",
+}
 
 
 class AuditLog:
@@ -253,7 +284,7 @@ class AuditLog:
         actor, action, subject = str(actor), str(action), str(subject)
         if not actor or not action:
             raise ValueError("an audit entry needs an actor and an action")
-        state = await _read_state(db)
+        state = await _read_state(db, self._db.dialect)
         if state.head_malformed:
             raise AuditLogError("the audit head is malformed; run verify")
         if state.head_seq is None or state.head_mac is None:
@@ -294,7 +325,11 @@ class AuditLog:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, at, actor, action, subject, sealed, head_mac, mac),
         )
-        await db.execute("INSERT OR REPLACE INTO audit_head (id, seq, mac) VALUES (1, ?, ?)", (seq, mac))
+        await db.execute(
+            "INSERT INTO audit_head (id, seq, mac) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, mac = excluded.mac",
+            (seq, mac),
+        )
         return seq
 
     async def entries(self, subject: str | None = None) -> list[AuditEntry]:
@@ -349,7 +384,7 @@ class AuditLog:
         is safe because honest writers only ever add entries after it.
         """
         async with self._db.transaction() as db:
-            state = await _read_state(db)
+            state = await _read_state(db, self._db.dialect)
         last_seq = state.last_seq
         problems: list[str] = []
         keys: _AuditKeys | None = None
@@ -370,7 +405,7 @@ class AuditLog:
             if after is not None:
                 where, params = "seq > ? AND seq <= ?", [after, last_seq]
             async with self._db.connection.execute(
-                f"SELECT seq, {_RAW_ENTRY_COLUMNS} FROM audit_log"  # noqa: S608 -- fixed column list
+                f"SELECT seq, {_RAW_ENTRY_COLUMNS[self._db.dialect]} FROM audit_log"  # noqa: S608 -- fixed list
                 f" WHERE {where} ORDER BY seq LIMIT {_VERIFY_PAGE:d}",
                 params,
             ) as cursor:
@@ -422,15 +457,9 @@ class _LogState:
     last_seq: int | None  # None: no entry
 
 
-async def _read_state(db: Connection) -> _LogState:
+async def _read_state(db: Connection, dialect: Dialect) -> _LogState:
     """The audit key, the head and the last seq present, read in one query (one consistent view)."""
-    async with db.execute(
-        "SELECT (SELECT CAST(wrapped_key AS BLOB) FROM audit_key WHERE id = 1),"
-        " (SELECT typeof(seq) FROM audit_head WHERE id = 1), (SELECT seq FROM audit_head WHERE id = 1),"
-        " (SELECT typeof(mac) FROM audit_head WHERE id = 1),"
-        " (SELECT CAST(mac AS BLOB) FROM audit_head WHERE id = 1),"
-        " (SELECT MAX(seq) FROM audit_log)"
-    ) as cursor:
+    async with db.execute(_STATE_QUERY[dialect]) as cursor:
         row = await cursor.fetchone()
     assert row is not None  # a SELECT without FROM always returns one row
     wrapped, seq_type, seq, mac_type, mac, last_seq = tuple(row)

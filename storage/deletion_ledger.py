@@ -251,7 +251,7 @@ class DeletionLedger:
 async def mark_applied(db: Connection, entry_id: str, now: datetime) -> None:
     """List a ledger entry as carried out in this database (inside the caller's transaction)."""
     await db.execute(
-        "INSERT OR IGNORE INTO deletion_ledger_applied (entry_id, applied_at) VALUES (?, ?)",
+        "INSERT INTO deletion_ledger_applied (entry_id, applied_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (entry_id, iso(now)),
     )
 
@@ -380,9 +380,9 @@ class DeletionReplay:
             for sql, params in (
                 ("DELETE FROM photos WHERE photo_id = ? AND submission_id IS NULL", (image_id,)),
                 (
-                    "UPDATE photos SET wrapped_key = X'', original_destroyed_at = ?"
+                    "UPDATE photos SET wrapped_key = ?, original_destroyed_at = ?"
                     " WHERE photo_id = ? AND original_destroyed_at IS NULL",
-                    (iso(now), image_id),
+                    (b"", iso(now), image_id),
                 ),
                 (
                     "UPDATE photos SET record_image_id = NULL, record_wrapped_key = NULL, record_size = NULL,"

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from bot.clock import iso
-from storage.sql import Database
+from storage.sql import Database, holds_bytes
 
 KeyColumn = Literal["wrapped_key", "record_wrapped_key"]
 DigestColumn = Literal["digest", "record_digest"]
@@ -91,12 +91,13 @@ class KeyRotations:
 
     async def image_keys_not_under(self, prefix: bytes) -> list[WrappedImageKey]:
         """Every stored image key whose wrapping does not start with `prefix` (the new master key's)."""
+        dialect = self._db.dialect
         async with self._db.connection.execute(
-            "SELECT 'wrapped_key' AS key_column, photo_id, photo_id AS image_id, wrapped_key AS wrapped"
-            " FROM photos WHERE original_destroyed_at IS NULL AND typeof(wrapped_key) = 'blob'"
+            "SELECT 'wrapped_key' AS key_column, photo_id, photo_id AS image_id, wrapped_key AS wrapped"  # noqa: S608
+            f" FROM photos WHERE original_destroyed_at IS NULL AND {holds_bytes('wrapped_key', dialect)}"
             " AND length(wrapped_key) > 0 AND substr(wrapped_key, 1, :n) != :prefix"
             " UNION ALL SELECT 'record_wrapped_key', photo_id, record_image_id, record_wrapped_key FROM photos"
-            " WHERE record_image_id IS NOT NULL AND typeof(record_wrapped_key) = 'blob'"
+            f" WHERE record_image_id IS NOT NULL AND {holds_bytes('record_wrapped_key', dialect)}"
             " AND length(record_wrapped_key) > 0 AND substr(record_wrapped_key, 1, :n) != :prefix"
             " ORDER BY photo_id, key_column",
             {"n": len(prefix), "prefix": prefix},

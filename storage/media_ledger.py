@@ -181,7 +181,7 @@ class MediaLedger:
 
     async def backlog(self) -> MediaBacklog:
         async with self._db.connection.execute(
-            "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), COALESCE(MAX(attempts), 0)"
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0), COALESCE(MAX(attempts), 0)"
             " FROM media_ledger WHERE status = ?",
             (PENDING,),
         ) as cursor:

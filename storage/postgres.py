@@ -17,8 +17,8 @@ every literal `%`. Rows index by name and by position. Python booleans are sent 
 SQLite's default text form, because the columns are the same integer and text columns on both engines.
 
 Migrations: `storage.migrations.MIGRATIONS`, translated mechanically (`postgres_statements`): BLOB -> BYTEA,
-INTEGER -> BIGINT (SQLite integers are 64-bit), INTEGER PRIMARY KEY -> an identity column, WITHOUT ROWID
-dropped, a trigger that RAISE(ABORT)s -> a plpgsql function and trigger (a DELETE guard also refuses
+INTEGER -> BIGINT (SQLite integers are 64-bit), INTEGER PRIMARY KEY -> an identity column, TEXT -> TEXT
+COLLATE "C" (byte order, as SQLite compares text), WITHOUT ROWID dropped, a trigger that RAISE(ABORT)s -> a plpgsql function and trigger (a DELETE guard also refuses
 TRUNCATE), tables created in the order their references need. A migration the translation cannot handle
 fails loudly; `POSTGRES_OVERRIDES` may then give its PostgreSQL text. The schema version is kept in the
 table `photobot_schema`; a database newer than the code is refused with the same message as on SQLite.
@@ -321,6 +321,9 @@ def _translate(statement: str) -> list[str]:
             )
             text = re.sub(r"\bINTEGER\b", "BIGINT", text, flags=re.IGNORECASE)
             text = re.sub(r"\bBLOB\b", "BYTEA", text, flags=re.IGNORECASE)
+            # Text compares and sorts byte by byte, as SQLite's BINARY collation does, whatever the
+            # database's locale (a locale's collation can order ISO times or references differently).
+            text = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', text, flags=re.IGNORECASE)
         pieces.append(text)
     return ["".join(pieces).strip()]
 
@@ -488,19 +491,26 @@ class PostgresDatabase:
             await self._writer.execute("COMMIT")
 
     async def shred_checkpoint(self) -> None:
-        """Vacuum the tables that hold wrapped keys and sealed values, so deleted rows' bytes leave their
-        pages' live data (see docs: where PostgreSQL keeps them, and for how long)."""
+        """Rewrite the tables that hold wrapped keys and sealed values (VACUUM FULL), so a destroyed key's
+        bytes leave the table's files; WAL and backups are another matter (docs/operator.md).
+
+        Why FULL: a deleted or updated row stays in its page as a dead tuple until vacuumed, and a plain
+        VACUUM only marks its space free (measured: about half of the destroyed keys were still in the heap
+        file after it). VACUUM FULL copies the live rows into new files and drops the old ones. It locks
+        each table while it runs: a practice's tables are small (milliseconds), and destructions are rare.
+        The append-only audit log never has dead rows and is left alone."""
         async with self._write_lock:
             async with self._writer.cursor() as cursor:
                 await cursor.execute(
                     "SELECT DISTINCT table_name FROM information_schema.columns"
-                    " WHERE table_schema = %s AND data_type = 'bytea' ORDER BY table_name",
+                    " WHERE table_schema = %s AND data_type = 'bytea' AND table_name != 'audit_log'"
+                    " ORDER BY table_name",
                     (self.schema,),
                 )
                 tables = [str(row[0]) for row in await cursor.fetchall()]
             for table in tables:
                 await self._writer.execute(
-                    pgsql.SQL("VACUUM {}").format(pgsql.Identifier(self.schema, table))
+                    pgsql.SQL("VACUUM (FULL) {}").format(pgsql.Identifier(self.schema, table))
                 )
 
     async def integrity_check(self) -> list[str]:

@@ -127,9 +127,9 @@ class PostingRepository:
         """Taken back: the upload's keys are forgotten too."""
         async with self._db.transaction() as db:
             await db.execute(
-                "UPDATE postings SET status = 'retracted', upload = NULL, content = X'', updated_at = ?"
+                "UPDATE postings SET status = 'retracted', upload = NULL, content = ?, updated_at = ?"
                 " WHERE id = ?",
-                (iso(self._clock.now()), posting_id),
+                (b"", iso(self._clock.now()), posting_id),
             )
 
     async def expire_now(self, db: Connection, submission_id: str) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.keyring import CryptoError, Keyring, Sealer
-from storage.sql import Connection, Database
+from storage.sql import Connection, Database, Dialect, holds_bytes
 
 BATCH_ROWS = 200
 
@@ -39,10 +39,9 @@ class SealedColumn:
     def context_of(self, row_key: object) -> str:
         return self.context.replace("{}", str(row_key))
 
-    @property
-    def sealed_rows(self) -> str:
+    def sealed_rows(self, dialect: Dialect) -> str:
         """An SQL condition: the rows of the table whose column holds a sealed value."""
-        condition = f"typeof({self.column}) = 'blob' AND length({self.column}) > 0"
+        condition = f"{holds_bytes(self.column, dialect)} AND length({self.column}) > 0"
         return f"{condition} AND {self.only_where}" if self.only_where else condition
 
 
@@ -87,10 +86,10 @@ class ResealReport:
     unreadable: tuple[str, ...]  # "table.column[row]" that opened under no held key (left as they were)
 
 
-def _pending_rows_sql(column: SealedColumn) -> str:
+def _pending_rows_sql(column: SealedColumn, dialect: Dialect) -> str:
     return (
         f"SELECT {column.row_key} AS row_key, {column.column} AS sealed FROM {column.table}"  # noqa: S608
-        f" WHERE {column.sealed_rows}"  # names from the registry
+        f" WHERE {column.sealed_rows(dialect)}"  # names from the registry
         f" AND substr({column.column}, 1, ?) != ? AND {column.row_key} > ?"
         f" ORDER BY {column.row_key} LIMIT {BATCH_ROWS:d}"
     )
@@ -111,7 +110,7 @@ async def reseal_all(database: Database, keyring: Keyring) -> ResealReport:
             after = -1
         while True:
             async with database.connection.execute(
-                _pending_rows_sql(column), (len(prefix), prefix, after)
+                _pending_rows_sql(column, database.dialect), (len(prefix), prefix, after)
             ) as cursor:
                 rows = await cursor.fetchall()
             if not rows:
@@ -160,7 +159,7 @@ async def check_all(database: Database, keyring: Keyring) -> list[str]:
         lookup = column.lookup_column or "NULL"
         async with database.connection.execute(
             f"SELECT {column.row_key} AS row_key, {column.column} AS sealed, {lookup} AS lookup"  # noqa: S608
-            f" FROM {column.table} WHERE {column.sealed_rows}"  # names from the registry
+            f" FROM {column.table} WHERE {column.sealed_rows(database.dialect)}"  # names from the registry
         ) as cursor:
             rows = await cursor.fetchall()
         for row in rows:
@@ -187,26 +186,40 @@ async def columns_under_key(
     """
     prefix = Keyring.blob_prefix(key_id)
     found: dict[str, int] = {}
+    for table, column in await _columns_that_may_hold_bytes(database):
+        name = f"{table}.{column}"
+        if ignore(name):
+            continue
+        quoted = f'"{column}"'
+        async with database.connection.execute(
+            f'SELECT COUNT(*) FROM "{table}" WHERE {holds_bytes(quoted, database.dialect)}'  # noqa: S608
+            f" AND substr({quoted}, 1, ?) = ?",  # names read from the schema itself
+            (len(prefix), prefix),
+        ) as cursor:
+            row = await cursor.fetchone()
+        count = int(row[0]) if row is not None else 0
+        if count:
+            found[name] = count
+    return found
+
+
+async def _columns_that_may_hold_bytes(database: Database) -> list[tuple[str, str]]:
+    """(table, column) of every column that can hold bytes: on SQLite any column of any table; on
+    PostgreSQL the bytea columns of the database's schema (a text column there cannot hold bytes)."""
+    if database.dialect == "postgresql":
+        async with database.connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND data_type = 'bytea' ORDER BY table_name, ordinal_position"
+        ) as cursor:
+            return [(str(row[0]), str(row[1])) for row in await cursor.fetchall()]
     async with database.connection.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
     ) as cursor:
         tables = [str(row[0]) for row in await cursor.fetchall()]
+    found: list[tuple[str, str]] = []
     for table in tables:
         async with database.connection.execute(f'PRAGMA table_info("{table}")') as cursor:
-            columns = [str(row["name"]) for row in await cursor.fetchall()]
-        for column in columns:
-            name = f"{table}.{column}"
-            if ignore(name):
-                continue
-            async with database.connection.execute(
-                f'SELECT COUNT(*) FROM "{table}" WHERE typeof("{column}") = \'blob\''  # noqa: S608
-                f' AND substr("{column}", 1, ?) = ?',  # names read from the schema itself
-                (len(prefix), prefix),
-            ) as cursor:
-                row = await cursor.fetchone()
-            count = int(row[0]) if row is not None else 0
-            if count:
-                found[name] = count
+            found += [(table, str(row["name"])) for row in await cursor.fetchall()]
     return found
 
 

@@ -107,6 +107,12 @@ class DatabaseBusyError(DatabaseError):
     """Another process holds the database for longer than the busy timeout: try again later."""
 
 
+def holds_bytes(column: str, dialect: Dialect) -> str:
+    """An SQL condition: the column holds bytes. A SQLite column takes a value of any type, so its type is
+    checked (`typeof`); a PostgreSQL bytea column holds nothing else, so any value will do."""
+    return f"typeof({column}) = 'blob'" if dialect == "sqlite" else f"{column} IS NOT NULL"
+
+
 def newer_schema_error(where: str, current: int, latest: int) -> DatabaseError:
     return DatabaseError(
         f"The database {where} was written by a newer version of GP Photo Bot (schema {current}; "

@@ -47,7 +47,7 @@ class StaffIdentities:
         async with self._db.transaction() as db:
             cursor = await db.execute(
                 "UPDATE staff_identities SET changed_key = ?, changed_at = ?"
-                " WHERE user_id = ? AND master_key != ? AND changed_key IS NOT ?",
+                " WHERE user_id = ? AND master_key != ? AND changed_key IS DISTINCT FROM ?",
                 (master_key, iso(self._clock.now()), user_id, master_key, master_key),
             )
             return cursor.rowcount > 0

@@ -454,9 +454,9 @@ class SubmissionRepository:
     async def erase_patient_details(self, db: Connection, submission_id: str) -> None:
         """A deleted submission keeps its reference and status for the audit trail, nothing about the patient."""
         await db.execute(
-            "UPDATE submissions SET nhs_number = X'', details = X'', description = NULL, decision = NULL"
+            "UPDATE submissions SET nhs_number = ?, details = ?, description = NULL, decision = NULL"
             " WHERE submission_id = ?",
-            (submission_id,),
+            (b"", b"", submission_id),
         )
 
     async def set_record_version(
@@ -478,8 +478,8 @@ class SubmissionRepository:
 
     async def original_destroyed(self, db: Connection, photo_id: str, now: datetime) -> None:
         await db.execute(
-            "UPDATE photos SET wrapped_key = X'', original_destroyed_at = ? WHERE photo_id = ?",
-            (iso(now), photo_id),
+            "UPDATE photos SET wrapped_key = ?, original_destroyed_at = ? WHERE photo_id = ?",
+            (b"", iso(now), photo_id),
         )
 
 

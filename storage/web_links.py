@@ -165,7 +165,7 @@ class WebLinkRepository:
             " LEFT JOIN submissions s ON s.submission_id = (SELECT s2.submission_id FROM submissions s2"
             "  WHERE s2.room_id = w.room_id ORDER BY s2.created_at DESC LIMIT 1)"
             " WHERE w.redeemed_at IS NOT NULL AND w.closed_at IS NULL"
-            " AND (? IS NULL OR w.token_hash = ?) ORDER BY w.redeemed_at",
+            " AND (CAST(? AS TEXT) IS NULL OR w.token_hash = ?) ORDER BY w.redeemed_at",
             (token_hash, token_hash),
         ) as cursor:
             rows = await cursor.fetchall()

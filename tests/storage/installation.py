@@ -19,6 +19,7 @@ from nio.store.database import MatrixStore
 from PIL import Image, ImageDraw
 
 from bot.app import prepare_data_dir
+from bot.backends import open_database
 from bot.clock import iso
 from bot.cross_signing import CrossSigningKeys
 from bot.ids import DeviceID, EventID, RoomID, UserID
@@ -27,13 +28,13 @@ from bot.settings import Settings, load_settings
 from storage.account import AccountRepository, BotAccount
 from storage.audit import AuditAction, AuditLog
 from storage.conversations import ConversationRepository
-from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, LedgerKind, ledger_path
 from storage.media_ledger import MediaLedger
 from storage.outbox import Outbox
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository
 from storage.rooms import RoomKind, RoomRepository
+from storage.sql import Database
 from storage.submissions import Decision, SubmissionRepository
 from storage.vault import Vault
 
@@ -104,7 +105,7 @@ class Installation:
         return Keyring(load_master_key_file(self.key_file))
 
     async def open(self) -> Database:
-        return await Database.open(self.settings.database_path)
+        return await open_database(self.settings)
 
     def vault(self, keyring: Keyring | None = None) -> Vault:
         return Vault(self.settings.vault_dir, keyring or self.keyring())
@@ -116,15 +117,19 @@ class Installation:
         return [image for image in self.images if image.startswith(f"{submission_id}-")]
 
 
-async def build_installation(root: Path, *, submissions: int = 3, photos_each: int = 4) -> Installation:
-    """An installation with `submissions` submissions of `photos_each` photos, one edited photo in each."""
-    settings = load_settings(environment(root / "data"))
+async def build_installation(
+    root: Path, *, submissions: int = 3, photos_each: int = 4, database_url: str | None = None
+) -> Installation:
+    """An installation with `submissions` submissions of `photos_each` photos, one edited photo in each,
+    in the SQLite file under its data directory or (`database_url`) a PostgreSQL database."""
+    extra = {"database_url": database_url} if database_url else {}
+    settings = load_settings(environment(root / "data", **extra))
     settings.data_dir.mkdir(mode=0o700, parents=True)
     create_master_key_file(settings.master_key_file)
     prepare_data_dir(settings)
     installation = Installation(settings, FixedClock())
     keyring = installation.keyring()
-    database = await Database.open(settings.database_path)
+    database = await installation.open()
     try:
         await _populate(installation, database, keyring, submissions, photos_each)
     finally:

@@ -112,11 +112,18 @@ async def installation(tmp_path: Path) -> Installation:
     return await build_installation(tmp_path)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def installation_on_each_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Installation:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    return await build_installation(tmp_path, database_url=url)
+
+
 async def test_rotation_moves_everything_to_the_new_key_and_destroys_the_old_one(
-    installation: Installation,
+    installation_on_each_engine: Installation,
 ) -> None:
     """After a rotation every photo, sealed value, look-up, the audit log, the ledger and nio's account read
     under the new key alone; the old key file is gone and nothing in the database names the old key."""
+    installation = installation_on_each_engine
     old = load_master_key_file(installation.key_file)
     said: list[str] = []
     assert await rotate_key(installation.settings, installation.clock, said.append) == 0

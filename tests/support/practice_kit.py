@@ -45,7 +45,7 @@ from storage.rooms import RoomKind, RoomRepository
 from storage.submissions import Status, Submission, SubmissionRepository
 from storage.vault import Vault
 from tests.support.fake_matrix import FakeMatrix
-from tests.support.real_storage import Storage, real_storage, unscraped_metrics
+from tests.support.real_storage import Storage, StorageTemplate, real_storage, unscraped_metrics
 
 CLINICIAN = UserID("@dr.ada:example.org")
 CLINIC_ROOM = RoomID("!clinicians:example.org")
@@ -85,7 +85,7 @@ def _clinician_commands(desk: ClinicianDesk) -> dict[str, Command]:
 
 
 @asynccontextmanager
-async def practice(directory: Path, template: Path | None = None) -> AsyncIterator[Practice]:
+async def practice(directory: Path, template: StorageTemplate | None = None) -> AsyncIterator[Practice]:
     """A practice in test mode (synthetic NHS numbers accepted) with one clinician room, on the fake."""
     settings = load_settings(
         {

@@ -1,5 +1,6 @@
-"""The project's own storage for a handler unit test: a real SQLite database and keyring in a temporary
-directory (the storage is not faked; only Matrix is, see `tests.support.fake_matrix`)."""
+"""The project's own storage for a handler unit test: a real database (SQLite in a temporary directory, or a
+fresh PostgreSQL database of the suite's server) and a keyring (the storage is not faked; only Matrix is,
+see `tests.support.fake_matrix`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 from bot.clock import Clock, SystemClock
 from bot.keyring import Keyring, MasterKey, Sealer
 from bot.metrics import BotGaugeSources, BotMetrics, Metrics
-from storage.database import Database
+from storage.database import SqliteDatabase
+from storage.postgres import PostgresDatabase
+from storage.sql import Database
+
+# Where a test's database comes from: a migrated SQLite file to copy, or a fresh PostgreSQL database's URL.
+StorageTemplate = Path | str
 
 
 @dataclass(frozen=True)
@@ -27,23 +33,27 @@ class Storage:
 async def migrated_template(directory: Path) -> Path:
     """An empty database with every migration applied, to copy for each test (migrating takes ~0.15 s)."""
     path = directory / "template.sqlite3"
-    database = await Database.open(path)
+    database = await SqliteDatabase.open(path)
     await database.close()
     return path
 
 
 @asynccontextmanager
 async def real_storage(
-    directory: Path, *, template: Path | None = None, clock: Clock | None = None
+    directory: Path, *, template: StorageTemplate | None = None, clock: Clock | None = None
 ) -> AsyncIterator[Storage]:
-    """A migrated database (a copy of `template` if given) and a fresh master key under `directory`,
-    closed afterwards."""
+    """A migrated database (a copy of the SQLite `template` if given, or the PostgreSQL database at the
+    URL `template`) and a fresh master key under `directory`, closed afterwards."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     keyring = Keyring(MasterKey.generate())
-    if template is not None:
-        shutil.copyfile(template, directory / "bot.sqlite3")
-        (directory / "bot.sqlite3").chmod(0o600)
-    database = await Database.open(directory / "bot.sqlite3")
+    database: Database
+    if isinstance(template, str):
+        database = await PostgresDatabase.open(template)
+    else:
+        if template is not None:
+            shutil.copyfile(template, directory / "bot.sqlite3")
+            (directory / "bot.sqlite3").chmod(0o600)
+        database = await SqliteDatabase.open(directory / "bot.sqlite3")
     try:
         yield Storage(database, keyring, Sealer(keyring), clock or SystemClock(), directory)
     finally:

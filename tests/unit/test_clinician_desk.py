@@ -22,13 +22,14 @@ from tests.support.practice_kit import (
     practice,
     submit_photo,
 )
+from tests.support.real_storage import StorageTemplate
 from tests.unit.image_factory import make_jpeg
 
 VISITOR = UserID("@visitor:example.org")
 
 
 @pytest.fixture
-async def bot(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Practice]:
+async def bot(tmp_path: Path, migrated_database: StorageTemplate) -> AsyncIterator[Practice]:
     async with practice(tmp_path / "data", migrated_database) as opened:
         yield opened
 

@@ -19,7 +19,7 @@ from bot.matrix.port import ForbiddenError, MatrixError, TransientMatrixError
 from handlers.delivery import MAX_ATTEMPTS, PRIVATE, REMOVAL_REQUIRED, Delivery
 from storage.outbox import Outbox, derive_txn_id
 from tests.support.fake_matrix import FakeMatrix
-from tests.support.real_storage import Storage, real_storage, unscraped_metrics
+from tests.support.real_storage import Storage, StorageTemplate, real_storage, unscraped_metrics
 
 PATIENT = UserID("@pat:example.org")
 ROOM = RoomID("!chat:example.org")
@@ -45,7 +45,7 @@ class Sending:
 
 
 @pytest.fixture
-async def sending(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Sending]:
+async def sending(tmp_path: Path, migrated_database: StorageTemplate) -> AsyncIterator[Sending]:
     async with real_storage(tmp_path / "data", template=migrated_database) as storage:
         matrix = FakeMatrix()
         matrix.add_room(ROOM, PATIENT)

@@ -27,7 +27,7 @@ from storage.handled_events import HandledEvents
 from storage.outbox import Outbox, derive_txn_id
 from storage.rooms import Room, RoomKind, RoomRepository
 from tests.support.fake_matrix import FakeMatrix
-from tests.support.real_storage import Storage, real_storage, unscraped_metrics
+from tests.support.real_storage import Storage, StorageTemplate, real_storage, unscraped_metrics
 
 PATIENT = UserID("@pat:patients.example.org")
 OTHER_PATIENT = UserID("@sam:patients.example.org")
@@ -61,7 +61,7 @@ class Bot:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path, migrated_database: Path) -> AsyncIterator[Storage]:
+async def storage(tmp_path: Path, migrated_database: StorageTemplate) -> AsyncIterator[Storage]:
     async with real_storage(tmp_path / "data", template=migrated_database) as opened:
         yield opened
 
