@@ -31,6 +31,7 @@ def data_paths(settings: Settings) -> DataPaths:
         vault=settings.vault_dir,
         nio_store=settings.store_dir,
         ledger=ledger_path(settings.data_dir),
+        database_url=settings.database.url if settings.database.engine == "postgresql" else None,
     )
 
 
