@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.backends import open_database
+from bot.backends import open_database, open_vault
 from bot.clock import Clock, iso
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
@@ -80,7 +80,7 @@ from storage.rooms import RoomKind, RoomRepository
 from storage.sql import Database
 from storage.staff_identities import StaffIdentities
 from storage.submissions import Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 
 class NotInitialisedError(Exception):
@@ -89,7 +89,8 @@ class NotInitialisedError(Exception):
 
 def prepare_data_dir(settings: Settings) -> None:
     """The data directory and everything in it readable by the bot's user only."""
-    for directory in (settings.data_dir, settings.store_dir, settings.vault_dir):
+    s3 = settings.vault is not None and settings.vault.is_s3
+    for directory in (settings.data_dir, settings.store_dir, *(() if s3 else (settings.vault_dir,))):
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             directory.chmod(0o700)
@@ -187,7 +188,7 @@ async def _build(settings: Settings, clock: Clock, keyring: Keyring, database: D
     handled = HandledEvents(database, clock)
     locks = RoomLocks()
     pool = CpuPool(settings.cpu_workers)
-    vault = Vault(settings.vault_dir, keyring)
+    vault = open_vault(settings, keyring)
     ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
     audit = AuditLog(database, keyring, clock)
     consents = ConsentRepository(database)
@@ -376,7 +377,7 @@ def patient_side(
     faults: FaultInjector,
     config: LiveConfig,
     gateway: MatrixPort,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     ledger: DeletionLedger,
     outbox: Outbox,
@@ -402,7 +403,7 @@ def patient_side(
         clock=clock,
         faults=faults,
         policy_in_force=PolicyInForce(config, settings.test_mode),
-        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics),
+        intake=PhotoIntake(gateway, photo_store, pool, faults, metrics, keyring),
         effects=Effects(
             conversations=conversations,
             outbox=outbox,
@@ -427,7 +428,7 @@ def clinician_workspace(
     postings: PostingRepository,
     consents: ConsentRepository,
     outbox: Outbox,
-    vault: Vault,
+    vault: ImageVault,
     pool: CpuPool,
     audit: AuditLog,
     clock: Clock,

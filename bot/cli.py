@@ -41,12 +41,13 @@ from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.sql import DatabaseBusyError, DatabaseError
+from storage.vault import VaultConfigError, VaultError, VaultUnavailableError
 
 CHECK_SECONDS = 30.0
 DEMO_ELSEWHERE = "it runs from a source checkout, with `bash dev.sh demo`"
 
 # What stops a command with a message for the operator, and the exit status each means (bot.exit_codes).
-_TEMPORARY = (TransientMatrixError, DataDirBusyError, DatabaseBusyError)
+_TEMPORARY = (TransientMatrixError, DataDirBusyError, DatabaseBusyError, VaultUnavailableError)
 _NEEDS_OPERATOR = (
     SettingsError,
     MasterKeyError,
@@ -54,6 +55,7 @@ _NEEDS_OPERATOR = (
     DatabaseError,
     MatrixError,
     KeyRotationError,
+    VaultConfigError,
     BackupError,
 )
 
@@ -98,6 +100,13 @@ async def _serve_locked(settings: Settings) -> None:
         await app.close()
 
 
+def _vault_name(settings: Settings) -> str:
+    """Where the vault is, without credentials: the bucket and prefix, or the directory."""
+    if settings.vault is not None and settings.vault.is_s3:
+        return f"s3://{settings.vault.bucket}/{settings.vault.prefix}".rstrip("/")
+    return str(settings.vault_dir)
+
+
 async def _check(settings: Settings) -> int:
     """0 if all is well (warnings may be printed); 1 with one line per problem found: damaged stored images,
     uploads the homeserver keeps refusing to delete, and what `bot.production_check` asks the homeserver.
@@ -107,6 +116,12 @@ async def _check(settings: Settings) -> int:
     found = Findings()
     try:
         print("The database passed SQLite's integrity check.")
+        try:
+            await app.checks.check_vault()
+        except VaultError as error:
+            found.problems.append(f"The image vault cannot be used: {error}.")
+        else:
+            print(f"The image vault ({_vault_name(settings)}) can be written, read, listed and deleted.")
         checked, damaged = await app.checks.damaged_images()
         if damaged:
             found.problems.append(

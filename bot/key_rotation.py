@@ -67,7 +67,7 @@ from storage.deletion_ledger import DeletionLedger
 from storage.key_rotations import DigestColumn, KeyRotations, Rotation
 from storage.sealed_columns import check_all, columns_under_key, known_column, reseal_all
 from storage.sql import Database
-from storage.vault import IMAGE_DIGEST_PURPOSE, ImageUnreadableError, Vault
+from storage.vault import IMAGE_DIGEST_PURPOSE, ImageUnreadableError, ImageVault, Vault
 
 FAULT_POINT = "mid_key_rotation"
 _SHOWN_PROBLEMS = 20
@@ -136,7 +136,11 @@ class KeyRotation:
         clock: Clock,
         faults: FaultInjector,
         say: Callable[[str], None],
+        open_vault: Callable[[Keyring], ImageVault] | None = None,
     ) -> None:
+        """`open_vault` opens the configured vault (an S3 bucket, say) under a keyring; by default the file
+        vault in `vault_dir`."""
+        self._open_vault = open_vault
         self._key_file = master_key_file
         self._next = next_key_path(master_key_file)
         self._previous = previous_key_path(master_key_file)
@@ -286,9 +290,14 @@ class KeyRotation:
                 "Nothing was changed; upgrade photobot (storage.sealed_columns must list them)."
             )
 
+    def _vault(self, keyring: Keyring) -> ImageVault:
+        if self._open_vault is not None:
+            return self._open_vault(keyring)
+        return Vault(self._vault_dir, keyring)
+
     async def _rewrap_images(self, keyring: Keyring, rotation: Rotation) -> int:
         """Every image key not yet under the new key, re-wrapped; one transaction per image."""
-        vault = Vault(self._vault_dir, keyring)
+        vault = self._vault(keyring)
         prefix = Keyring.blob_prefix(keyring.current_key_id)
         problems: list[str] = []
         done = 0
@@ -352,7 +361,7 @@ class KeyRotation:
 
     async def _verify_images(self, alone: Keyring) -> tuple[int, list[str]]:
         """Every stored image read back (unwrap, decrypt, tag check); its keyed digest made the new key's."""
-        vault = Vault(self._vault_dir, alone)
+        vault = self._vault(alone)
         problems: list[str] = []
         digests: list[tuple[DigestColumn, str, str]] = []  # (column, digest, photo id)
         verified = 0

@@ -10,7 +10,8 @@ format is chosen: the policy is `scrub_patient_data`, applied to the message and
 - anything shaped like an NHS number (or a UK phone number): ten digits, optionally grouped 3-3-4 with
   spaces or dashes, in any script's digits (Python's ``\\d`` matches Arabic-Indic and full-width digits too).
 
-nio and the HTTP stack log request paths and event contents below WARNING; they are held at ERROR.
+nio and the HTTP stack log request paths and event contents below WARNING; they are held at ERROR. So are
+boto3 and botocore (the S3 vault), whose DEBUG lines carry request parameters, bodies and access key ids.
 """
 
 from __future__ import annotations
@@ -23,7 +24,18 @@ from typing import TextIO
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-QUIET_LOGGERS = ("nio", "aiohttp", "peewee", "asyncio", "aiosqlite")  # aiosqlite logs every SQL parameter
+# aiosqlite logs every SQL parameter; botocore every request's parameters and body
+QUIET_LOGGERS = (
+    "nio",
+    "aiohttp",
+    "peewee",
+    "asyncio",
+    "aiosqlite",
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "urllib3",
+)
 
 _SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"mxc://[^\s'\"<>,)\]}]+"), "mxc://<removed>"),

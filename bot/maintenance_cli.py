@@ -11,17 +11,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.backends import open_database
+from bot.backends import open_database, open_vault
 from bot.clock import Clock
 from bot.faults import FaultInjector
 from bot.key_rotation import KeyRotation
 from bot.keyring import Keyring, load_master_key_file
 from bot.settings import Settings
-from storage.backup import DataPaths, make_backup, refuse_interrupted_restore, restore_backup
+from storage.backup import BackupError, DataPaths, make_backup, refuse_interrupted_restore, restore_backup
 from storage.data_dir_lock import DataDirLock
 from storage.deletion_ledger import ledger_path
 
 _SHOWN = 10
+
+
+def _refuse_s3(settings: Settings, command: str) -> None:
+    """`photobot backup` and `restore` copy a file vault; an S3 bucket is backed up by the object store."""
+    if settings.vault is not None and settings.vault.is_s3:
+        raise BackupError(
+            f"`photobot {command}` copies the data directory's vault, but PHOTOBOT_VAULT_URL is an S3 bucket: "
+            'back up the database and the bucket with their own tools (see docs/operator.md, "The vault in '
+            'an object store"). Nothing was changed.'
+        )
 
 
 def data_paths(settings: Settings) -> DataPaths:
@@ -53,6 +63,7 @@ async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None
                 clock=clock,
                 faults=faults,
                 say=say,
+                open_vault=lambda keyring: open_vault(settings, keyring),
             ).run()
         finally:
             await database.close()
@@ -62,6 +73,7 @@ async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None
 
 async def backup(settings: Settings, destination: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """A consistent backup while the bot may run; 1 if an image it names could not be read back."""
+    _refuse_s3(settings, "backup")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await make_backup(data_paths(settings), destination, keyring, clock)
     say(
@@ -84,6 +96,7 @@ async def backup(settings: Settings, destination: Path, clock: Clock, say: Calla
 async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again,
     and the run-time settings it rolls back are named."""
+    _refuse_s3(settings, "restore")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await restore_backup(data_paths(settings), source, keyring, clock)
     replayed = report.replayed

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 async def run(app: App, stop: asyncio.Event) -> None:
     """Serve until `stop` is set."""
     async with app.status.serving(), web_chat_endpoint(app):  # first, so an operator sees a start-up hang
+        await app.checks.check_vault()
         await (
             app.checks.replay_deletion_ledger()
         )  # before the clean-up: it may remove rows, making files orphans

@@ -12,12 +12,13 @@ Secrets are wrapped in `Secret`, whose repr never shows the value, so a settings
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.durations import format_duration, parse_duration
@@ -186,6 +187,7 @@ class Settings:
     undo_window: timedelta = timedelta(minutes=2)  # a described view-then-delete's photos wait this long
     web_chat: WebChatSettings = field(default_factory=WebChatSettings)  # off unless its port is set
     database_url: DatabaseUrl | None = None  # None: the SQLite file under the data directory
+    vault: VaultSettings | None = None  # PHOTOBOT_VAULT_URL and PHOTOBOT_S3_*; None: files in vault_dir
 
     @property
     def store_dir(self) -> Path:
@@ -194,6 +196,9 @@ class Settings:
 
     @property
     def vault_dir(self) -> Path:
+        """The file vault's directory: PHOTOBOT_VAULT_URL's path if it is file://, else the data directory's."""
+        if self.vault is not None and self.vault.directory is not None:
+            return self.vault.directory
         return self.data_dir / "vault"
 
     @property
@@ -402,6 +407,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         web_chat=_web_chat(read, homeserver_url),
         database_url=_database_url(read, data_dir),
+        vault=_vault(read, data_dir),
     )
     if read.problems:
         raise SettingsError(read.problems)
@@ -486,4 +492,96 @@ def _web_chat(read: _Reader, homeserver_url: str) -> WebChatSettings:
         poster_per_day=read.integer("WEB_CHAT_POSTER_PER_DAY", 200, 1, 100_000),
         trust_proxy=read.flag("WEB_CHAT_TRUST_PROXY", False),
         sweep_every=timedelta(seconds=2) if test_mode else timedelta(minutes=1),
+    )
+
+
+@dataclass(frozen=True)
+class VaultSettings:
+    """Where the encrypted images live: PHOTOBOT_VAULT_URL, and the object store's PHOTOBOT_S3_* settings.
+
+    `directory` is set for ``file:///path``; `bucket` (with `prefix` and the S3 fields) for ``s3://bucket/prefix``.
+    """
+
+    url: str
+    directory: Path | None = None
+    bucket: str = ""
+    prefix: str = ""
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: Secret = field(default_factory=lambda: Secret(""))
+    s3_region: str = "us-east-1"
+
+    @property
+    def is_s3(self) -> bool:
+        return bool(self.bucket)
+
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+def _vault(read: _Reader, data_dir: Path) -> VaultSettings:
+    """PHOTOBOT_VAULT_URL: file:///path (default: the data directory's vault) or s3://bucket/prefix."""
+    default = (data_dir / "vault").as_uri()
+    url = read.text("VAULT_URL", default)
+    parsed = urlparse(url)
+    s3_names = ("S3_ENDPOINT", "S3_ACCESS_KEY", "S3_SECRET_KEY", "S3_REGION")
+    if parsed.scheme == "file":
+        if parsed.netloc not in {"", "localhost"} or not parsed.path.startswith("/"):
+            read.problems.append(f"{PREFIX}VAULT_URL must be file:///absolute/path or s3://bucket/prefix.")
+        if any(read.raw(name) for name in s3_names):
+            read.problems.append(
+                f"{PREFIX}S3_* settings are set but {PREFIX}VAULT_URL is not s3://: set it to s3://bucket/prefix"
+                " or remove them."
+            )
+        return VaultSettings(url=url, directory=Path(unquote(parsed.path)))
+    if parsed.scheme != "s3":
+        read.problems.append(f"{PREFIX}VAULT_URL must be file:///absolute/path or s3://bucket/prefix.")
+        return VaultSettings(url=default, directory=data_dir / "vault")
+    bucket = parsed.netloc
+    if not bucket:
+        read.problems.append(f"{PREFIX}VAULT_URL names no bucket: write it as s3://bucket/prefix.")
+    elif not _BUCKET_NAME.fullmatch(bucket) or ".." in bucket:
+        read.problems.append(
+            f"{PREFIX}VAULT_URL: {bucket!r} is not a bucket name (3-63 of a-z, 0-9, '.' and '-')."
+        )
+    if parsed.username or parsed.password or parsed.query or parsed.fragment:
+        read.problems.append(
+            f"{PREFIX}VAULT_URL must be just s3://bucket/prefix: put the keys in {PREFIX}S3_ACCESS_KEY and"
+            f" {PREFIX}S3_SECRET_KEY."
+        )
+    prefix = parsed.path.strip("/")
+    if prefix and not all(
+        part and re.fullmatch(r"[A-Za-z0-9_.-]+", part) and part not in {".", ".."}
+        for part in prefix.split("/")
+    ):
+        read.problems.append(
+            f"{PREFIX}VAULT_URL's prefix must be names of A-Z, a-z, 0-9, '_', '.' and '-' separated by '/'."
+        )
+    endpoint = read.raw("S3_ENDPOINT") or ""
+    endpoint_url = urlparse(endpoint)
+    if not endpoint:
+        read.problems.append(
+            f"{PREFIX}S3_ENDPOINT is missing: the object store's address, like https://s3.example.org, is"
+            f" needed with an s3:// {PREFIX}VAULT_URL."
+        )
+    elif endpoint_url.scheme not in {"http", "https"} or not endpoint_url.hostname:
+        read.problems.append(f"{PREFIX}S3_ENDPOINT must be an address like https://s3.example.org.")
+    elif endpoint_url.username or endpoint_url.password:
+        read.problems.append(
+            f"{PREFIX}S3_ENDPOINT must not hold credentials: put them in {PREFIX}S3_ACCESS_KEY and"
+            f" {PREFIX}S3_SECRET_KEY."
+        )
+    access_key = read.raw("S3_ACCESS_KEY") or ""
+    secret_key = read.raw("S3_SECRET_KEY") or ""
+    for name, value in (("S3_ACCESS_KEY", access_key), ("S3_SECRET_KEY", secret_key)):
+        if not value:
+            read.problems.append(f"{PREFIX}{name} is missing: it is needed with an s3:// {PREFIX}VAULT_URL.")
+    return VaultSettings(
+        url=url,
+        bucket=bucket,
+        prefix=prefix,
+        s3_endpoint=endpoint.rstrip("/"),
+        s3_access_key=access_key,
+        s3_secret_key=Secret(secret_key),
+        s3_region=read.text("S3_REGION", "us-east-1"),
     )

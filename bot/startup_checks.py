@@ -25,7 +25,7 @@ from storage.image_inventory import ImageInventory
 from storage.postings import PostingRepository
 from storage.sql import Database, DatabaseBusyError, DatabaseError
 from storage.submissions import SubmissionRepository
-from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, Vault
+from storage.vault import ImageKeyUnavailableError, ImageMissingError, ImageUnreadableError, ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class StartupChecks:
         self,
         *,
         database: Database,
-        vault: Vault,
+        vault: ImageVault,
         pool: CpuPool,
         ledger: DeletionLedger,
         submissions: SubmissionRepository,
@@ -122,6 +122,11 @@ class StartupChecks:
                 report.files_removed,
                 report.rejected,
             )
+
+    async def check_vault(self) -> None:
+        """The vault can be written, read, listed and deleted (for S3: the bucket is reachable, the credentials
+        work, versioning is off); raises `VaultError` saying what is wrong."""
+        await self._pool.run(self._vault.check)
 
     async def clean_up_after_crash(self) -> None:
         """Torn temporary files and vault files whose row was never committed: remove them before serving."""

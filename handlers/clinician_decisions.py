@@ -22,14 +22,14 @@ from storage.audit import AuditAction
 from storage.practice_config import LiveConfig
 from storage.sql import Connection
 from storage.submissions import Decision, Photo, Status, Submission, SubmissionRepository
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import ImageUnreadableError, ImageVault
 
 
 @dataclass
 class DecisionDesk:
     support: DeskSupport
     submissions: SubmissionRepository
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     destruction: Destruction  # a kept photo's original, a replaced record version
     config: LiveConfig

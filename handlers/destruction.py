@@ -33,7 +33,7 @@ from storage.postings import PostingRepository
 from storage.practice_config import PracticeConfig
 from storage.sql import Connection, Database
 from storage.submissions import Status, Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Destruction:
     submissions: SubmissionRepository
     postings: PostingRepository
     outbox: Outbox
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     audit: AuditLog
     ledger: DeletionLedger  # every destruction is written there too: no restored backup brings it back

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 from dataclasses import dataclass
 
 from bot.errors import StorageFullError
@@ -18,6 +17,7 @@ from bot.executor import CpuPool
 from bot.faults import FaultInjector
 from bot.ids import EventID
 from bot.images import Limits, Rejected, process_photo
+from bot.keyring import Keyring
 from bot.matrix.attachments import AttachmentError
 from bot.matrix.events import MediaMessage
 from bot.matrix.gateway import decrypt_file
@@ -31,10 +31,20 @@ from storage.vault import StoredImage
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
-def photo_id_for(event_id: EventID) -> str:
-    """The same id every time the same event is handled: a replay overwrites, never duplicates."""
-    digest = hashlib.sha256(b"photo\x00" + event_id.encode()).digest()[:20]
-    return base64.b32encode(digest).decode().rstrip("=").lower()
+PHOTO_ID_PURPOSE = "photo-id"
+
+
+def photo_id_for(event_id: EventID, keyring: Keyring) -> str:
+    """The same id every time the same event is handled: a replay overwrites, never duplicates.
+
+    Keyed (an HMAC under a key derived from the master key), not a plain hash of the event id: the id names
+    the image's file or S3 object, and whoever can see the vault (an object store's operator) must not be
+    able to link it to the Matrix event, which the homeserver and everyone in the room know. A key rotation
+    changes the ids of events handled afterwards; an event replayed across a rotation was not committed, so
+    its earlier file is an orphan the start-up sweep removes.
+    """
+    digest = keyring.keyed_digest(b"photo\x00" + event_id.encode(), purpose=PHOTO_ID_PURPOSE)
+    return base64.b32encode(bytes.fromhex(digest)[:20]).decode().rstrip("=").lower()
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class PhotoIntake:
     pool: CpuPool
     faults: FaultInjector
     metrics: BotMetrics
+    keyring: Keyring
 
     async def take(self, event: MediaMessage, limits: Limits) -> StoredPhoto | RejectedPhoto:
         """Download, decrypt, clean and store the photo `event` carries (the conversation admitted it)."""
@@ -88,7 +99,7 @@ class PhotoIntake:
         if isinstance(result, Rejected):
             timing.done()
             return RejectedPhoto(result.reason.value, result.detected)
-        photo_id = photo_id_for(event.event_id)
+        photo_id = photo_id_for(event.event_id, self.keyring)
         try:
             self.faults.hit("before_vault_write")
             stored = await self.pool.run(

@@ -23,7 +23,7 @@ from bot.record_package import (
 from storage.consents import ConsentRepository
 from storage.practice_config import LiveConfig
 from storage.submissions import SubmissionRepository
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import ImageUnreadableError, ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class RecordPackages:
     submissions: SubmissionRepository
     consents: ConsentRepository
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     config: LiveConfig
     clock: Clock

@@ -27,7 +27,7 @@ from handlers.record_packages import RecordPackages
 from storage.postings import Posting, PostingRepository
 from storage.practice_config import LiveConfig
 from storage.submissions import SubmissionRepository
-from storage.vault import ImageUnreadableError, Vault
+from storage.vault import ImageUnreadableError, ImageVault
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class StaffMedia:
     gateway: MatrixPort
     postings: PostingRepository
     submissions: SubmissionRepository
-    vault: Vault
+    vault: ImageVault
     pool: CpuPool
     clock: Clock
     config: LiveConfig

@@ -64,7 +64,7 @@ from storage.audit import AuditAction, AuditLog
 from storage.postings import PostingRepository
 from storage.sql import Connection, Database
 from storage.submissions import Status, SubmissionRepository
-from storage.vault import IMAGE_ID_PATTERN, Vault
+from storage.vault import IMAGE_ID_PATTERN, ImageVault
 
 LEDGER_FILE_NAME = "deletion-ledger"
 ENTRY_VERSION = 1
@@ -292,7 +292,7 @@ class DeletionReplay:
         self,
         ledger: DeletionLedger,
         database: Database,
-        vault: Vault,
+        vault: ImageVault,
         *,
         submissions: SubmissionRepository,
         postings: PostingRepository,

@@ -19,14 +19,14 @@ from bot.ids import RoomID
 from storage.deletion_ledger import DeletionLedger, LedgerKind
 from storage.photos import PhotoRepository
 from storage.sql import Connection, Database
-from storage.vault import StoredImage, Vault
+from storage.vault import ImageVault, StoredImage
 
 
 class PhotoStore:
     def __init__(
         self,
         *,
-        vault: Vault,
+        vault: ImageVault,
         photos: PhotoRepository,
         ledger: DeletionLedger,
         database: Database,

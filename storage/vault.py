@@ -1,6 +1,8 @@
 """The encrypted image store: one file per image, each under its own random key wrapped by the keyring.
 
-Synchronous by design: the caller runs it in a worker thread.
+Synchronous by design: the caller runs it in a worker thread. `ImageVault` is what callers use; `Vault`
+(this module, files in a directory) and `storage.s3_vault.S3Vault` (objects in an S3-compatible bucket,
+same object format, same exceptions) implement it; `bot.backends.open_vault` picks one from the settings.
 
 On disk, in a directory of mode 0700, each image is one file named ``<image id>.enc`` (mode 0600)::
 
@@ -28,6 +30,10 @@ Exceptions::
 
     VaultError
     ├── InvalidImageIdError (also a ValueError)   the id is not a safe file name
+    ├── VaultUnavailableError                     the object store could not be reached or failed a
+    │                                             request (S3 only; the file vault raises OSError)
+    ├── VaultConfigError                          the object store refused the credentials, has no such
+    │                                             bucket, or keeps old versions of deleted objects
     └── ImageUnreadableError                      get() cannot return the image; it never returns wrong bytes
         ├── ImageMissingError                     no file: destroyed, or never stored
         ├── ImageKeyUnavailableError              wrapped under a master key the keyring does not hold
@@ -46,6 +52,7 @@ import stat
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -79,6 +86,14 @@ class InvalidImageIdError(VaultError, ValueError):
     """The image id is not 1-64 characters of A-Z, a-z, 0-9, '_' and '-'."""
 
 
+class VaultUnavailableError(VaultError):
+    """The object store could not be reached, or refused the credentials or the request."""
+
+
+class VaultConfigError(VaultError):
+    """The object store refused the credentials, has no such bucket, or keeps deleted objects' old versions."""
+
+
 class ImageUnreadableError(VaultError):
     """The image cannot be returned; the vault never returns wrong bytes instead."""
 
@@ -105,10 +120,88 @@ class StoredImage:
     digest: str  # keyed HMAC-SHA256 of the plaintext, hex (see the module docstring)
 
 
-def _check_image_id(image_id: str) -> str:
+class ImageVault(Protocol):
+    """What callers use of an image vault, whichever place it keeps the ciphertext in.
+
+    Every method is synchronous (run it in a worker thread) and raises only `VaultError`s (the file vault
+    may also raise OSError for a failing disk).
+    """
+
+    def put(
+        self, image_id: str, plaintext: bytes, *, part_written: Callable[[], None] | None = None
+    ) -> StoredImage: ...
+
+    def get(self, image_id: str, wrapped_key: bytes) -> bytes: ...
+
+    def destroy(self, image_id: str) -> bool: ...
+
+    def exists(self, image_id: str) -> bool: ...
+
+    def image_ids(self) -> list[str]: ...
+
+    def clean_temporary_files(self) -> int: ...
+
+    def sweep_orphans(self, known_ids: Collection[str]) -> list[str]: ...
+
+    def rewrap(self, image_id: str, wrapped_key: bytes) -> bytes: ...
+
+    def check(self) -> None:
+        """Raise a `VaultError` (or OSError) unless images can be written, read, listed and deleted."""
+
+
+def check_image_id(image_id: str) -> str:
+    """`image_id` if it is a safe name (1-64 of A-Z, a-z, 0-9, '_', '-'); else InvalidImageIdError."""
     if not isinstance(image_id, str) or not IMAGE_ID_PATTERN.fullmatch(image_id):
         raise InvalidImageIdError("an image id is 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")
     return image_id
+
+
+def seal_image(keyring: Keyring, image_id: str, plaintext: bytes) -> tuple[StoredImage, bytes]:
+    """A fresh key for `image_id`: what the database row keeps, and the bytes the vault stores."""
+    data_key = AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _image_aad(image_id))
+    stored = StoredImage(
+        image_id=image_id,
+        wrapped_key=keyring.wrap_key(data_key, aad=_key_aad(image_id)),
+        size=len(plaintext),
+        digest=keyring.keyed_digest(plaintext, purpose=IMAGE_DIGEST_PURPOSE),
+    )
+    return stored, _HEADER + nonce + ciphertext
+
+
+def open_image(keyring: Keyring, image_id: str, wrapped_key: bytes, content: bytes) -> bytes:
+    """The plaintext of `content` stored as `image_id`, or an `ImageUnreadableError`; never wrong bytes."""
+    data_key = unwrap_image_key(keyring, image_id, wrapped_key)
+    body_start = len(_HEADER) + NONCE_BYTES
+    if len(content) < body_start + TAG_BYTES or not content.startswith(_HEADER):
+        raise ImageTamperedError(f"image {image_id}'s file is truncated or not a vault file")
+    view = memoryview(content)
+    try:
+        return AESGCM(data_key).decrypt(
+            view[len(_HEADER) : body_start], view[body_start:], _image_aad(image_id)
+        )
+    except InvalidTag:
+        raise ImageTamperedError(
+            f"image {image_id}'s file was altered, or its key belongs to another image"
+        ) from None
+
+
+def unwrap_image_key(keyring: Keyring, image_id: str, wrapped_key: bytes) -> bytes:
+    try:
+        return keyring.unwrap_key(wrapped_key, aad=_key_aad(image_id))
+    except KeyUnavailableError as error:
+        raise ImageKeyUnavailableError(f"image {image_id}'s key was {error}") from None
+    except IntegrityCheckError:
+        raise ImageTamperedError(
+            f"image {image_id}'s wrapped key was altered, or belongs to another image"
+        ) from None
+
+
+def rewrap_image_key(keyring: Keyring, image_id: str, wrapped_key: bytes) -> bytes:
+    """`wrapped_key` unwrapped with whichever held master key made it and wrapped under the current one."""
+    data_key = unwrap_image_key(keyring, check_image_id(image_id), wrapped_key)
+    return keyring.wrap_key(data_key, aad=_key_aad(image_id))
 
 
 def _image_aad(image_id: str) -> bytes:
@@ -143,7 +236,7 @@ class Vault:
         return self._directory
 
     def _path(self, image_id: str) -> Path:
-        return self._directory / (_check_image_id(image_id) + FILE_SUFFIX)
+        return self._directory / (check_image_id(image_id) + FILE_SUFFIX)
 
     def put(
         self, image_id: str, plaintext: bytes, *, part_written: Callable[[], None] | None = None
@@ -155,22 +248,13 @@ class Vault:
         is written, before the rest, the sync and the rename: a test's crash point for a torn write.
         """
         final = self._path(image_id)
-        data_key = AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, _image_aad(image_id))
-        stored = StoredImage(
-            image_id=image_id,
-            wrapped_key=self._keyring.wrap_key(data_key, aad=_key_aad(image_id)),
-            size=len(plaintext),
-            digest=self._keyring.keyed_digest(plaintext, purpose=IMAGE_DIGEST_PURPOSE),
-        )
+        stored, content = seal_image(self._keyring, image_id, plaintext)
         temporary = self._directory / f"{TEMPORARY_PREFIX}{secrets.token_hex(12)}"
         fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         try:
             try:
                 os.fchmod(fd, 0o600)
-                write_all(fd, _HEADER + nonce)
-                view, half = memoryview(ciphertext), len(ciphertext) // 2
+                view, half = memoryview(content), len(content) // 2
                 write_all(fd, view[:half])
                 if part_written is not None:
                     part_written()
@@ -202,29 +286,7 @@ class Vault:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ImageTamperedError(f"image {image_id}'s file is not a regular file")
             content = file.read()
-        data_key = self._unwrap(image_id, wrapped_key)
-        body_start = len(_HEADER) + NONCE_BYTES
-        if len(content) < body_start + TAG_BYTES or not content.startswith(_HEADER):
-            raise ImageTamperedError(f"image {image_id}'s file is truncated or not a vault file")
-        view = memoryview(content)
-        try:
-            return AESGCM(data_key).decrypt(
-                view[len(_HEADER) : body_start], view[body_start:], _image_aad(image_id)
-            )
-        except InvalidTag:
-            raise ImageTamperedError(
-                f"image {image_id}'s file was altered, or its key belongs to another image"
-            ) from None
-
-    def _unwrap(self, image_id: str, wrapped_key: bytes) -> bytes:
-        try:
-            return self._keyring.unwrap_key(wrapped_key, aad=_key_aad(image_id))
-        except KeyUnavailableError as error:
-            raise ImageKeyUnavailableError(f"image {image_id}'s key was {error}") from None
-        except IntegrityCheckError:
-            raise ImageTamperedError(
-                f"image {image_id}'s wrapped key was altered, or belongs to another image"
-            ) from None
+        return open_image(self._keyring, image_id, wrapped_key, content)
 
     def destroy(self, image_id: str) -> bool:
         """Remove the image's file; True if there was one.
@@ -244,6 +306,18 @@ class Vault:
     def exists(self, image_id: str) -> bool:
         """True if a file is stored for `image_id` (whether or not its key still exists)."""
         return self._path(image_id).is_file()
+
+    def image_ids(self) -> list[str]:
+        """The id of every image file in the vault, sorted (whether or not its key still exists)."""
+        ids = []
+        for path in self._entries_not_directories():
+            image_id = path.name.removesuffix(FILE_SUFFIX)
+            if path.name.endswith(FILE_SUFFIX) and IMAGE_ID_PATTERN.fullmatch(image_id):
+                ids.append(image_id)
+        return sorted(ids)
+
+    def check(self) -> None:
+        """Nothing beyond opening: the directory was created (or tightened) when the vault was opened."""
 
     def _entries_not_directories(self) -> list[Path]:
         entries = []
@@ -295,5 +369,4 @@ class Vault:
 
         For key rotation: the image file is untouched; the caller stores the returned wrapped key.
         """
-        data_key = self._unwrap(_check_image_id(image_id), wrapped_key)
-        return self._keyring.wrap_key(data_key, aad=_key_aad(image_id))
+        return rewrap_image_key(self._keyring, image_id, wrapped_key)

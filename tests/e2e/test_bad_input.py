@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from bot.ids import EventID, RoomID
+from bot.keyring import Keyring, load_master_key_file
 from bot.matrix.attachments import encrypt_attachment
 from devtools.demo.people import Person
 from handlers.photo_intake import photo_id_for
@@ -319,7 +320,11 @@ async def test_files_that_are_not_usable_photos_get_a_specific_reply_and_the_lim
     )
     await patient.wait_until(lambda: {blurred, good, over} <= patient.redacted)
     assert await _uploads_deleted(patient, patient.uploads[over])
-    assert {photo.photo_id for photo in stored_photos(bot)} == {photo_id_for(blurred), photo_id_for(good)}
+    keyring = Keyring(load_master_key_file(bot.data_dir / "master.key"))
+    assert {photo.photo_id for photo in stored_photos(bot)} == {
+        photo_id_for(blurred, keyring),
+        photo_id_for(good, keyring),
+    }
     assert len(vault_files(bot)) == 2
     with Image.open(io.BytesIO(stored_photos(bot)[0].data)) as image:
         assert image.size == (1600, 1200)

@@ -40,6 +40,7 @@ from PIL import Image
 from bot.faults import FAULT_EXIT_CODE
 from bot.ids import EventID, RoomID
 from bot.images.edit import apply_edits, parse_edit
+from bot.keyring import Keyring, load_master_key_file
 from devtools.demo.people import Person
 from handlers.photo_intake import photo_id_for
 from storage.vault import TEMPORARY_PREFIX
@@ -230,7 +231,10 @@ def _check_intake(bot: BotUnderTest, patients: list[ScriptedPatient]) -> None:
     unhandled = [event for patient in patients for event in patient.sent if event not in handled]
     assert unhandled == [], "the checkpoint moved past events that were never handled"
 
-    expected = {photo_id_for(event): photo for patient in patients for event, photo in patient.photos.items()}
+    keyring = Keyring(load_master_key_file(bot.data_dir / "master.key"))
+    expected = {
+        photo_id_for(event, keyring): photo for patient in patients for event, photo in patient.photos.items()
+    }
     rows = bot.query("SELECT photo_id, wrapped_key FROM photos")
     assert Counter(str(row[0]) for row in rows) == Counter(list(expected)), "each photo stored exactly once"
     photo_vault = vault(bot)

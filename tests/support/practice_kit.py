@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from bot.app import clinician_workspace, patient_side
+from bot.backends import open_vault
 from bot.conversation import AskConsent
 from bot.executor import CpuPool
 from bot.faults import FaultInjector
@@ -43,7 +44,7 @@ from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository, LiveConfig, defaults_from
 from storage.rooms import RoomKind, RoomRepository
 from storage.submissions import Status, Submission, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 from tests.support.fake_matrix import FakeMatrix
 from tests.support.real_storage import Storage, StorageTemplate, real_storage, unscraped_metrics
 
@@ -63,7 +64,7 @@ class Practice:
     rooms: RoomRepository
     outbox: Outbox
     delivery: Delivery
-    vault: Vault
+    vault: ImageVault
     submissions: SubmissionRepository
     patient: PatientHandler
     desk: ClinicianDesk
@@ -85,8 +86,12 @@ def _clinician_commands(desk: ClinicianDesk) -> dict[str, Command]:
 
 
 @asynccontextmanager
-async def practice(directory: Path, template: StorageTemplate | None = None) -> AsyncIterator[Practice]:
-    """A practice in test mode (synthetic NHS numbers accepted) with one clinician room, on the fake."""
+async def practice(
+    directory: Path, template: StorageTemplate | None = None, environment: Mapping[str, str] | None = None
+) -> AsyncIterator[Practice]:
+    """A practice in test mode (synthetic NHS numbers accepted) with one clinician room, on the fake.
+
+    `environment` adds settings: PHOTOBOT_VAULT_URL and PHOTOBOT_S3_* put the vault in an S3 bucket."""
     settings = load_settings(
         {
             "PHOTOBOT_HOMESERVER_URL": "http://127.0.0.1:9",
@@ -98,6 +103,7 @@ async def practice(directory: Path, template: StorageTemplate | None = None) -> 
             "PHOTOBOT_CLINICIAN_ROOMS": CLINIC_ROOM,
             "PHOTOBOT_HOMESERVER_ADMIN_TOKEN": "admin-token",
         }
+        | dict(environment or {})
     )
     pool = CpuPool(1)
     async with real_storage(directory, template=template) as storage:
@@ -114,7 +120,7 @@ async def practice(directory: Path, template: StorageTemplate | None = None) -> 
         delivery = Delivery(outbox, matrix, faults, metrics, alerts)
         handled = HandledEvents(database, clock)
         locks = RoomLocks()
-        vault = Vault(settings.vault_dir, keyring)
+        vault = open_vault(settings, keyring)
         ledger = DeletionLedger(ledger_path(settings.data_dir), keyring)
         audit = AuditLog(database, keyring, clock)
         consents = ConsentRepository(database)

@@ -6,12 +6,16 @@ the in-memory fake behind the port, so what the desk posted, redacted and purged
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.ids import UserID
+from bot.leak_scan import scan_bytes
+from devtools.object_store import ObjectStore
+from storage.s3_vault import S3Vault
 from storage.submissions import Status, Submission
 from tests.support.practice_kit import (
     CLINIC_ROOM,
@@ -23,14 +27,27 @@ from tests.support.practice_kit import (
     submit_photo,
 )
 from tests.support.real_storage import StorageTemplate
+from tests.support.servers import Bucket
 from tests.unit.image_factory import make_jpeg
 
 VISITOR = UserID("@visitor:example.org")
 
 
-@pytest.fixture
-async def bot(tmp_path: Path, migrated_database: StorageTemplate) -> AsyncIterator[Practice]:
-    async with practice(tmp_path / "data", migrated_database) as opened:
+@pytest.fixture(scope="module")
+def desk_bucket(object_store: ObjectStore) -> Bucket:
+    """One bucket for this module (a prefix per test): a bucket per test would use up SeaweedFS's volumes."""
+    return Bucket(object_store, object_store.create_bucket("photobot-desk-" + secrets.token_hex(4)))
+
+
+@pytest.fixture(params=["file-vault", "s3-vault"])
+async def bot(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_database: StorageTemplate
+) -> AsyncIterator[Practice]:
+    """The desk with its vault in the data directory, or in a real S3 bucket (the suite's SeaweedFS)."""
+    environment = {}
+    if request.param == "s3-vault":
+        environment = request.getfixturevalue("desk_bucket").environment("practice-" + secrets.token_hex(4))
+    async with practice(tmp_path / "data", migrated_database, environment) as opened:
         yield opened
 
 
@@ -102,3 +119,27 @@ async def test_deleting_asks_to_confirm_then_destroys_everywhere_with_a_receipt(
     deleted = await bot.submissions.by_reference(submission.reference)
     assert deleted is not None and deleted.status is Status.DELETED
     assert "deleted" in bot.matrix.messages(PATIENT_ROOM)[-1]
+
+
+async def test_with_an_s3_vault_the_bucket_holds_only_ciphertext_and_nothing_after_the_delete(
+    tmp_path: Path, migrated_database: StorageTemplate, desk_bucket: Bucket
+) -> None:
+    """The photo is an object under the practice's prefix, named by its neutral id and holding no image; after
+    !delete and yes, nothing of it is left in the bucket."""
+    prefix = "practice-" + secrets.token_hex(4)
+    async with practice(tmp_path / "data", migrated_database, desk_bucket.environment(prefix)) as bot:
+        assert isinstance(bot.vault, S3Vault)
+        submission = await submit_photo(bot, make_jpeg(1600, 1200))
+        [photo] = await bot.submissions.photos(submission.submission_id)
+        client = desk_bucket.store.client()
+        listed = client.list_objects_v2(Bucket=desk_bucket.name, Prefix=f"{prefix}/").get("Contents", [])
+        assert sorted(entry["Key"] for entry in listed) == sorted(
+            f"{prefix}/{image}.enc" for image in photo.image_ids
+        )
+        for entry in listed:
+            body = client.get_object(Bucket=desk_bucket.name, Key=entry["Key"])["Body"].read()
+            assert scan_bytes(body) == []
+        await clinician_says(bot, f"!delete {submission.reference} sent to the wrong practice")
+        await clinician_says(bot, "yes")
+        assert client.list_objects_v2(Bucket=desk_bucket.name, Prefix=f"{prefix}/").get("Contents", []) == []
+        assert not (tmp_path / "data" / "vault").exists()
