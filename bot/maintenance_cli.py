@@ -11,27 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.backends import open_database, open_vault
+from bot.backends import open_database, open_vault, s3_location
 from bot.clock import Clock
 from bot.faults import FaultInjector
 from bot.key_rotation import KeyRotation
 from bot.keyring import Keyring, load_master_key_file
 from bot.settings import Settings
-from storage.backup import BackupError, DataPaths, make_backup, refuse_interrupted_restore, restore_backup
+from storage.backup import DataPaths, make_backup, refuse_interrupted_restore, restore_backup
 from storage.data_dir_lock import DataDirLock
 from storage.deletion_ledger import ledger_path
 
 _SHOWN = 10
-
-
-def _refuse_s3(settings: Settings, command: str) -> None:
-    """`photobot backup` and `restore` copy a file vault; an S3 bucket is backed up by the object store."""
-    if settings.vault is not None and settings.vault.is_s3:
-        raise BackupError(
-            f"`photobot {command}` copies the data directory's vault, but PHOTOBOT_VAULT_URL is an S3 bucket: "
-            'back up the database and the bucket with their own tools (see docs/operator.md, "The vault in '
-            'an object store"). Nothing was changed.'
-        )
 
 
 def data_paths(settings: Settings) -> DataPaths:
@@ -42,6 +32,7 @@ def data_paths(settings: Settings) -> DataPaths:
         nio_store=settings.store_dir,
         ledger=ledger_path(settings.data_dir),
         database_url=settings.database.url if settings.database.engine == "postgresql" else None,
+        s3=s3_location(settings),
     )
 
 
@@ -73,7 +64,6 @@ async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None
 
 async def backup(settings: Settings, destination: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """A consistent backup while the bot may run; 1 if an image it names could not be read back."""
-    _refuse_s3(settings, "backup")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await make_backup(data_paths(settings), destination, keyring, clock)
     say(
@@ -96,7 +86,6 @@ async def backup(settings: Settings, destination: Path, clock: Clock, say: Calla
 async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again,
     and the run-time settings it rolls back are named."""
-    _refuse_s3(settings, "restore")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await restore_backup(data_paths(settings), source, keyring, clock)
     replayed = report.replayed

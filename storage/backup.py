@@ -65,9 +65,10 @@ from storage.postgres_copy import copy_postgres_to_sqlite, read_sqlite_rows, rep
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository
 from storage.restores import record_restore
+from storage.s3_vault import S3Location, S3Vault
 from storage.sql import Database as SqlDatabase
 from storage.submissions import SubmissionRepository
-from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, Vault
+from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, ImageVault, Vault
 
 MANIFEST_NAME = "manifest.json"
 DATABASE_NAME = "photobot.sqlite3"
@@ -108,6 +109,7 @@ class DataPaths:
     ledger: Path
     database_url: str | None = None  # PostgreSQL (PHOTOBOT_DATABASE_URL); None: the SQLite file `database`
     database_schema: str | None = None  # the practice's schema on PostgreSQL; None: the URL's, or public
+    s3: S3Location | None = None  # the vault's bucket and prefix (PHOTOBOT_VAULT_URL=s3://); None: `vault`
 
     @property
     def on_postgres(self) -> bool:
@@ -152,13 +154,15 @@ async def _open_live(paths: DataPaths) -> SqlDatabase:
     return await Database.open(paths.database)
 
 
-def _live_vault(paths: DataPaths, keyring: Keyring) -> Vault:
-    """The installation's own image vault."""
+def _live_vault(paths: DataPaths, keyring: Keyring) -> ImageVault:
+    """The installation's own image vault: the directory, or the bucket."""
+    if paths.s3 is not None:
+        return S3Vault(paths.s3, keyring)
     return Vault(paths.vault, keyring)
 
 
 def _replay(
-    ledger_file: Path, database: SqlDatabase, vault: Vault, keyring: Keyring, clock: Clock
+    ledger_file: Path, database: SqlDatabase, vault: ImageVault, keyring: Keyring, clock: Clock
 ) -> DeletionReplay:
     sealer = Sealer(keyring)
     return DeletionReplay(
@@ -231,7 +235,7 @@ async def _fill_backup(
         await _refuse_snapshot(copy, keyring)
         referenced = await _referenced(copy)
         vault_copy = partial / VAULT_NAME
-        await asyncio.to_thread(_copy_images, paths.vault, vault_copy, [image for image, _ in referenced])
+        await asyncio.to_thread(_fetch_images, paths, keyring, vault_copy, [image for image, _ in referenced])
         # Destructions committed after the snapshot, whose files may already be gone: carried out on the copy.
         vault = Vault(vault_copy, keyring)
         replayed = await _replay(paths.ledger, copy, vault, keyring, clock).run()
@@ -329,11 +333,16 @@ async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock
         staging = paths.data_dir / _STAGING
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
-        await asyncio.to_thread(_stage, source, staging, images)
+        await asyncio.to_thread(_stage, source, staging, [] if paths.s3 else images)
+        if paths.s3 is not None:  # the images go back into the bucket before the rows that name them
+            await asyncio.to_thread(_put_images, source / VAULT_NAME, paths, keyring, images)
         await asyncio.to_thread(_swap_in, paths, staging)
         await asyncio.to_thread(_add_missing_nio_files, source / NIO_STORE_NAME, paths.nio_store)
         database = await Database.open(paths.database)
         try:
+            if paths.s3 is not None:  # objects stored after the backup: no restored row names them
+                known = await ImageInventory(database).live_image_ids()
+                await asyncio.to_thread(_live_vault(paths, keyring).sweep_orphans, known)
             replayed, rolled_back = await _after_swap(
                 paths, database, keyring, clock, made_at=made_at, before=before
             )
@@ -396,7 +405,7 @@ async def _restore_into_postgres(
             migrated = await Database.open(staging / DATABASE_NAME)  # a backup of an older schema: brought up
             await migrated.close()
             rows = await asyncio.to_thread(read_sqlite_rows, staging / DATABASE_NAME)
-            await asyncio.to_thread(_put_images, source / VAULT_NAME, paths.vault, images)
+            await asyncio.to_thread(_put_images, source / VAULT_NAME, paths, keyring, images)
             assert isinstance(database, PostgresDatabase)
             await replace_postgres_contents(database, rows)
             del rows
@@ -421,17 +430,37 @@ async def _settings_of(database: SqlDatabase, keyring: Keyring, clock: Clock) ->
         return None
 
 
-def _put_images(source: Path, vault_dir: Path, image_ids: list[str]) -> None:
-    """The backup's image files into the vault directory, each replacing any file of that id."""
-    vault_dir.mkdir(mode=0o700, exist_ok=True)
-    for image_id in image_ids:
-        if not IMAGE_ID_PATTERN.fullmatch(image_id):
-            continue
-        target = vault_dir / (image_id + FILE_SUFFIX)
+def _put_images(source: Path, paths: DataPaths, keyring: Keyring, image_ids: list[str]) -> None:
+    """The backup's image files (ciphertext, as they are) into the live vault, each replacing any of its id."""
+    ids = [image_id for image_id in image_ids if IMAGE_ID_PATTERN.fullmatch(image_id)]
+    if paths.s3 is not None:
+        bucket = S3Vault(paths.s3, keyring)
+        for image_id in ids:
+            bucket.write_object(image_id, (source / (image_id + FILE_SUFFIX)).read_bytes())
+        return
+    paths.vault.mkdir(mode=0o700, exist_ok=True)
+    for image_id in ids:
+        target = paths.vault / (image_id + FILE_SUFFIX)
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
         write_new_file(target, (source / (image_id + FILE_SUFFIX)).read_bytes())
-    fsync_directory(vault_dir)
+    fsync_directory(paths.vault)
+
+
+def _fetch_images(paths: DataPaths, keyring: Keyring, target: Path, image_ids: list[str]) -> None:
+    """Each named image's stored bytes into `target`; one that is not there (destroyed meanwhile) is skipped."""
+    if paths.s3 is None:
+        _copy_images(paths.vault, target, image_ids)
+        return
+    bucket = S3Vault(paths.s3, keyring)
+    target.mkdir(mode=0o700, exist_ok=True)
+    for image_id in image_ids:
+        if not IMAGE_ID_PATTERN.fullmatch(image_id):
+            continue
+        content = bucket.read_object(image_id)
+        if content is not None:
+            write_new_file(target / (image_id + FILE_SUFFIX), content)
+    fsync_directory(target)
 
 
 def _backup_made_at(source: Path) -> str:
@@ -534,6 +563,9 @@ def _swap_in(paths: DataPaths, staging: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             paths.database.with_name(paths.database.name + suffix).unlink()
     (staging / DATABASE_NAME).replace(paths.database)
+    if paths.s3 is not None:  # the vault is a bucket: its objects were put back already
+        fsync_directory(paths.data_dir)
+        return
     replaced = paths.data_dir / _REPLACED_VAULT
     shutil.rmtree(replaced, ignore_errors=True)
     if paths.vault.exists():

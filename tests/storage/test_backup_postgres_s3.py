@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
@@ -26,14 +28,44 @@ from storage.backup import RESTORE_MARKER, make_backup, restore_backup
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.postgres import PostgresDatabase
 from storage.postgres_copy import read_sqlite_rows, replace_postgres_contents
-from storage.vault import ImageUnreadableError, Vault
+from storage.s3_vault import S3Vault
+from storage.vault import ImageUnreadableError, ImageVault, Vault
 from tests.storage.installation import Installation, build_installation
 from tests.storage.test_backup import delete_submission, destroy_original, store_photo
+from tests.support.servers import Bucket
+
+if TYPE_CHECKING:
+    from devtools.object_store import ObjectStore
 
 
-@pytest.fixture
-async def installation(tmp_path: Path, postgres_url: str) -> Installation:
-    return await build_installation(tmp_path / "practice", database_url=postgres_url)
+@pytest.fixture(scope="module")
+def backup_bucket(object_store: ObjectStore) -> Bucket:
+    """One bucket for the module, a prefix per test (a bucket per test would use up SeaweedFS's volumes)."""
+    return Bucket(object_store, object_store.create_bucket("photobot-backup-" + secrets.token_hex(4)))
+
+
+@pytest.fixture(params=["postgres+s3", "postgres+files", "sqlite+s3"])
+async def installation(tmp_path: Path, request: pytest.FixtureRequest) -> Installation:
+    """The practice's rows in PostgreSQL or SQLite, its images in a bucket (a prefix of its own) or a folder."""
+    database, vault = str(request.param).split("+")
+    url = request.getfixturevalue("postgres_url") if database == "postgres" else None
+    environment = None
+    if vault == "s3":
+        environment = request.getfixturevalue("backup_bucket").environment("p" + secrets.token_hex(6))
+    return await build_installation(tmp_path / "practice", database_url=url, vault_environment=environment)
+
+
+def on_postgres(installation: Installation) -> bool:
+    return installation.settings.database.engine == "postgresql"
+
+
+def put_back(installation: Installation, image_id: str, content: bytes) -> None:
+    """An image's stored bytes put back into the practice's vault by hand (file or object)."""
+    vault = installation.vault()
+    if isinstance(vault, S3Vault):
+        vault.write_object(image_id, content)
+    else:
+        (installation.settings.vault_dir / f"{image_id}.enc").write_bytes(content)
 
 
 async def live_keys(installation: Installation) -> dict[str, bytes]:
@@ -64,7 +96,7 @@ def backup_keys(database_file: Path) -> dict[str, bytes]:
     return keys
 
 
-def readable(vault: Vault, keys: dict[str, bytes], images: dict[str, bytes]) -> list[str]:
+def readable(vault: ImageVault, keys: dict[str, bytes], images: dict[str, bytes]) -> list[str]:
     found = []
     for image_id, wrapped in keys.items():
         try:
@@ -181,13 +213,25 @@ async def test_restoring_into_postgresql_a_backup_taken_before_a_delete_resurrec
     assert later not in survivors and not installation.vault().exists(later), "stored after the backup"
     assert sorted(survivors) == sorted(set(installation.images) - set(destroyed) - {later})
     assert readable(installation.vault(), survivors, installation.images) == sorted(survivors)
-    stored = sorted(path.stem for path in installation.settings.vault_dir.glob("*.enc"))
-    assert stored == sorted(survivors), "nothing else left in the vault"
+    assert installation.vault().image_ids() == sorted(survivors), "nothing else left in the vault"
     assert await status_of(installation, first) == ("deleted", 0)
     assert await audit_problems(installation) == []
     assert not (installation.settings.data_dir / RESTORE_MARKER).exists()
 
-    url = installation.settings.database.url
+    if on_postgres(installation):
+        await _audit_log_stays_append_only(installation.settings.database.url)
+    database = await installation.open()
+    try:
+        async with database.transaction() as db:
+            await AuditLog(database, keyring, installation.clock).append(
+                db, actor="bot", action="view", subject="after the restore"
+            )
+    finally:
+        await database.close()
+    assert await audit_problems(installation) == []
+
+
+async def _audit_log_stays_append_only(url: str) -> None:
     with psycopg.connect(url) as connection:
         actions = connection.execute("SELECT action FROM audit_log ORDER BY seq DESC LIMIT 2").fetchall()
         assert {row[0] for row in actions} == {"delete", "images_destroyed"}
@@ -199,15 +243,6 @@ async def test_restoring_into_postgresql_a_backup_taken_before_a_delete_resurrec
         connection.rollback()
         restore_id = connection.execute("SELECT MAX(restore_id) FROM restores").fetchone()
     assert restore_id is not None and restore_id[0] is not None
-    database = await installation.open()
-    try:
-        async with database.transaction() as db:
-            await AuditLog(database, keyring, installation.clock).append(
-                db, actor="bot", action="view", subject="after the restore"
-            )
-    finally:
-        await database.close()
-    assert await audit_problems(installation) == []
 
 
 async def test_copied_back_rows_are_corrected_by_the_bots_start_up(
@@ -221,6 +256,8 @@ async def test_copied_back_rows_are_corrected_by_the_bots_start_up(
     await make_backup(data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock)
     destroyed = await delete_submission(installation, first)
 
+    if not on_postgres(installation):
+        pytest.skip("on SQLite: test_backup.py copies the file back by hand")
     database = await installation.open()
     assert isinstance(database, PostgresDatabase)
     try:
@@ -229,9 +266,7 @@ async def test_copied_back_rows_are_corrected_by_the_bots_start_up(
         await database.close()
     vault = installation.vault()
     for image in destroyed:
-        (installation.settings.vault_dir / f"{image}.enc").write_bytes(
-            (tmp_path / "backup" / "vault" / f"{image}.enc").read_bytes()
-        )
+        put_back(installation, image, (tmp_path / "backup" / "vault" / f"{image}.enc").read_bytes())
     assert await resurrected(installation, destroyed) == sorted(destroyed), "put back by hand: readable"
 
     app = await open_app(installation.settings, installation.clock)
