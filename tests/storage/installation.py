@@ -96,6 +96,7 @@ class Installation:
     requests: dict[str, UserID] = field(default_factory=dict)  # photo request id -> patient
     media_urls: list[str] = field(default_factory=list)
     nio_identity: str = ""
+    backend_environment: dict[str, str] = field(default_factory=dict)  # PHOTOBOT_DATABASE_URL, _VAULT_URL...
 
     @property
     def key_file(self) -> Path:
@@ -134,6 +135,9 @@ async def build_installation(
     create_master_key_file(settings.master_key_file)
     prepare_data_dir(settings)
     installation = Installation(settings, FixedClock())
+    if database_url:
+        installation.backend_environment["PHOTOBOT_DATABASE_URL"] = database_url
+    installation.backend_environment |= vault_environment or {}
     keyring = installation.keyring()
     database = await installation.open()
     try:
