@@ -14,6 +14,7 @@ import asyncio
 import json
 import secrets
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +22,13 @@ import psycopg
 import pytest
 
 from bot.app import open_app
-from bot.keyring import Keyring
+from bot.keyring import Keyring, Sealer
 from bot.maintenance_cli import backup, data_paths, restore
+from bot.settings import DatabaseUrl
 from storage.audit import AuditLog
 from storage.backup import RESTORE_MARKER, make_backup, restore_backup
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
+from storage.outbox import Outbox
 from storage.postgres import PostgresDatabase
 from storage.postgres_copy import read_sqlite_rows, replace_postgres_contents
 from storage.s3_vault import S3Vault
@@ -36,6 +39,7 @@ from tests.support.servers import Bucket
 
 if TYPE_CHECKING:
     from devtools.object_store import ObjectStore
+    from devtools.postgres import PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +226,14 @@ async def test_restoring_into_postgresql_a_backup_taken_before_a_delete_resurrec
         await _audit_log_stays_append_only(installation.settings.database.url)
     database = await installation.open()
     try:
-        async with database.transaction() as db:
+        outbox = Outbox(database, Sealer(keyring), installation.clock)
+        queued = len(await outbox.pending())
+        async with database.transaction() as db:  # the restored bot's first writes get fresh ids
             await AuditLog(database, keyring, installation.clock).append(
                 db, actor="bot", action="view", subject="after the restore"
             )
+            await outbox.add(db, next(iter(installation.members)), "txn-after", "message", {"text": "hi"})
+        assert len(await outbox.pending()) == queued + 1, "a reply queued after the restore was lost"
     finally:
         await database.close()
     assert await audit_problems(installation) == []
@@ -310,3 +318,35 @@ async def test_the_commands_back_up_and_restore_postgresql(
     assert await resurrected(installation, destroyed) == []
     assert isinstance(installation.keyring(), Keyring)
     await asyncio.sleep(0)
+
+
+async def test_a_backup_restores_into_a_new_empty_database(
+    installation: Installation, tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """Disaster recovery: the database server is lost and the backup is restored into a new, empty
+    PostgreSQL database. Every photo reads back, the audit chain verifies, and the bot's next writes get
+    fresh ids (each identity continues after the restored rows)."""
+    if not on_postgres(installation):
+        pytest.skip("a PostgreSQL matter")
+    keyring = installation.keyring()
+    await make_backup(data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock)
+    name = "photobot_new_" + secrets.token_hex(4)
+    url = postgres_server.create_database(name)
+    fresh = replace(installation, settings=replace(installation.settings, database_url=DatabaseUrl(url)))
+    try:
+        await restore_backup(data_paths(fresh.settings), tmp_path / "backup", keyring, installation.clock)
+        keys = await live_keys(fresh)
+        assert sorted(keys) == sorted(installation.images)
+        assert readable(fresh.vault(), keys, installation.images) == sorted(keys)
+        assert await audit_problems(fresh) == []
+        database = await fresh.open()
+        try:
+            outbox = Outbox(database, Sealer(keyring), installation.clock)
+            queued = len(await outbox.pending())
+            async with database.transaction() as db:
+                await outbox.add(db, next(iter(installation.members)), "txn-after", "message", {"text": "hi"})
+            assert len(await outbox.pending()) == queued + 1, "a reply queued after the restore was lost"
+        finally:
+            await database.close()
+    finally:
+        postgres_server.drop_database(name)
