@@ -24,13 +24,14 @@ from typing import TextIO
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# aiosqlite logs every SQL parameter; botocore every request's parameters and body
+# aiosqlite logs every SQL parameter; botocore every request's parameters and body; psycopg its connections
 QUIET_LOGGERS = (
     "nio",
     "aiohttp",
     "peewee",
     "asyncio",
     "aiosqlite",
+    "psycopg",  # at DEBUG: connection attempts (host, port); never needed in production
     "boto3",
     "botocore",
     "s3transfer",

@@ -48,7 +48,7 @@ from psycopg.rows import RowMaker
 
 from storage.database import split_statements
 from storage.migrations import MIGRATIONS, Migration
-from storage.sql import DatabaseError, Dialect, newer_schema_error
+from storage.sql import DatabaseBusyError, DatabaseError, Dialect, newer_schema_error
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +443,10 @@ class PostgresDatabase:
                 url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="photobot"
             )
         except psycopg.OperationalError as error:
-            raise DatabaseError(f"Cannot connect to the database {where}: {_first_line(error)}") from None
+            message = f"Cannot connect to the database {where}: {_first_line(error)}"
+            if _temporary(str(error)):
+                raise DatabaseBusyError(message + "; trying again later.") from None
+            raise DatabaseError(message) from None  # refused: the role, password or database name
         try:
             await writer.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema)))
             await writer.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema)))
@@ -572,6 +575,17 @@ class PostgresDatabase:
                     (migration.version,),
                 )
                 log.info("database migrated to schema %d", migration.version)
+
+
+_TEMPORARY_REFUSALS = ("starting up", "shutting down", "in recovery mode", "too many", "remaining connection")
+
+
+def _temporary(message: str) -> bool:
+    """Whether a failed connection is worth trying again: the server was not reached, or it answered that
+    it cannot take us now (libpq reports the server's refusal as "FATAL: ..."; a wrong role, password or
+    database name is also a FATAL refusal, and is not temporary)."""
+    refusal = message.partition("FATAL:")[2]
+    return not refusal or any(words in refusal for words in _TEMPORARY_REFUSALS)
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot.ids import RoomID
-from bot.keyring import Keyring, load_master_key_file
 from devtools.demo.people import Person
-from storage.vault import Vault
 from tests.e2e.conftest import BotUnderTest
 
 NHS_NUMBER = "999 765 4323"  # a synthetic test-range number (valid check digit), accepted only in test mode
@@ -71,8 +68,7 @@ class StoredPhoto:
 
 def stored_photos(bot: BotUnderTest) -> list[StoredPhoto]:
     """Decrypt every photo the bot holds, as an operator with the master key could."""
-    keyring = Keyring(load_master_key_file(bot.data_dir / "master.key"))
-    vault = Vault(bot.data_dir / "vault", keyring)
+    vault = bot.vault()
     rows = bot.query(
         "SELECT photo_id, submission_id, wrapped_key, mime, source_format FROM photos ORDER BY created_at"
     )
@@ -91,5 +87,6 @@ def stored_photos(bot: BotUnderTest) -> list[StoredPhoto]:
     return photos
 
 
-def vault_files(bot: BotUnderTest) -> list[Path]:
-    return sorted((bot.data_dir / "vault").glob("*"))
+def vault_files(bot: BotUnderTest) -> list[str]:
+    """What the bot's vault holds, by name (files in its folder, or objects under its bucket prefix)."""
+    return bot.vault_entries()

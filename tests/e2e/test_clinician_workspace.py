@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.media import Media
 
 from storage.vault import ImageUnreadableError
-from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.conftest import BOTH_BACKENDS, BotFactory, PersonFactory
 from tests.e2e.journey import vault_files
 from tests.e2e.workspace import (
     command,
@@ -25,7 +25,8 @@ from tests.e2e.workspace import (
     vault,
 )
 
-pytestmark = pytest.mark.timeout(240)
+# On both backends: every command reads or changes rows, and view, crop, export and delete use the vault.
+pytestmark = [pytest.mark.timeout(240), BOTH_BACKENDS]
 
 
 async def test_clinician_reviews_keeps_crops_and_exports_with_an_audit_trail(

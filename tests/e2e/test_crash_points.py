@@ -247,7 +247,7 @@ def _check_intake(bot: BotUnderTest, patients: list[ScriptedPatient]) -> None:
                 expected[str(photo_id)].size,
                 expected[str(photo_id)].pixels,
             )
-    files = sorted(path.name for path in photo_vault.directory.iterdir())
+    files = bot.vault_entries()
     assert files == sorted(f"{photo_id}.enc" for photo_id in expected), (
         "no torn, orphaned or extra vault file"
     )

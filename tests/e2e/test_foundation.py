@@ -17,7 +17,7 @@ from bot.faults import FAULT_EXIT_CODE
 from bot.ids import RoomID
 from devtools.demo.people import Person
 from devtools.local_homeserver import LocalHomeserver
-from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.conftest import BOTH_BACKENDS, BotFactory, PersonFactory
 from tests.e2e.workspace import open_practice
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +73,7 @@ async def test_a_message_interrupted_by_a_crash_is_handled_exactly_once(
     ]
 
 
+@BOTH_BACKENDS  # the checkpoint and the handled events are rows: resuming after a restart is the database's
 async def test_messages_sent_while_the_bot_was_down_are_all_handled_once(
     make_bot: BotFactory, make_person: PersonFactory
 ) -> None:
@@ -219,6 +220,7 @@ async def test_data_is_private_and_a_bad_master_key_stops_start_up(
     await bot.process.start()
 
 
+@BOTH_BACKENDS  # `photobot check` opens the database and the vault the URLs name
 async def test_check_reports_a_valid_configuration(make_bot: BotFactory, make_person: PersonFactory) -> None:
     """`photobot check` on a practice with its rooms set up reaches the homeserver, names the bot's device
     and finds no problem."""

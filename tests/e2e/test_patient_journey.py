@@ -13,7 +13,7 @@ from PIL import Image
 from bot.ids import EventID, RoomID
 from bot.keyring import Keyring, Sealer, load_master_key_file
 from devtools.demo.people import Person
-from tests.e2e.conftest import BotFactory, PersonFactory
+from tests.e2e.conftest import BOTH_BACKENDS, BotFactory, PersonFactory
 from tests.e2e.journey import (
     NHS_NUMBER,
     answer,
@@ -27,7 +27,8 @@ from tests.e2e.push_rules import would_notify
 from tests.e2e.workspace import media_status_settled
 from tests.unit.image_factory import make_heic, make_jpeg
 
-pytestmark = pytest.mark.e2e
+# On both backends: the journey is where rows, images and their deletion meet the database and the vault.
+pytestmark = [pytest.mark.e2e, BOTH_BACKENDS]
 
 
 def _pixels(data: bytes) -> bytes:

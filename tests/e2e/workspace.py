@@ -13,9 +13,8 @@ from pathlib import Path
 import nio
 
 from bot.ids import RoomID
-from bot.keyring import Keyring, load_master_key_file
 from devtools.demo.people import Person, Seen
-from storage.vault import Vault
+from storage.vault import ImageVault
 from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.journey import answer, reach_photos, send_photo
 from tests.unit.image_factory import make_jpeg
@@ -115,8 +114,8 @@ def images(person: Person, room_id: RoomID, after: int = 0) -> list[Seen]:
     return [seen for seen in person.seen.get(room_id, [])[after:] if seen.kind in {"image", "file"}]
 
 
-def vault(bot: BotUnderTest) -> Vault:
-    return Vault(bot.data_dir / "vault", Keyring(load_master_key_file(bot.data_dir / "master.key")))
+def vault(bot: BotUnderTest) -> ImageVault:
+    return bot.vault()
 
 
 def record_versions(bot: BotUnderTest, reference: str) -> list[tuple[str, bytes, str, bytes]]:

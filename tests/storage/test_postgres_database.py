@@ -14,9 +14,10 @@ import psycopg
 import pytest
 
 from bot.settings import DatabaseUrl, load_settings
+from devtools.postgres import free_port
 from storage.migrations import MIGRATIONS, Migration
 from storage.postgres import PostgresDatabase, describe_url, postgres_statements, translate_placeholders
-from storage.sql import Database, DatabaseError
+from storage.sql import Database, DatabaseBusyError, DatabaseError
 
 LATEST = MIGRATIONS[-1].version
 
@@ -223,6 +224,13 @@ async def test_the_password_is_never_shown(postgres_url: str) -> None:
     with pytest.raises(DatabaseError) as refused:
         await PostgresDatabase.open(f"postgresql://nobody:hunter2-secret@127.0.0.1:{port}/no_such_database")
     assert "hunter2" not in str(refused.value)
+    assert not isinstance(refused.value, DatabaseBusyError), "a wrong database name is not worth retrying"
+
+
+async def test_a_server_that_cannot_be_reached_is_a_temporary_failure() -> None:
+    """The service manager restarts the bot after a temporary failure (exit 75), not after a wrong setting."""
+    with pytest.raises(DatabaseBusyError, match="trying again later"):
+        await PostgresDatabase.open(f"postgresql://photobot:hunter2-secret@127.0.0.1:{free_port()}/photobot")
 
 
 def test_the_default_is_the_sqlite_file_under_the_data_directory(tmp_path: object) -> None:

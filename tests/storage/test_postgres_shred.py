@@ -3,7 +3,7 @@ bytes are gone from the table's files on the server's disk (not merely invisible
 
 A deleted or updated row stays in its page as a dead tuple; the test reads the heap files themselves, as
 someone holding a copy of the data directory would. (The WAL still holds them until its segments are
-recycled: see docs/operator.md, "Hosting several practices".)
+recycled: see docs/operator.md, "The database in PostgreSQL".)
 """
 
 from __future__ import annotations
