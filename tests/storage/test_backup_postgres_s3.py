@@ -26,7 +26,7 @@ from bot.keyring import Keyring, Sealer
 from bot.maintenance_cli import backup, data_paths, restore
 from bot.settings import DatabaseUrl
 from storage.audit import AuditLog
-from storage.backup import RESTORE_MARKER, make_backup, restore_backup
+from storage.backup import RESTORE_MARKER, RestoreInterruptedError, make_backup, restore_backup
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.outbox import Outbox
 from storage.postgres import PostgresDatabase
@@ -350,3 +350,35 @@ async def test_a_backup_restores_into_a_new_empty_database(
             await database.close()
     finally:
         postgres_server.drop_database(name)
+
+
+async def test_a_restore_killed_half_way_blocks_the_bot_and_finishes_when_run_again(
+    installation: Installation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore that dies after putting the backup's images back but before its rows are in (as a kill
+    would leave it: marker written, the old rows untouched) keeps the bot from starting; run again, it
+    finishes: the deletion made after the backup is carried out again, nothing resurrected."""
+    if not on_postgres(installation):
+        pytest.skip("a PostgreSQL matter")
+    keyring = installation.keyring()
+    await make_backup(data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock)
+    destroyed = await delete_submission(installation, next(iter(installation.submissions)))
+
+    async def dies(*_: object) -> None:
+        raise SystemExit("killed")
+
+    monkeypatch.setattr("storage.backup.replace_postgres_contents", dies)
+    with pytest.raises(SystemExit):
+        await restore_backup(
+            data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock
+        )
+    monkeypatch.undo()
+    assert (installation.settings.data_dir / RESTORE_MARKER).exists()
+    with pytest.raises(RestoreInterruptedError):
+        await open_app(installation.settings, installation.clock)
+
+    await restore_backup(data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock)
+    assert await resurrected(installation, destroyed) == []
+    keys = await live_keys(installation)
+    assert readable(installation.vault(), keys, installation.images) == sorted(keys)
+    assert not (installation.settings.data_dir / RESTORE_MARKER).exists()
