@@ -7,7 +7,7 @@ a freshly migrated SQLite file: the tables and columns of that file decide what 
 PostgreSQL's own bookkeeping (the schema version) is not. The same checks and tools then read a backup
 whichever engine it came from.
 
-Restored into PostgreSQL, in one transaction: every table of the practice's schema emptied (TRUNCATE, the
+Restored into PostgreSQL, in one transaction: every one of the bot's tables emptied (TRUNCATE, the
 audit log's append-only triggers disabled for that transaction only, as the SQLite restore replaces the
 whole file and with it the audit log: the chain restored is the backup's own, valid as it was), the backup's
 rows inserted (parents before the rows that reference them), each identity column's sequence moved past the
@@ -112,8 +112,9 @@ async def replace_postgres_contents(
 ) -> dict[str, int]:
     """Make the practice's schema hold exactly `tables`' rows, in one transaction (see the module docstring).
 
-    Every table of the schema the backup does not name is emptied too (its rows would belong to a later
-    state of the practice); PostgreSQL's own schema-version table is left alone.
+    `tables` names every table of the bot's schema (the backup's file is migrated to the current schema
+    first), so every one of them is replaced; a table of the schema that is not the bot's (PostgreSQL's own
+    schema-version table, another tool's) is left alone.
     """
     given = {table: (columns, rows) for table, columns, rows in tables}
     schema = database.schema
@@ -130,7 +131,7 @@ async def replace_postgres_contents(
                 )
             ).fetchall()
         ]
-        owned = [table for table in present if table != "photobot_schema"]
+        owned = [table for table in present if table in given]  # the bot's tables; any other is left alone
         unknown = sorted(set(given) - set(owned))
         if unknown:
             raise ValueError(f"the backup has tables this database does not: {', '.join(unknown)}")
