@@ -27,6 +27,8 @@ from bot.maintenance_cli import backup, restore, rotate_key
 from bot.matrix.gateway import MatrixError, TransientMatrixError
 from bot.matrix.homeserver_audit import HomeserverAudit
 from bot.matrix.reachability import bounded, probe
+from bot.practice_cli import add_practice, list_practices, remove_practice
+from bot.practices import HOST_DIR_VARIABLE, Host, HostServer
 from bot.production_check import (
     Findings,
     check_admin_token,
@@ -73,8 +75,43 @@ def _environment(env_file: Path | None) -> Mapping[str, str]:
     return values
 
 
+def _host(args: argparse.Namespace) -> Host | None:
+    """The host directory (several practices, bot.practices): --host, or PHOTOBOT_HOST_DIR in the process
+    environment. None for the single practice of an env file and a data directory."""
+    named = args.host or os.environ.get(HOST_DIR_VARIABLE, "").strip()
+    return Host(Path(named).expanduser().absolute()) if named else None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of the practice a command is for: the env file's (one practice), or under a host the
+    named practice's own file, never the process environment's (which every practice would share)."""
+    host = _host(args)
+    if args.practice is not None:
+        if host is None:
+            raise SettingsError([f"--practice needs the host directory: --host DIR or {HOST_DIR_VARIABLE}."])
+        if args.env_file is not None:
+            raise SettingsError(["--practice reads the practice's own settings: leave out --env-file."])
+        return host.settings(args.practice)
+    if host is not None:
+        known = ", ".join(host.serving_names()) or "none yet"
+        raise SettingsError(
+            [f"name the practice of {host.root} this is for: --practice NAME (practices: {known})."]
+        )
     return load_settings(_environment(args.env_file))
+
+
+def _host_logging() -> None:
+    """A host's own log settings, from the process environment (each practice's file has its own, unused)."""
+    level = os.environ.get("PHOTOBOT_LOG_LEVEL", "INFO").strip().upper()
+    fmt = os.environ.get("PHOTOBOT_LOG_FORMAT", "text").strip().lower()
+    problems = []
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        problems.append("PHOTOBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR.")
+    if fmt not in {"text", "json"}:
+        problems.append("PHOTOBOT_LOG_FORMAT must be text or json.")
+    if problems:
+        raise SettingsError(problems)
+    configure_logging(level, fmt)
 
 
 def _clock(settings: Settings) -> Clock:
@@ -98,6 +135,32 @@ async def _serve_locked(settings: Settings) -> None:
         await run(app, stop)
     finally:
         await app.close()
+
+
+async def _serve_host(host: Host) -> None:
+    """`photobot run` with a host directory: every practice in this process, each with its own app."""
+    if not host.root.is_dir():
+        raise SettingsError([f"the host directory {host.root} does not exist."])
+    with DataDirLock.acquire(host.root, "the host (photobot run)"):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await HostServer(host, _clock).run(stop)
+
+
+def _practice_command(args: argparse.Namespace) -> int:
+    host = _host(args)
+    if host is None:
+        raise SettingsError(
+            [f"photobot practice needs the host directory: --host DIR or {HOST_DIR_VARIABLE}."]
+        )
+    _host_logging()
+    if args.action == "add":
+        return asyncio.run(add_practice(host, args.name, args.env_file, SystemClock(), print))
+    if args.action == "remove":
+        return asyncio.run(remove_practice(host, args.name, yes=args.yes, ask=_read_line, say=print))
+    return list_practices(host, print)
 
 
 def _vault_name(settings: Settings) -> str:
@@ -186,6 +249,14 @@ def _read_secret(prompt: str) -> str:
     return sys.stdin.readline()
 
 
+def _read_line(prompt: str) -> str:
+    """An answer typed at the terminal, or the first line of standard input."""
+    if sys.stdin.isatty():
+        return input(prompt)
+    print(prompt, end="", flush=True)
+    return sys.stdin.readline()
+
+
 def _message(command: str, error: Exception) -> str:
     """One line for the operator (a configuration with several problems lists each on its own line)."""
     if isinstance(error, SettingsError) and len(error.problems) == 1:
@@ -197,6 +268,19 @@ def _parser() -> argparse.ArgumentParser:
     env_file = argparse.ArgumentParser(add_help=False)
     env_file.add_argument(
         "--env-file", type=Path, default=argparse.SUPPRESS, help="settings file (default: ./.env)"
+    )
+    env_file.add_argument(
+        "--host",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="DIR",
+        help=f"a host directory of several practices (default: ${HOST_DIR_VARIABLE})",
+    )
+    env_file.add_argument(
+        "--practice",
+        default=argparse.SUPPRESS,
+        metavar="NAME",
+        help="the practice of the host this command is for",
     )
     parser = argparse.ArgumentParser(
         prog="photobot",
@@ -213,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help_text, parents=[env_file])
 
     command("init", "create the data directory, master key, device and cross-signing identity")
-    command("run", "serve patients and clinicians")
+    command("run", "serve patients and clinicians (with a host directory: every practice in it)")
     command("check", "validate the configuration and reach the homeserver")
     admin = command("admin", "change the practice configuration, as in the admin room")
     admin.add_argument("words", nargs=argparse.REMAINDER, help="e.g. clinician add @dr.patel:example.org")
@@ -227,6 +311,16 @@ def _parser() -> argparse.ArgumentParser:
     backup_parser.add_argument("destination", type=Path, metavar="DEST", help="a new directory")
     restore_parser = command("restore", "restore a backup (the bot must be stopped)")
     restore_parser.add_argument("source", type=Path, metavar="SRC", help="a directory made by backup")
+    practice = command("practice", "add, remove or list the practices of a host directory")
+    actions = practice.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a practice from its settings file", parents=[env_file])
+    add.add_argument("name", metavar="NAME")
+    remove = actions.add_parser(
+        "remove", help="destroy a practice: its keys, rows and files", parents=[env_file]
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    actions.add_parser("list", help="the practices and their bots", parents=[env_file])
     # The demo needs the throwaway homeserver and test people, which a practice's install does not carry
     # (they live in devtools/, beside the application): the command stays only to say where the demo is.
     demo = command("demo", f"not in an installed bot: {DEMO_ELSEWHERE}")
@@ -255,6 +349,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.env_file = getattr(args, "env_file", None)
+    args.host = getattr(args, "host", None)
+    args.practice = getattr(args, "practice", None)
 
     if args.command == "leak-scan":
         return leak_scan_command(args.paths, args.master_key, args.log, print)
@@ -263,6 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"The demo is not part of an installed bot: {DEMO_ELSEWHERE}.", file=sys.stderr)
         return ExitCode.USAGE
     try:
+        if args.command == "practice":
+            return _practice_command(args)
+        if args.command == "run" and args.practice is None and (host := _host(args)) is not None:
+            if args.env_file is not None:
+                raise SettingsError(
+                    ["--env-file names one practice's settings: a host's practices each have their own file."]
+                )
+            _host_logging()
+            asyncio.run(_serve_host(host))
+            return ExitCode.OK
         settings = _settings(args)
         configure_logging(settings.log_level, settings.log_format)
         if args.command == "init":

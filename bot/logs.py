@@ -16,6 +16,7 @@ boto3 and botocore (the S3 vault), whose DEBUG lines carry request parameters, b
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -24,6 +25,9 @@ from typing import TextIO
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The practice whose task wrote a line, when one process serves several (bot.practices): set in each
+# practice's task context, so its lines say whose they are; unset (None) for a single practice.
+PRACTICE: contextvars.ContextVar[str | None] = contextvars.ContextVar("photobot_practice", default=None)
 # aiosqlite logs every SQL parameter; botocore every request's parameters and body; psycopg its connections
 QUIET_LOGGERS = (
     "nio",
@@ -64,7 +68,11 @@ class TextFormatter(logging.Formatter):
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        return scrub_patient_data(super().format(record))
+        practice = PRACTICE.get()
+        line = super().format(record)
+        if practice is not None:
+            line = line.replace(f" {record.name}: ", f" {record.name}: [{practice}] ", 1)
+        return scrub_patient_data(line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -77,6 +85,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": scrub_patient_data(record.getMessage()),
         }
+        if (practice := PRACTICE.get()) is not None:
+            entry["practice"] = practice
         if record.exc_info:
             entry["exception"] = scrub_patient_data(self.formatException(record.exc_info))
         return json.dumps(entry)

@@ -62,6 +62,13 @@ class HomeserverAudit:
             parsed = {}
         return Answer(status, parsed if isinstance(parsed, dict) else {})
 
+    async def log_out(self, token: str) -> Answer:
+        """Log the token's device out: the homeserver deletes the device, its keys and the token. Not a
+        question: `photobot practice remove` uses it once, for the bot of the practice it destroys."""
+        return await self._call(
+            "POST", "/_matrix/client/v3/logout", token, data=b"{}", content_type="application/json"
+        )
+
     async def whoami(self, token: str) -> tuple[UserID | None, Answer]:
         answer = await self._call("GET", "/_matrix/client/v3/account/whoami", token)
         user = answer.body.get("user_id") if answer.status == 200 else None
