@@ -1,7 +1,7 @@
 """Crash points against a real homeserver: the bot killed again and again at every named point of photo
 intake and of the clinicians' crop and delete, restarted each time, then checked.
 
-Each point kills the bot `KILLS_PER_POINT` times. In each run the bot dies at the first, second or third
+Each point kills the bot `KILLS_PER_POINT` times (on PostgreSQL + S3, `KILLS_ON["postgres+s3"]`). In each run the bot dies at the first, second or third
 hit of its point (`point@N`), so it dies both on the event it was handling when it last died (the replay)
 and on later ones, with several patients' events in flight. After each point's round, on the same bot and
 the same patients (the checks are cumulative):
