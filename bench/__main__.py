@@ -7,6 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from bench.backends import parse_backends
 from bench.run import RESULTS_DIR, Plan, report, run_bench
 
 
@@ -15,6 +16,13 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not sizes or any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError("a comma-separated list of patient counts, like 1,10,50")
     return sizes
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    try:
+        return parse_backends(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _setting(text: str) -> tuple[str, str]:
@@ -32,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-clinician", action="store_true", help="skip the clinician !view round")
     parser.add_argument("--clinician-patients", type=int, default=3, help="submissions the clinician views")
     parser.add_argument("--clinician-photos", type=int, default=10, help="photos in each (at most 20)")
+    parser.add_argument(
+        "--backend",
+        type=_backends,
+        default=("sqlite",),
+        help="engines, comma-separated: sqlite (file + local vault), postgres (PostgreSQL + S3); each photo "
+        "round runs on each, side by side",
+    )
     parser.add_argument("--small", action="store_true", help="a 1024x768 photo instead of 12 MP (smoke test)")
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where the results JSON is written")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run's files (logs, stores) here")
@@ -64,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         bot_env=tuple(args.bot_setting),
         switch_interval=args.switch_interval,
+        backends=args.backend,
     )
     results, path = asyncio.run(run_bench(plan, args_list))
     print(report(results))

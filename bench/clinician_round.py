@@ -103,12 +103,13 @@ async def clinician_round(
     context: BenchContext, photo: GeneratedPhoto, submissions: int, photos_per_submission: int
 ) -> dict[str, Any]:
     """`submissions` patients each send `photos_per_submission` photos; the clinician views them all."""
+    name = context.name("photobot")
     bot = await new_bot(
         context.homeserver,
         context.admin_token,
         context.base_dir,
-        context.name("photobot"),
-        context.bot_env | {"PHOTOBOT_MAX_PHOTOS": str(photos_per_submission)},
+        name,
+        await context.bot_environment(name, {"PHOTOBOT_MAX_PHOTOS": str(photos_per_submission)}),
     )
     clinician_name = context.name("clinician")
     clinician = await Person.sign_up(
@@ -148,6 +149,7 @@ async def clinician_round(
         synapse_ms = ms(spent.synapse / total)
         figures: dict[str, Any] = {
             "label": f"clinician-view-{total}",
+            "backend": context.backend.name,
             "photos": total,
             "views": len(references),
             "photo_bytes": len(photo.data),
@@ -166,7 +168,7 @@ async def clinician_round(
             "metrics_available": bool(after_metrics),
         }
         if context.profile_dir is not None:
-            figures["profile"] = profile_summary(context.profile_dir / f"{LABEL}.txt")
+            figures["profile"] = profile_summary(context.profile_dir / f"{context.phase_label(LABEL)}.txt")
         context.say(f"[clinician] {total} photos shown in {figures['total_seconds']:.1f} s")
         return figures
     finally:

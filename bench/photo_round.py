@@ -50,17 +50,29 @@ class Readings:
     bot: CpuReading
     synapse: CpuReading
     bench: CpuReading
+    database: CpuReading
+    store: CpuReading
     at: float
 
     @classmethod
     def now(cls, bot: BenchBot, context: BenchContext) -> Readings:
-        return cls(bot.cpu(), context.synapse_cpu(), own_cpu(), time.monotonic())
+        backend = context.backend
+        return cls(
+            bot.cpu(),
+            context.synapse_cpu(),
+            own_cpu(),
+            backend.database_cpu(),
+            backend.object_store_cpu(),
+            time.monotonic(),
+        )
 
     def since(self, earlier: Readings) -> CpuDeltas:
         return CpuDeltas(
             (self.bot - earlier.bot).total,
             (self.synapse - earlier.synapse).total,
             (self.bench - earlier.bench).total,
+            (self.database - earlier.database).total,
+            (self.store - earlier.store).total,
         )
 
 
@@ -99,7 +111,13 @@ async def idle_rates(bot: BenchBot, context: BenchContext) -> CpuDeltas:
     after = Readings.now(bot, context)
     spent = after.since(before)
     seconds = after.at - before.at
-    return CpuDeltas(spent.bot / seconds, spent.synapse / seconds, spent.bench / seconds)
+    return CpuDeltas(
+        spent.bot / seconds,
+        spent.synapse / seconds,
+        spent.bench / seconds,
+        spent.database / seconds,
+        spent.store / seconds,
+    )
 
 
 async def until_quiet(bot: BenchBot) -> float:
@@ -121,7 +139,7 @@ def profiled(
     """A py-spy recording of the phase when the run profiles, else nothing."""
     if context.profile_dir is None:
         return contextlib.nullcontext()
-    return Recording(bot.pid, context.profile_dir / f"{label}.txt")
+    return Recording(bot.pid, context.profile_dir / f"{context.phase_label(label)}.txt")
 
 
 def profile_summary(path: Path) -> dict[str, Any]:
@@ -135,13 +153,14 @@ def _floor_and_steps(jpeg: bytes, scratch: Path) -> tuple[Floor, PipelineSteps]:
 async def photo_round(context: BenchContext, label: str, photo: GeneratedPhoto, count: int) -> dict[str, Any]:
     """Run one round with a fresh bot; the figures as a JSON-ready mapping. For a JPEG, the floor and the
     pipeline's steps are measured on the same photo just before the phase."""
+    name = context.name("photobot")
     bot = await new_bot(
-        context.homeserver, context.admin_token, context.base_dir, context.name("photobot"), context.bot_env
+        context.homeserver, context.admin_token, context.base_dir, name, await context.bot_environment(name)
     )
     await bot.process.start()
     patients: list[Patient] = []
     try:
-        context.say(f"[{label}] enrolling {count} patient(s) up to the photo step ...")
+        context.say(f"[{label} {context.backend.name}] enrolling {count} patient(s) up to the photo step ...")
         setup_started = time.monotonic()
         patients = await enrol_patients(context, bot, count)
         setup_seconds = time.monotonic() - setup_started
@@ -152,7 +171,9 @@ async def photo_round(context: BenchContext, label: str, photo: GeneratedPhoto, 
             else (None, None)
         )
         idle = await idle_rates(bot, context)
-        context.say(f"[{label}] set up in {setup_seconds:.0f} s; {count} photo(s) sent at once ...")
+        context.say(
+            f"[{label} {context.backend.name}] set up in {setup_seconds:.0f} s; {count} photo(s) sent at once ..."
+        )
         async with aiohttp.ClientSession() as session, profiled(context, bot, label):
             before_metrics = await bot.metrics(session)
             rss_before = bot.rss_kib()
@@ -173,6 +194,7 @@ async def photo_round(context: BenchContext, label: str, photo: GeneratedPhoto, 
         finished = max((timing.confirmed for timing in timings), default=last.at)
         figures = round_figures(
             label=label,
+            backend=context.backend.name,
             photo=photo,
             count=count,
             timings=timings,
@@ -194,8 +216,10 @@ async def photo_round(context: BenchContext, label: str, photo: GeneratedPhoto, 
             lag_target=LAG_TARGET_HEIC if photo.mimetype == "image/heic" else LAG_TARGET_JPEG,
         )
         if context.profile_dir is not None:
-            figures["profile"] = profile_summary(context.profile_dir / f"{label}.txt")
-        context.say(f"[{label}] {len(timings)}/{count} photos stored in {figures['total_seconds']:.1f} s")
+            figures["profile"] = profile_summary(context.profile_dir / f"{context.phase_label(label)}.txt")
+        context.say(
+            f"[{label} {context.backend.name}] {len(timings)}/{count} photos stored in {figures['total_seconds']:.1f} s"
+        )
         return figures
     finally:
         await close_patients(patients)

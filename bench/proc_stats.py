@@ -16,6 +16,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Fields of /proc/<pid>/stat after the ")" closing the command name (man 5 proc): state is field 3.
 _STAT_UTIME, _STAT_STIME, _STAT_PGRP = 14, 15, 5
+_STAT_PPID, _STAT_CUTIME, _STAT_CSTIME = 4, 16, 17
 _FIRST_FIELD_AFTER_NAME = 3
 
 
@@ -32,6 +33,9 @@ class CpuReading:
 
     def __sub__(self, earlier: CpuReading) -> CpuReading:
         return CpuReading(self.user - earlier.user, self.system - earlier.system)
+
+    def __add__(self, other: CpuReading) -> CpuReading:
+        return CpuReading(self.user + other.user, self.system + other.system)
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -76,6 +80,36 @@ def group_cpu(pgid: int) -> CpuReading:
             continue
         user += reading.user
         system += reading.system
+    return CpuReading(user, system)
+
+
+def _children(pid_of_parent: dict[int, int], root: int) -> list[int]:
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in pid_of_parent.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def tree_cpu(root: int) -> CpuReading:
+    """CPU time of a process and all its descendants, those that exited and were reaped included (their
+    parents' cutime and cstime). PostgreSQL's backends put themselves in sessions of their own (setsid), so
+    a process group does not hold them: a server is read as its process tree."""
+    parents: dict[int, int] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(_field(_stat_fields(int(entry.name)), _STAT_PPID))
+            except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+                continue  # it exited while we looked
+    user = system = 0.0
+    for pid in _children(parents, root):
+        try:
+            fields = _stat_fields(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        user += (int(_field(fields, _STAT_UTIME)) + int(_field(fields, _STAT_CUTIME))) / CLOCK_TICKS
+        system += (int(_field(fields, _STAT_STIME)) + int(_field(fields, _STAT_CSTIME))) / CLOCK_TICKS
     return CpuReading(user, system)
 
 

@@ -27,6 +27,13 @@ class CpuDeltas:
     bot: float
     synapse: float
     bench: float
+    # The database and object-store servers (none with SQLite and a file vault: that work is in the bot).
+    database: float = 0.0
+    store: float = 0.0
+
+    @property
+    def servers(self) -> float:
+        return self.database + self.store
 
 
 def _lag_figures(lag: HistogramDelta | None, target: float) -> dict[str, Any]:
@@ -86,6 +93,7 @@ def _per_photo(seconds: float, photos: int) -> float | None:
 def round_figures(
     *,
     label: str,
+    backend: str,
     photo: GeneratedPhoto,
     count: int,
     timings: list[PhotoTiming],
@@ -111,8 +119,12 @@ def round_figures(
     pipeline_ms = ms(pipeline.mean) if pipeline is not None else None
     bot_ms = _per_photo(spent.bot, count)
     synapse_ms = _per_photo(spent.synapse, count)
+    # With SQLite there are no servers: their work is inside the bot's figure ("-", not 0).
+    servers = backend != "sqlite"
+    servers_ms = _per_photo(spent.servers, count) if servers else None
     return {
         "label": label,
+        "backend": backend,
         "format": "HEIC" if photo.mimetype == "image/heic" else "JPEG",
         "patients": count,
         "photo_bytes": len(photo.data),
@@ -126,6 +138,10 @@ def round_figures(
         "bot_cpu_per_photo_ms": bot_ms,
         "synapse_cpu_per_photo_ms": synapse_ms,
         "bot_to_synapse_cpu_ratio": ratio(bot_ms, synapse_ms),
+        "servers_cpu_per_photo_ms": servers_ms,
+        "database_cpu_per_photo_ms": _per_photo(spent.database, count) if servers else None,
+        "object_store_cpu_per_photo_ms": _per_photo(spent.store, count) if servers else None,
+        "bot_and_servers_cpu_per_photo_ms": _per_photo(spent.bot + spent.servers, count),
         "bot_cpu_per_photo_to_last_confirmation_ms": _per_photo(spent_to_last.bot, count),
         "synapse_cpu_per_photo_to_last_confirmation_ms": _per_photo(spent_to_last.synapse, count),
         "bench_cpu_per_photo_ms": _per_photo(spent.bench, count),
@@ -133,6 +149,8 @@ def round_figures(
             "bot": round(idle.bot, 4),
             "synapse": round(idle.synapse, 4),
             "bench": round(idle.bench, 4),
+            "database": round(idle.database, 4),
+            "object_store": round(idle.store, 4),
         },
         "pipeline_cpu_per_photo_ms": pipeline_ms,
         "pipeline_photos_counted": int(pipeline.count) if pipeline is not None else 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -11,12 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.backends import DESCRIPTIONS, SQLITE, Backends
 from bench.clinician_round import clinician_round
 from bench.context import BenchContext
 from bench.machine import describe, load_average
 from bench.photo_round import photo_round
 from bench.photos import FULL_SIZE, SMALL_SIZE, camera_jpeg, iphone_heic
-from bench.table import clinician_table, rounds_table, verdicts_table
+from bench.table import backends_table, clinician_table, compare_backends, rounds_table, verdicts_table
 from bench.targets import Verdict, judge
 from devtools.local_homeserver import LocalHomeserver, default_synapse_python
 
@@ -38,6 +40,9 @@ class Plan:
     profile: Path | None = None  # py-spy each measured phase into this directory (bench.profiler)
     bot_env: tuple[tuple[str, str], ...] = ()  # extra PHOTOBOT_* settings for every bot (experiments)
     switch_interval: float | None = None  # the bots' GIL switch interval in seconds (bench/bot_hooks)
+    # Each photo round runs once per backend, in this order, interleaved (N=50 on each before the next size);
+    # the clinician round and the targets of issue 6 use the first.
+    backends: tuple[str, ...] = (SQLITE,)
 
 
 def _bot_env(plan: Plan) -> dict[str, str]:
@@ -59,6 +64,12 @@ def report(results: dict[str, Any]) -> str:
         "Rounds (per photo unless said; CPU = utime + stime from /proc):",
         rounds_table(results["rounds"]),
     ]
+    if len(results.get("backends", [])) > 1:
+        parts += [
+            "",
+            f"Backends side by side (ratio to {results['backends'][0]['name']}, same run):",
+            backends_table(results["backend_comparison"]),
+        ]
     if results["clinician"] is not None:
         parts += ["", "Clinician path (!view):", clinician_table(results["clinician"])]
     verdicts = [Verdict(**verdict) for verdict in results["targets"]]
@@ -80,23 +91,34 @@ async def run_bench(plan: Plan, argv: list[str]) -> tuple[dict[str, Any], Path]:
     jpeg = camera_jpeg(size)
     heic = iphone_heic(size) if plan.heic else None
     homeserver = LocalHomeserver(base / "synapse", synapse_python=synapse_python, log=_say)
+    rounds: list[dict[str, Any]] = []
+    heic_rounds: list[dict[str, Any]] = []
     try:
         await homeserver.start()
-        admin = await homeserver.register_user("benchadmin", "pw-bench-admin", admin=True)
-        context = BenchContext(
-            homeserver, admin.access_token, base, _say, profile_dir=plan.profile, bot_env=_bot_env(plan)
-        )
-        rounds = [await photo_round(context, f"jpeg-{count}", jpeg, count) for count in plan.jpeg_sizes]
-        heic_round = (
-            await photo_round(context, f"heic-{plan.heic}", heic, plan.heic) if heic is not None else None
-        )
-        clinician = await clinician_round(context, jpeg, *plan.clinician) if plan.clinician else None
+        async with Backends(plan.backends, base) as backends:
+            admin = await homeserver.register_user("benchadmin", "pw-bench-admin", admin=True)
+            first = BenchContext(
+                homeserver, admin.access_token, base, _say, profile_dir=plan.profile, bot_env=_bot_env(plan)
+            )
+            contexts = [dataclasses.replace(first, backend=backend) for backend in backends]
+            for count in plan.jpeg_sizes:
+                rounds += [await photo_round(context, f"jpeg-{count}", jpeg, count) for context in contexts]
+            if heic is not None:
+                heic_rounds += [
+                    await photo_round(context, f"heic-{plan.heic}", heic, plan.heic) for context in contexts
+                ]
+            clinician = await clinician_round(contexts[0], jpeg, *plan.clinician) if plan.clinician else None
     finally:
         await homeserver.stop()
         if plan.keep is None:
             shutil.rmtree(base, ignore_errors=True)
-    all_rounds = [*rounds, *([heic_round] if heic_round else [])]
-    verdicts = judge(rounds, heic_round, clinician)
+    all_rounds = [*rounds, *heic_rounds]
+    judged = plan.backends[0]
+    verdicts = judge(
+        [r for r in rounds if r["backend"] == judged],
+        next((r for r in heic_rounds if r["backend"] == judged), None),
+        clinician,
+    )
     results: dict[str, Any] = {
         "started_at": stamp.isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench", *argv]),
@@ -105,6 +127,8 @@ async def run_bench(plan: Plan, argv: list[str]) -> tuple[dict[str, Any], Path]:
         "profiled": plan.profile is not None,
         "bot_settings": dict(plan.bot_env),
         "bot_switch_interval": plan.switch_interval,
+        "backends": [{"name": name, "description": DESCRIPTIONS[name]} for name in plan.backends],
+        "targets_judged_on": judged,
         "photos": {
             "jpeg_bytes": len(jpeg.data),
             "heic_bytes": len(heic.data) if heic else None,
@@ -112,6 +136,7 @@ async def run_bench(plan: Plan, argv: list[str]) -> tuple[dict[str, Any], Path]:
             "height": size[1],
         },
         "rounds": all_rounds,
+        "backend_comparison": compare_backends(all_rounds, plan.backends),
         "clinician": clinician,
         "targets": [asdict(verdict) for verdict in verdicts],
         "duration_seconds": round(time.monotonic() - started, 1),

@@ -39,6 +39,7 @@ from bot.production_check import (
 )
 from bot.serve import run
 from bot.settings import Settings, SettingsError, load_settings
+from bot.standby import held_lease, lock_data_dir
 from bot.web_chat.homeserver_check import check_web_chat
 from storage.backup import BackupError
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
@@ -121,16 +122,24 @@ def _clock(settings: Settings) -> Clock:
 
 
 async def _serve(settings: Settings) -> None:
-    with DataDirLock.acquire(settings.data_dir, "the bot (photobot run)"):
-        await _serve_locked(settings)
-
-
-async def _serve_locked(settings: Settings) -> None:
-    app = await open_app(settings, _clock(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # With PostgreSQL, the practice's lease first (bot.standby): nothing in the data directory, nio's store
+    # above all, is opened before this process holds it.
+    async with held_lease(settings, stop) as held:
+        if not held:
+            return
+        lock = await lock_data_dir(settings, "the bot (photobot run)", stop)
+        if lock is None:
+            return
+        with lock:
+            await _serve_locked(settings, stop)
+
+
+async def _serve_locked(settings: Settings, stop: asyncio.Event) -> None:
+    app = await open_app(settings, _clock(settings))
     try:
         await run(app, stop)
     finally:

@@ -40,7 +40,8 @@ from bot.logs import PRACTICE
 from bot.matrix.gateway import MatrixError
 from bot.serve import run
 from bot.settings import PREFIX, Settings, SettingsError, load_settings
-from storage.data_dir_lock import DataDirBusyError, DataDirLock
+from bot.standby import held_lease, lock_data_dir
+from storage.data_dir_lock import DataDirBusyError
 from storage.database import DatabaseError
 
 log = logging.getLogger(__name__)
@@ -358,13 +359,20 @@ class HostServer:
 
 
 async def serve_practice(name: str, settings: Settings, clock: Clock, stop: asyncio.Event) -> None:
-    """One practice, as `photobot run` serves a single one: its data directory locked, its app built."""
-    with DataDirLock.acquire(settings.data_dir, f"the bot (photobot run, practice {name})"):
-        app = await open_app(settings, clock)
-        try:
-            await run(app, stop)
-        finally:
-            await app.close()
+    """One practice, as `photobot run` serves a single one: on PostgreSQL its lease first (`bot.standby`: it
+    waits while another process serves the practice), then its data directory locked, its app built."""
+    async with held_lease(settings, stop) as held:
+        if not held:
+            return
+        lock = await lock_data_dir(settings, f"the bot (photobot run, practice {name})", stop)
+        if lock is None:
+            return
+        with lock:
+            app = await open_app(settings, clock)
+            try:
+                await run(app, stop)
+            finally:
+                await app.close()
 
 
 def _one_line(error: BaseException) -> str:
