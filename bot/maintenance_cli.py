@@ -8,7 +8,9 @@ image id list longer than a few lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from bot.backends import open_database, open_vault, s3_location
@@ -17,11 +19,38 @@ from bot.faults import FaultInjector
 from bot.key_rotation import KeyRotation
 from bot.keyring import Keyring, load_master_key_file
 from bot.settings import Settings
+from bot.standby import lease_url, lose_and_exit
 from storage.backup import DataPaths, make_backup, refuse_interrupted_restore, restore_backup
-from storage.data_dir_lock import DataDirLock
+from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.deletion_ledger import ledger_path
+from storage.lease import Lease, lease_key
 
 _SHOWN = 10
+LEASE_WAIT_SECONDS = 2.0  # a lease released a moment ago (the bot just stopped) is taken within this
+
+
+@asynccontextmanager
+async def practice_lease(settings: Settings, command: str) -> AsyncIterator[None]:
+    """On PostgreSQL: hold the practice's lease while `command` runs, so that neither the bot nor a standby
+    (which waits for the lease, not for the data directory) serves the practice meanwhile. Refused at once
+    (`DataDirBusyError`, exit 75) if a bot holds it. With SQLite there is no lease: the data directory's
+    lock, which the command takes too, is enough."""
+    url = lease_url(settings)
+    if url is None:
+        yield
+        return
+    lease = Lease(url, lease_key(settings.user_id), on_lost=lose_and_exit)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(LEASE_WAIT_SECONDS, stop.set)
+    if not await lease.acquire(stop):
+        raise DataDirBusyError(
+            f"The practice is in use by the bot (it holds the practice's lease in the database): stop it, and "
+            f"its standby, before `{command}`."
+        )
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 def data_paths(settings: Settings) -> DataPaths:
@@ -87,7 +116,8 @@ async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[
     """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again,
     and the run-time settings it rolls back are named."""
     keyring = Keyring(load_master_key_file(settings.master_key_file))
-    report = await restore_backup(data_paths(settings), source, keyring, clock)
+    async with practice_lease(settings, "photobot restore"):
+        report = await restore_backup(data_paths(settings), source, keyring, clock)
     replayed = report.replayed
     say(
         f"Restored {report.images} image(s) from {report.source} in {report.seconds:.1f} s. The deletion "

@@ -28,6 +28,7 @@ from bot.settings import DatabaseUrl
 from storage.audit import AuditLog
 from storage.backup import RESTORE_MARKER, RestoreInterruptedError, make_backup, restore_backup
 from storage.data_dir_lock import DataDirBusyError, DataDirLock
+from storage.lease import Lease, lease_key
 from storage.outbox import Outbox
 from storage.postgres import PostgresDatabase
 from storage.postgres_copy import read_sqlite_rows, replace_postgres_contents
@@ -382,3 +383,28 @@ async def test_a_restore_killed_half_way_blocks_the_bot_and_finishes_when_run_ag
     keys = await live_keys(installation)
     assert readable(installation.vault(), keys, installation.images) == sorted(keys)
     assert not (installation.settings.data_dir / RESTORE_MARKER).exists()
+
+
+async def test_restore_refuses_while_a_bot_holds_the_practices_lease(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """On PostgreSQL a bot (or a standby that took over) serving the practice from anywhere holds its lease:
+    `photobot restore` refuses and changes nothing; once the lease is released, it runs."""
+    if not on_postgres(installation):
+        pytest.skip("a PostgreSQL matter: SQLite has no lease")
+    keyring = installation.keyring()
+    await make_backup(data_paths(installation.settings), tmp_path / "backup", keyring, installation.clock)
+    photo = await store_photo(installation, next(iter(installation.submissions)), 1)
+    serving = Lease(
+        installation.settings.database.url, lease_key(installation.settings.user_id), on_lost=lambda _: None
+    )
+    assert await serving.acquire(asyncio.Event())
+    try:
+        with pytest.raises(DataDirBusyError, match="lease"):
+            await restore(installation.settings, tmp_path / "backup", installation.clock, lambda _: None)
+    finally:
+        serving.release()
+    assert photo in await live_keys(installation)
+    assert not (installation.settings.data_dir / RESTORE_MARKER).exists()
+    assert await restore(installation.settings, tmp_path / "backup", installation.clock, lambda _: None) == 0
+    assert photo not in await live_keys(installation)
