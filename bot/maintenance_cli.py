@@ -8,30 +8,49 @@ image id list longer than a few lines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from bot.backends import open_database, open_vault
+from bot.backends import open_database, open_vault, s3_location
 from bot.clock import Clock
 from bot.faults import FaultInjector
 from bot.key_rotation import KeyRotation
 from bot.keyring import Keyring, load_master_key_file
 from bot.settings import Settings
-from storage.backup import BackupError, DataPaths, make_backup, refuse_interrupted_restore, restore_backup
-from storage.data_dir_lock import DataDirLock
+from bot.standby import lease_url, lose_and_exit
+from storage.backup import DataPaths, make_backup, refuse_interrupted_restore, restore_backup
+from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.deletion_ledger import ledger_path
+from storage.lease import Lease, lease_key
 
 _SHOWN = 10
+LEASE_WAIT_SECONDS = 2.0  # a lease released a moment ago (the bot just stopped) is taken within this
 
 
-def _refuse_s3(settings: Settings, command: str) -> None:
-    """`photobot backup` and `restore` copy a file vault; an S3 bucket is backed up by the object store."""
-    if settings.vault is not None and settings.vault.is_s3:
-        raise BackupError(
-            f"`photobot {command}` copies the data directory's vault, but PHOTOBOT_VAULT_URL is an S3 bucket: "
-            'back up the database and the bucket with their own tools (see docs/operator.md, "The vault in '
-            'an object store"). Nothing was changed.'
+@asynccontextmanager
+async def practice_lease(settings: Settings, command: str) -> AsyncIterator[None]:
+    """On PostgreSQL: hold the practice's lease while `command` runs, so that neither the bot nor a standby
+    (which waits for the lease, not for the data directory) serves the practice meanwhile. Refused at once
+    (`DataDirBusyError`, exit 75) if a bot holds it. With SQLite there is no lease: the data directory's
+    lock, which the command takes too, is enough."""
+    url = lease_url(settings)
+    if url is None:
+        yield
+        return
+    lease = Lease(url, lease_key(settings.user_id), on_lost=lose_and_exit)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(LEASE_WAIT_SECONDS, stop.set)
+    if not await lease.acquire(stop):
+        raise DataDirBusyError(
+            f"The practice is in use by the bot (it holds the practice's lease in the database): stop it, and "
+            f"its standby, before `{command}`."
         )
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 def data_paths(settings: Settings) -> DataPaths:
@@ -41,6 +60,8 @@ def data_paths(settings: Settings) -> DataPaths:
         vault=settings.vault_dir,
         nio_store=settings.store_dir,
         ledger=ledger_path(settings.data_dir),
+        database_url=settings.database.url if settings.database.engine == "postgresql" else None,
+        s3=s3_location(settings),
     )
 
 
@@ -72,7 +93,6 @@ async def rotate_key(settings: Settings, clock: Clock, say: Callable[[str], None
 
 async def backup(settings: Settings, destination: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """A consistent backup while the bot may run; 1 if an image it names could not be read back."""
-    _refuse_s3(settings, "backup")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
     report = await make_backup(data_paths(settings), destination, keyring, clock)
     say(
@@ -95,9 +115,9 @@ async def backup(settings: Settings, destination: Path, clock: Clock, say: Calla
 async def restore(settings: Settings, source: Path, clock: Clock, say: Callable[[str], None]) -> int:
     """Restore a backup (the bot must be stopped); deletions made since it was taken are carried out again,
     and the run-time settings it rolls back are named."""
-    _refuse_s3(settings, "restore")
     keyring = Keyring(load_master_key_file(settings.master_key_file))
-    report = await restore_backup(data_paths(settings), source, keyring, clock)
+    async with practice_lease(settings, "photobot restore"):
+        report = await restore_backup(data_paths(settings), source, keyring, clock)
     replayed = report.replayed
     say(
         f"Restored {report.images} image(s) from {report.source} in {report.seconds:.1f} s. The deletion "

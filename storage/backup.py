@@ -48,6 +48,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psycopg
+
 from bot.clock import Clock, iso
 from bot.durable_files import fsync_directory, fsync_file, sync_tree, write_new_file
 from bot.keyring import CryptoError, Keyring, Sealer
@@ -55,12 +57,18 @@ from storage.audit import AuditLog
 from storage.data_dir_lock import DataDirLock
 from storage.database import Database
 from storage.deletion_ledger import DeletionLedger, DeletionReplay, ReplayReport
+from storage.image_inventory import ImageInventory
+from storage.key_rotations import KeyRotations
 from storage.migrations import MIGRATIONS
+from storage.postgres import PostgresDatabase
+from storage.postgres_copy import copy_postgres_to_sqlite, read_sqlite_rows, replace_postgres_contents
 from storage.postings import PostingRepository
 from storage.practice_config import ConfigRepository
 from storage.restores import record_restore
+from storage.s3_vault import S3Location, S3Vault
+from storage.sql import Database as SqlDatabase
 from storage.submissions import SubmissionRepository
-from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, Vault
+from storage.vault import FILE_SUFFIX, IMAGE_ID_PATTERN, ImageUnreadableError, ImageVault, Vault
 
 MANIFEST_NAME = "manifest.json"
 DATABASE_NAME = "photobot.sqlite3"
@@ -99,6 +107,13 @@ class DataPaths:
     vault: Path
     nio_store: Path
     ledger: Path
+    database_url: str | None = None  # PostgreSQL (PHOTOBOT_DATABASE_URL); None: the SQLite file `database`
+    database_schema: str | None = None  # the practice's schema on PostgreSQL; None: the URL's, or public
+    s3: S3Location | None = None  # the vault's bucket and prefix (PHOTOBOT_VAULT_URL=s3://); None: `vault`
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.database_url is not None
 
 
 @dataclass(frozen=True)
@@ -132,8 +147,22 @@ def refuse_interrupted_restore(data_dir: Path) -> None:
         )
 
 
+async def _open_live(paths: DataPaths) -> SqlDatabase:
+    """The installation's own database: the SQLite file, or the PostgreSQL schema."""
+    if paths.database_url is not None:
+        return await PostgresDatabase.open(paths.database_url, schema=paths.database_schema)
+    return await Database.open(paths.database)
+
+
+def _live_vault(paths: DataPaths, keyring: Keyring) -> ImageVault:
+    """The installation's own image vault: the directory, or the bucket."""
+    if paths.s3 is not None:
+        return S3Vault(paths.s3, keyring)
+    return Vault(paths.vault, keyring)
+
+
 def _replay(
-    ledger_file: Path, database: Database, vault: Vault, keyring: Keyring, clock: Clock
+    ledger_file: Path, database: SqlDatabase, vault: ImageVault, keyring: Keyring, clock: Clock
 ) -> DeletionReplay:
     sealer = Sealer(keyring)
     return DeletionReplay(
@@ -170,7 +199,7 @@ async def make_backup(
         raise BackupError(f"{destination} already exists; give the backup a new directory name.")
     if not destination.parent.is_dir():
         raise BackupError(f"The directory {destination.parent} does not exist; create it first.")
-    if not paths.database.exists():
+    if not paths.on_postgres and not paths.database.exists():
         raise BackupError(f"There is no database at {paths.database} to back up.")
     partial = destination.with_name(f".{destination.name}.partial-{secrets.token_hex(6)}")
     partial.mkdir(mode=0o700)
@@ -195,7 +224,10 @@ async def _fill_backup(
     after_snapshot: Callable[[], Awaitable[None]] | None,
 ) -> BackupReport:
     database_copy = partial / DATABASE_NAME
-    await asyncio.to_thread(_snapshot_sqlite, paths.database, database_copy)
+    if paths.database_url is not None:
+        await _snapshot_postgres(paths.database_url, paths.database_schema, database_copy)
+    else:
+        await asyncio.to_thread(_snapshot_sqlite, paths.database, database_copy)
     if after_snapshot is not None:
         await after_snapshot()
     copy = await Database.open(database_copy)
@@ -203,7 +235,7 @@ async def _fill_backup(
         await _refuse_snapshot(copy, keyring)
         referenced = await _referenced(copy)
         vault_copy = partial / VAULT_NAME
-        await asyncio.to_thread(_copy_images, paths.vault, vault_copy, [image for image, _ in referenced])
+        await asyncio.to_thread(_fetch_images, paths, keyring, vault_copy, [image for image, _ in referenced])
         # Destructions committed after the snapshot, whose files may already be gone: carried out on the copy.
         vault = Vault(vault_copy, keyring)
         replayed = await _replay(paths.ledger, copy, vault, keyring, clock).run()
@@ -227,6 +259,25 @@ async def _fill_backup(
     write_new_file(partial / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     # make_backup fills in the final destination, the size and the time
     return BackupReport(partial, len(referenced), unreadable, replayed, bytes=0, seconds=0.0)
+
+
+async def _snapshot_postgres(url: str, schema: str | None, target: Path) -> None:
+    """The PostgreSQL database's rows, read in one snapshot, in a freshly migrated SQLite file `target`."""
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    fresh = await Database.open(target)
+    await fresh.close()
+    try:
+        await asyncio.to_thread(copy_postgres_to_sqlite, url, schema, target)
+    except psycopg.Error as error:
+        raise BackupError(f"The database could not be read for the backup ({_first_line(error)}).") from None
+    for suffix in _SQLITE_SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            target.with_name(target.name + suffix).unlink()
+    await asyncio.to_thread(_single_file, target)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 async def _refuse_snapshot(copy: Database, keyring: Keyring) -> None:
@@ -268,6 +319,8 @@ def _unreadable(vault: Vault, referenced: list[tuple[str, bytes]]) -> tuple[str,
 
 async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock: Clock) -> RestoreReport:
     """Replace the installation's database and vault by the backup at `source`, then replay the ledger."""
+    if paths.on_postgres:
+        return await _restore_into_postgres(paths, source.absolute(), keyring, clock)
     started = time.monotonic()
     source = source.absolute()
     with DataDirLock.acquire(paths.data_dir, "photobot restore"):
@@ -280,25 +333,134 @@ async def restore_backup(paths: DataPaths, source: Path, keyring: Keyring, clock
         staging = paths.data_dir / _STAGING
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700)
-        await asyncio.to_thread(_stage, source, staging, images)
+        await asyncio.to_thread(_stage, source, staging, [] if paths.s3 else images)
+        if paths.s3 is not None:  # the images go back into the bucket before the rows that name them
+            await asyncio.to_thread(_put_images, source / VAULT_NAME, paths, keyring, images)
         await asyncio.to_thread(_swap_in, paths, staging)
         await asyncio.to_thread(_add_missing_nio_files, source / NIO_STORE_NAME, paths.nio_store)
         database = await Database.open(paths.database)
         try:
-            replayed = await _replay(
-                paths.ledger, database, Vault(paths.vault, keyring), keyring, clock
-            ).run()
-            after = await ConfigRepository(database, Sealer(keyring), clock).overrides()
-            rolled_back = _differing(before, after)
-            async with database.transaction() as db:
-                await record_restore(db, clock.now(), made_at, rolled_back or ())
-            await database.shred_checkpoint()
+            if paths.s3 is not None:  # objects stored after the backup: no restored row names them
+                known = await ImageInventory(database).live_image_ids()
+                await asyncio.to_thread(_live_vault(paths, keyring).sweep_orphans, known)
+            replayed, rolled_back = await _after_swap(
+                paths, database, keyring, clock, made_at=made_at, before=before
+            )
         finally:
             await database.close()
         shutil.rmtree(staging, ignore_errors=True)
         marker.unlink()
         fsync_directory(paths.data_dir)
     return RestoreReport(source, len(images), replayed, time.monotonic() - started, made_at, rolled_back)
+
+
+async def _after_swap(
+    paths: DataPaths,
+    database: SqlDatabase,
+    keyring: Keyring,
+    clock: Clock,
+    *,
+    made_at: str,
+    before: dict[str, object] | None,
+) -> tuple[ReplayReport, tuple[str, ...] | None]:
+    """With the backup's rows and images in place: the deletions made since carried out again (rows, keys,
+    images), the restore recorded (the bot then skips to the homeserver's present), the old bytes shredded."""
+    replayed = await _replay(paths.ledger, database, _live_vault(paths, keyring), keyring, clock).run()
+    after = await ConfigRepository(database, Sealer(keyring), clock).overrides()
+    rolled_back = _differing(before, after)
+    async with database.transaction() as db:
+        await record_restore(db, clock.now(), made_at, rolled_back or ())
+    await database.shred_checkpoint()
+    return replayed, rolled_back
+
+
+async def _restore_into_postgres(
+    paths: DataPaths, source: Path, keyring: Keyring, clock: Clock
+) -> RestoreReport:
+    """`restore_backup` on PostgreSQL: the backup's rows replace the schema's in one transaction.
+
+    The order, and why: the marker first (the bot refuses to start until it is gone, so a kill anywhere
+    leaves a restore to re-run, which starts over); the backup's images into the vault before its rows
+    (a row is never committed naming an image that is not there); the rows; then every image no restored
+    row names removed (stored after the backup); then the deletion ledger replayed, so everything deleted
+    after the backup was made (its rows, keys and images) is deleted again.
+    """
+    started = time.monotonic()
+    with DataDirLock.acquire(paths.data_dir, "photobot restore"):
+        database = await _open_live(paths)
+        try:
+            if await KeyRotations(database).unfinished() is not None:
+                raise BackupError(
+                    "A master-key rotation is unfinished; finish it (`photobot key rotate`) before a restore."
+                )
+            images = await asyncio.to_thread(_check_backup, source, keyring)
+            made_at = _backup_made_at(source)
+            before = await _settings_of(database, keyring, clock)
+            marker = paths.data_dir / RESTORE_MARKER
+            _write_file(marker, f"{source}\n".encode())
+            staging = paths.data_dir / _STAGING
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(mode=0o700)
+            await asyncio.to_thread(_snapshot_sqlite, source / DATABASE_NAME, staging / DATABASE_NAME)
+            migrated = await Database.open(staging / DATABASE_NAME)  # a backup of an older schema: brought up
+            await migrated.close()
+            rows = await asyncio.to_thread(read_sqlite_rows, staging / DATABASE_NAME)
+            await asyncio.to_thread(_put_images, source / VAULT_NAME, paths, keyring, images)
+            assert isinstance(database, PostgresDatabase)
+            await replace_postgres_contents(database, rows)
+            del rows
+            known = await ImageInventory(database).live_image_ids()
+            await asyncio.to_thread(_live_vault(paths, keyring).sweep_orphans, known)
+            await asyncio.to_thread(_add_missing_nio_files, source / NIO_STORE_NAME, paths.nio_store)
+            replayed, rolled_back = await _after_swap(
+                paths, database, keyring, clock, made_at=made_at, before=before
+            )
+        finally:
+            await database.close()
+        shutil.rmtree(staging, ignore_errors=True)
+        marker.unlink()
+        fsync_directory(paths.data_dir)
+    return RestoreReport(source, len(images), replayed, time.monotonic() - started, made_at, rolled_back)
+
+
+async def _settings_of(database: SqlDatabase, keyring: Keyring, clock: Clock) -> dict[str, object] | None:
+    try:
+        return await ConfigRepository(database, Sealer(keyring), clock).overrides()
+    except (CryptoError, ValueError):
+        return None
+
+
+def _put_images(source: Path, paths: DataPaths, keyring: Keyring, image_ids: list[str]) -> None:
+    """The backup's image files (ciphertext, as they are) into the live vault, each replacing any of its id."""
+    ids = [image_id for image_id in image_ids if IMAGE_ID_PATTERN.fullmatch(image_id)]
+    if paths.s3 is not None:
+        bucket = S3Vault(paths.s3, keyring)
+        for image_id in ids:
+            bucket.write_object(image_id, (source / (image_id + FILE_SUFFIX)).read_bytes())
+        return
+    paths.vault.mkdir(mode=0o700, exist_ok=True)
+    for image_id in ids:
+        target = paths.vault / (image_id + FILE_SUFFIX)
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        write_new_file(target, (source / (image_id + FILE_SUFFIX)).read_bytes())
+    fsync_directory(paths.vault)
+
+
+def _fetch_images(paths: DataPaths, keyring: Keyring, target: Path, image_ids: list[str]) -> None:
+    """Each named image's stored bytes into `target`; one that is not there (destroyed meanwhile) is skipped."""
+    if paths.s3 is None:
+        _copy_images(paths.vault, target, image_ids)
+        return
+    bucket = S3Vault(paths.s3, keyring)
+    target.mkdir(mode=0o700, exist_ok=True)
+    for image_id in image_ids:
+        if not IMAGE_ID_PATTERN.fullmatch(image_id):
+            continue
+        content = bucket.read_object(image_id)
+        if content is not None:
+            write_new_file(target / (image_id + FILE_SUFFIX), content)
+    fsync_directory(target)
 
 
 def _backup_made_at(source: Path) -> str:
@@ -401,6 +563,9 @@ def _swap_in(paths: DataPaths, staging: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             paths.database.with_name(paths.database.name + suffix).unlink()
     (staging / DATABASE_NAME).replace(paths.database)
+    if paths.s3 is not None:  # the vault is a bucket: its objects were put back already
+        fsync_directory(paths.data_dir)
+        return
     replaced = paths.data_dir / _REPLACED_VAULT
     shutil.rmtree(replaced, ignore_errors=True)
     if paths.vault.exists():

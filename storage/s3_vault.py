@@ -217,6 +217,27 @@ class S3Vault:
                 removed.append(image_id)
         return removed
 
+    def read_object(self, image_id: str) -> bytes | None:
+        """The stored bytes (ciphertext) of `image_id` as they are, or None if there is no object: for
+        `photobot backup`, which copies objects without opening them."""
+        name = self.object_name(image_id)
+        try:
+            return bytes(self._client.get_object(Bucket=self._bucket, Key=name)["Body"].read())
+        except ClientError as error:
+            if _code(error) in _MISSING_CODES:
+                return None
+            raise _unavailable(f"read image {image_id}", error) from None
+        except BotoCoreError as error:
+            raise _unavailable(f"read image {image_id}", error) from None
+
+    def write_object(self, image_id: str, content: bytes) -> None:
+        """Store `content` (ciphertext from a backup) as `image_id`'s object, replacing any: for `photobot
+        restore`. The bytes are stored as they are; the restored row's wrapped key opens them."""
+        try:
+            self._client.put_object(Bucket=self._bucket, Key=self.object_name(image_id), Body=content)
+        except (ClientError, BotoCoreError) as error:
+            raise _unavailable(f"restore image {image_id}", error) from None
+
     def rewrap(self, image_id: str, wrapped_key: bytes) -> bytes:
         """`wrapped_key` rewrapped under the current master key; the object is untouched."""
         return rewrap_image_key(self._keyring, image_id, wrapped_key)

@@ -1,6 +1,8 @@
 """Backup and restore against the real bot and a real homeserver: a photo a clinician deleted after the
 backup was taken does not come back, whether the backup is restored with `photobot restore` or its files are
-copied back by hand (then the bot's start-up replays the deletion ledger)."""
+copied back by hand (then the bot's start-up replays the deletion ledger). The deletion test runs on both
+storage backends: on PostgreSQL + S3 the backup is the same SQLite file and folder of ciphertext, and
+"by hand" means the backup's rows put back into PostgreSQL and its objects into the bucket."""
 
 from __future__ import annotations
 
@@ -11,18 +13,21 @@ from pathlib import Path
 import pytest
 
 from bot.ids import RoomID
-from bot.keyring import Keyring, load_master_key_file
 from devtools.demo.people import Person
-from storage.vault import ImageUnreadableError, Vault
-from tests.e2e.conftest import BotFactory, BotUnderTest, PersonFactory
+from storage.postgres import PostgresDatabase
+from storage.postgres_copy import read_sqlite_rows, replace_postgres_contents
+from storage.s3_vault import S3Vault
+from storage.vault import ImageUnreadableError
+from tests.e2e.conftest import BOTH_BACKENDS, BotFactory, BotUnderTest, PersonFactory
 from tests.e2e.workspace import command, images, open_practice, record_versions, submit
 
 pytestmark = pytest.mark.e2e
 
 
 def _readable(bot: BotUnderTest, photos: list[tuple[str, bytes, str, bytes]]) -> list[str]:
-    """The photos of a submission that anyone with the master key could read from the data directory."""
-    vault = Vault(bot.data_dir / "vault", Keyring(load_master_key_file(bot.data_dir / "master.key")))
+    """The photos of a submission that anyone with the master key could read from the bot's database and
+    vault (the data directory, or PostgreSQL and the bucket)."""
+    vault = bot.vault()
     rows = {str(row[0]): row[1] for row in bot.query("SELECT photo_id, wrapped_key FROM photos")}
     found = []
     for photo_id, _, _, _ in photos:
@@ -36,6 +41,7 @@ def _readable(bot: BotUnderTest, photos: list[tuple[str, bytes, str, bytes]]) ->
     return found
 
 
+@BOTH_BACKENDS
 async def test_a_photo_deleted_after_a_backup_stays_deleted_after_a_restore(
     make_bot: BotFactory, make_person: PersonFactory, tmp_path: Path
 ) -> None:
@@ -65,7 +71,7 @@ async def test_a_photo_deleted_after_a_backup_stays_deleted_after_a_restore(
     await _restart_and_view(bot, clinician, room, reference)
 
     await bot.process.stop()
-    _copy_back_by_hand(backup, bot.data_dir)
+    await _copy_back_by_hand(backup, bot)
     assert _readable(bot, photos) == [photos[0][0]], "copied back by hand, the photo is readable again"
     await _restart_and_view(bot, clinician, room, reference)
     assert _readable(bot, photos) == []
@@ -88,12 +94,25 @@ async def _restart_and_view(bot: BotUnderTest, clinician: Person, room: RoomID, 
     assert images(clinician, room, before) == []
 
 
-def _copy_back_by_hand(backup: Path, data_dir: Path) -> None:
-    """What an operator might do instead of `photobot restore`: the database and the vault copied back."""
-    database = data_dir / "photobot.sqlite3"
+async def _copy_back_by_hand(backup: Path, bot: BotUnderTest) -> None:
+    """What an operator might do instead of `photobot restore`: the database and the vault copied back
+    (on PostgreSQL + S3: the backup's rows into the database, its objects into the bucket)."""
+    if bot.database_url is not None:
+        database = await PostgresDatabase.open(bot.database_url)
+        try:
+            await replace_postgres_contents(database, read_sqlite_rows(backup / "photobot.sqlite3"))
+        finally:
+            await database.close()
+        vault = bot.vault()
+        assert isinstance(vault, S3Vault)
+        for path in sorted((backup / "vault").glob("*.enc")):
+            vault.write_object(path.stem, path.read_bytes())
+        return
+    data_dir = bot.data_dir
+    database_file = data_dir / "photobot.sqlite3"
     for suffix in ("-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    shutil.copyfile(backup / "photobot.sqlite3", database)
+        Path(f"{database_file}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(backup / "photobot.sqlite3", database_file)
     shutil.rmtree(data_dir / "vault")
     shutil.copytree(backup / "vault", data_dir / "vault")
 

@@ -19,7 +19,7 @@ from nio.store.database import MatrixStore
 from PIL import Image, ImageDraw
 
 from bot.app import prepare_data_dir
-from bot.backends import open_database
+from bot.backends import open_database, open_vault
 from bot.clock import iso
 from bot.cross_signing import CrossSigningKeys
 from bot.ids import DeviceID, EventID, RoomID, UserID
@@ -36,7 +36,7 @@ from storage.practice_config import ConfigRepository
 from storage.rooms import RoomKind, RoomRepository
 from storage.sql import Database
 from storage.submissions import Decision, SubmissionRepository
-from storage.vault import Vault
+from storage.vault import ImageVault
 
 BOT_USER = UserID("@photobot:practice.example")
 BOT_DEVICE = DeviceID("PHOTOBOTDEVICE")
@@ -96,6 +96,7 @@ class Installation:
     requests: dict[str, UserID] = field(default_factory=dict)  # photo request id -> patient
     media_urls: list[str] = field(default_factory=list)
     nio_identity: str = ""
+    backend_environment: dict[str, str] = field(default_factory=dict)  # PHOTOBOT_DATABASE_URL, _VAULT_URL...
 
     @property
     def key_file(self) -> Path:
@@ -107,8 +108,9 @@ class Installation:
     async def open(self) -> Database:
         return await open_database(self.settings)
 
-    def vault(self, keyring: Keyring | None = None) -> Vault:
-        return Vault(self.settings.vault_dir, keyring or self.keyring())
+    def vault(self, keyring: Keyring | None = None) -> ImageVault:
+        """The installation's vault: the folder in its data directory, or its bucket (PHOTOBOT_VAULT_URL)."""
+        return open_vault(self.settings, keyring or self.keyring())
 
     def ledger(self, keyring: Keyring | None = None) -> DeletionLedger:
         return DeletionLedger(ledger_path(self.settings.data_dir), keyring or self.keyring())
@@ -118,16 +120,24 @@ class Installation:
 
 
 async def build_installation(
-    root: Path, *, submissions: int = 3, photos_each: int = 4, database_url: str | None = None
+    root: Path,
+    *,
+    submissions: int = 3,
+    photos_each: int = 4,
+    database_url: str | None = None,
+    vault_environment: dict[str, str] | None = None,
 ) -> Installation:
     """An installation with `submissions` submissions of `photos_each` photos, one edited photo in each,
     in the SQLite file under its data directory or (`database_url`) a PostgreSQL database."""
     extra = {"database_url": database_url} if database_url else {}
-    settings = load_settings(environment(root / "data", **extra))
+    settings = load_settings(environment(root / "data", **extra) | (vault_environment or {}))
     settings.data_dir.mkdir(mode=0o700, parents=True)
     create_master_key_file(settings.master_key_file)
     prepare_data_dir(settings)
     installation = Installation(settings, FixedClock())
+    if database_url:
+        installation.backend_environment["PHOTOBOT_DATABASE_URL"] = database_url
+    installation.backend_environment |= vault_environment or {}
     keyring = installation.keyring()
     database = await installation.open()
     try:
@@ -170,7 +180,7 @@ async def _populate(
     repository = SubmissionRepository(database, sealer)
     postings = PostingRepository(database, sealer, clock)
     audit = AuditLog(database, keyring, clock)
-    vault = Vault(installation.settings.vault_dir, keyring)
+    vault = installation.vault(keyring)
     async with database.transaction() as db:
         await ConfigRepository(database, sealer, clock).put(
             db, "homeserver_admin_token", ADMIN_TOKEN, by=CLINICIAN, sealed=True

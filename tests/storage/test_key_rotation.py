@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from nio.store.database import MatrixStore
@@ -36,6 +38,7 @@ from storage.data_dir_lock import DataDirBusyError, DataDirLock
 from storage.media_ledger import MediaLedger
 from storage.practice_config import ConfigRepository
 from storage.rooms import RoomRepository
+from storage.s3_vault import S3Vault
 from storage.sealed_columns import columns_under_key
 from storage.submissions import SubmissionRepository
 from storage.vault import ImageUnreadableError, Vault
@@ -48,6 +51,10 @@ from tests.storage.installation import (
     build_installation,
     environment,
 )
+from tests.support.servers import Bucket
+
+if TYPE_CHECKING:
+    from devtools.object_store import ObjectStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +67,7 @@ def _rotate_process(installation: Installation, faults: str = "") -> subprocess.
 
 def _bot_process(installation: Installation, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PHOTOBOT_")}
-    env |= environment(installation.settings.data_dir, **settings)
+    env |= environment(installation.settings.data_dir, **settings) | installation.backend_environment
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env=env,
@@ -87,7 +94,7 @@ async def _keys(installation: Installation) -> dict[str, bytes]:
 
 
 def _unreadable(installation: Installation, keys: dict[str, bytes], keyring: Keyring) -> list[str]:
-    vault = Vault(installation.settings.vault_dir, keyring)
+    vault = installation.vault(keyring)
     bad = []
     for image_id, wrapped in keys.items():
         try:
@@ -112,10 +119,29 @@ async def installation(tmp_path: Path) -> Installation:
     return await build_installation(tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
+def rotation_bucket(object_store: ObjectStore) -> Bucket:
+    """One bucket for the module, a prefix per test (a bucket per test would use up SeaweedFS's volumes)."""
+    return Bucket(object_store, object_store.create_bucket("photobot-rotation-" + secrets.token_hex(4)))
+
+
+async def _installation_on(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Installation:
+    url = request.getfixturevalue("postgres_url") if backend.startswith("postgres") else None
+    vault = None
+    if backend.endswith("+s3"):
+        vault = request.getfixturevalue("rotation_bucket").environment("p" + secrets.token_hex(6))
+    return await build_installation(tmp_path, database_url=url, vault_environment=vault)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgres+s3"])
 async def installation_on_each_engine(tmp_path: Path, request: pytest.FixtureRequest) -> Installation:
-    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
-    return await build_installation(tmp_path, database_url=url)
+    return await _installation_on(str(request.param), tmp_path, request)
+
+
+@pytest.fixture(params=["sqlite", "postgres+s3"])
+async def installation_on_each_backend(tmp_path: Path, request: pytest.FixtureRequest) -> Installation:
+    """The embedded default, and PostgreSQL with the vault in an S3 bucket."""
+    return await _installation_on(str(request.param), tmp_path, request)
 
 
 async def test_rotation_moves_everything_to_the_new_key_and_destroys_the_old_one(
@@ -205,11 +231,14 @@ async def test_rotation_moves_everything_to_the_new_key_and_destroys_the_old_one
 
 
 async def test_a_rotation_killed_half_way_keeps_every_image_readable_and_finishes_when_run_again(
-    installation: Installation,
+    installation_on_each_backend: Installation,
 ) -> None:
     """Killed after half the image keys, the rotation leaves every photo readable and the old key in place;
-    the bot refuses to start; run again, it finishes with 0 unreadable images and the old key destroyed."""
+    the bot refuses to start; run again, it finishes with 0 unreadable images and the old key destroyed.
+    In a bucket, not one object is rewritten: only the keys in the database are re-wrapped."""
+    installation = installation_on_each_backend
     old = load_master_key_file(installation.key_file)
+    stored_before = _stored_objects(installation)
     half = len(installation.images) // 2
     killed = await _rotate(installation, f"mid_key_rotation@{half}")
     assert killed.returncode == FAULT_EXIT_CODE, killed.stderr
@@ -235,6 +264,15 @@ async def test_a_rotation_killed_half_way_keeps_every_image_readable_and_finishe
     assert not previous_key_path(installation.key_file).exists()
     assert _unreadable(installation, await _keys(installation), Keyring(new)) == []
     await _refuse(installation)  # finished: the bot may start
+    assert _stored_objects(installation) == stored_before
+
+
+def _stored_objects(installation: Installation) -> dict[str, bytes]:
+    """Every image's stored bytes, by id (the objects of a bucket vault; files otherwise)."""
+    vault = installation.vault()
+    if isinstance(vault, S3Vault):
+        return {image: vault.read_object(image) or b"" for image in vault.image_ids()}
+    return {path.stem: path.read_bytes() for path in installation.settings.vault_dir.glob("*.enc")}
 
 
 async def test_killed_after_every_single_image_the_rotation_still_completes_with_nothing_lost(

@@ -8,11 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.backends import open_vault, s3_location
-from bot.clock import SystemClock
 from bot.keyring import Keyring, MasterKey
-from bot.maintenance_cli import backup, restore
 from bot.settings import SettingsError, load_settings
-from storage.backup import BackupError
 from storage.s3_vault import S3Vault
 from storage.vault import Vault
 
@@ -92,14 +89,3 @@ def test_each_s3_mistake_is_named(env: dict[str, str], expected: str) -> None:
 
 def test_s3_settings_without_an_s3_url_are_a_problem() -> None:
     assert "is not s3://" in _problems({"PHOTOBOT_S3_ENDPOINT": "https://s3.example.org"})
-
-
-async def test_backup_and_restore_refuse_an_s3_vault_and_say_what_to_do(tmp_path: Path) -> None:
-    """They copy a file vault; on S3 they stop before touching anything and point at the object store."""
-    settings = load_settings(ENV | S3 | {"PHOTOBOT_DATA_DIR": str(tmp_path / "data")})
-    with pytest.raises(BackupError, match="S3 bucket"):
-        await backup(settings, tmp_path / "backup", SystemClock(), print)
-    with pytest.raises(BackupError, match="S3 bucket"):
-        await restore(settings, tmp_path / "backup", SystemClock(), print)
-    assert not (tmp_path / "backup").exists()
-    assert not (tmp_path / "data").exists()
