@@ -11,9 +11,10 @@ the room is told why (once per command).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.clock import Clock
 from bot.errors import TransientError
@@ -53,9 +54,17 @@ class StaffMedia:
     config: LiveConfig
     packages: RecordPackages
     metrics: BotMetrics
+    # One poster at a time: !view and the housekeeping tick both post what waits. Two at once would upload
+    # one photo twice and send both under one transaction id; the homeserver shows the first upload, the
+    # row keeps the second, and the shown one would never be deleted at the end of the viewing window.
+    _posting: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     async def post_pending(self) -> int:
         """Post whatever is waiting; returns how many were posted."""
+        async with self._posting:
+            return await self._post_pending()
+
+    async def _post_pending(self) -> int:
         posted = 0
         for posting in await self.postings.pending():
             if posting.expires_at <= self.clock.now():

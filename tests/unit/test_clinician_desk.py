@@ -6,6 +6,7 @@ the in-memory fake behind the port, so what the desk posted, redacted and purged
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from bot.ids import UserID
 from bot.leak_scan import scan_bytes
+from bot.matrix.port import TransientMatrixError
 from devtools.object_store import ObjectStore
 from storage.s3_vault import S3Vault
 from storage.submissions import Status, Submission
@@ -143,3 +145,20 @@ async def test_with_an_s3_vault_the_bucket_holds_only_ciphertext_and_nothing_aft
         await clinician_says(bot, "yes")
         assert client.list_objects_v2(Bucket=desk_bucket.name, Prefix=f"{prefix}/").get("Contents", []) == []
         assert not (tmp_path / "data" / "vault").exists()
+
+
+async def test_a_photo_posted_by_two_callers_at_once_is_uploaded_once(
+    bot: Practice, submission: Submission
+) -> None:
+    """!view and the housekeeping tick may post the same waiting photo at the same moment. It is uploaded
+    once, so the upload the room's message shows is the one the bot deletes when it takes the photo back
+    (two uploads under one transaction id left the shown one on the homeserver for good)."""
+    bot.matrix.fail("upload", TransientMatrixError("the homeserver is busy"))
+    await clinician_says(bot, f"!view {submission.reference}")  # the photo waits to be posted
+    assert bot.matrix.media == {}
+    media = bot.desk.reading.media
+
+    await asyncio.gather(media.post_pending(), media.post_pending())
+
+    [image] = [sent for sent in bot.matrix.sent if sent.room_id == CLINIC_ROOM and "file" in sent.content]
+    assert list(bot.matrix.media) == [image.content["file"]["url"]]
