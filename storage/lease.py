@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CONFIRM_EVERY_SECONDS = 1.0
 LOSS_DEADLINE_SECONDS = 3.0  # no confirmation for this long: the holder stops
 RETRY_EVERY_SECONDS = 1.0
+UNREACHABLE_LOG_EVERY = 60  # tries: a waiting standby says the database is unreachable once a minute
 # The server ends the holder's session this long after its machine stops answering: TCP keepalives after
 # 5 s of silence, then 3 probes 1 s apart (and unacknowledged data is given up after 8 s). The holder sends
 # a confirmation every second, so a live holder is never silent that long.
@@ -114,6 +115,7 @@ class Lease:
         self._last_confirmed = 0.0
         self._threads: list[threading.Thread] = []
         self.attempts = 0  # tries of the lock, for the waiting log line and the tests
+        self._unreachable = 0  # tries in a row that could not reach the database (logged now and then)
 
     @property
     def held(self) -> bool:
@@ -121,15 +123,17 @@ class Lease:
 
     async def acquire(self, stop: asyncio.Event, on_busy: Callable[[], None] | None = None) -> bool:
         """Wait until the lease is held (True), or until `stop` is set (False). `on_busy` is called once,
-        when the first try finds another holder."""
+        when a try first reaches the database and finds another holder (not when the database is down)."""
         loop = asyncio.get_running_loop()
+        busy_said = False
         while not stop.is_set():
             got = await loop.run_in_executor(None, self._try_once)
             if got:
                 self._start_keeping()
                 return True
-            if self.attempts == 1 and on_busy is not None:
+            if not busy_said and self._unreachable == 0 and on_busy is not None:
                 on_busy()
+                busy_said = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self._retry_every)
         self.release()
@@ -166,9 +170,17 @@ class Lease:
                 )
             row = self._connection.execute(_TRY_LOCK, (self.key,)).fetchone()
         except psycopg.Error as error:
-            log.warning("lease: the database cannot be reached (%s); trying again", type(error).__name__)
+            # Said at the first failure and then every UNREACHABLE_LOG_EVERY tries, not once a second.
+            if self._unreachable % UNREACHABLE_LOG_EVERY == 0:
+                log.warning(
+                    "lease: the database cannot be reached (%s, %d tries so far); trying again",
+                    type(error).__name__,
+                    self._unreachable + 1,
+                )
+            self._unreachable += 1
             self._drop_connection()
             return False
+        self._unreachable = 0
         if row is not None and row[0] is True:
             self._last_confirmed = time.monotonic()
             return True
