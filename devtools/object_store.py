@@ -10,7 +10,6 @@ puts each gRPC port at its HTTP port + 10000, so the HTTP ports are drawn below 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -25,6 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
 
+from devtools.local_homeserver import die_with_parent
+
 if TYPE_CHECKING:
     from types_boto3_s3.client import S3Client
 
@@ -32,7 +33,6 @@ LOOPBACK: Final = "127.0.0.1"
 START_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 REGION: Final = "us-east-1"
-_PR_SET_PDEATHSIG: Final = 1
 _GRPC_OFFSET: Final = 10_000
 
 
@@ -65,11 +65,6 @@ def free_ports(count: int) -> list[int]:
         if port not in ports and _port_pair_free(port):
             ports.append(port)
     return ports
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setpgid(0, 0)
 
 
 @dataclass
@@ -141,7 +136,8 @@ class ObjectStore:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.base_dir,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads are started between fork and exec)
+                start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 (no threads are started between fork and exec)
             )
         self._wait_until_ready()
         return self

@@ -12,7 +12,6 @@ so a test run that is killed takes its database server with it. Linux only.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import os
 import pwd
@@ -26,12 +25,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+from devtools.local_homeserver import die_with_parent
+
 LOOPBACK: Final = "127.0.0.1"
 START_TIMEOUT_SECONDS: Final = 60.0
 STOP_TIMEOUT_SECONDS: Final = 10.0
 SYSTEM_USER: Final = "embedded_postgres"
 SUPERUSER: Final = "postgres"
-_PR_SET_PDEATHSIG: Final = 1
 
 
 def binaries() -> Path:
@@ -74,11 +74,6 @@ def _open_prefixes(path: Path) -> None:
     """Let the server's user traverse every folder above its base directory."""
     for parent in path.parents:
         _open_to_all(parent, 0o011)
-
-
-def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setpgid(0, 0)
 
 
 @dataclass
@@ -165,7 +160,8 @@ class PostgresServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 user=user,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads are started between fork and exec)
+                start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 (no threads are started between fork and exec)
             )
         self._wait_until_ready()
         return self
